@@ -1,0 +1,78 @@
+// Transport keypairs and data messages (whitepaper 5.4.6), and the previous/current/next slots
+// of kernel noise.c: a responder may only send with a new keypair once the initiator has proven
+// it has it, by sending the first data message.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+
+#include "xsktun/common/secret.h"
+#include "xsktun/protocol/messages.h"
+#include "xsktun/protocol/noise.h"
+#include "xsktun/protocol/replay.h"
+
+namespace xsktun::proto {
+
+struct Keypair {
+  SecretKey send_key;
+  SecretKey recv_key;
+  uint32_t local_index = 0;   // what the peer puts in receiver_index of data sent to us
+  uint32_t remote_index = 0;  // what we put in receiver_index of data we send
+  bool i_am_initiator = false;
+  Nanos birthdate = 0;
+  std::atomic<uint64_t> send_counter{0};
+  std::mutex replay_mu;  // the window is shared by all receive workers
+  ReplayWindow replay;
+
+  Keypair(const SessionKeys& keys, Nanos now);
+  // Whitepaper 6.2: never send past REJECT_AFTER_TIME or REJECT_AFTER_MESSAGES.
+  bool can_send(Nanos now) const;
+  bool can_receive(Nanos now) const { return now - birthdate < kRejectAfterTime; }
+};
+
+// Bytes a sealed packet of `len` plaintext bytes occupies: header + padded payload + tag.
+// Padding rounds up to 16 but never past the MTU (kernel send.c calculate_skb_padding).
+size_t padded_len(size_t len, size_t mtu);
+inline size_t sealed_len(size_t len, size_t mtu) { return kDataHeaderLen + padded_len(len, mtu) + kTagLen; }
+
+// Encrypts plaintext (len bytes, may be 0 for a keepalive) into out, which must hold
+// sealed_len(len, mtu) bytes; out may equal plaintext - kDataHeaderLen (in place). Returns the
+// message length, or 0 if the keypair may not send (expired or counter exhausted).
+size_t seal(Keypair& kp, const uint8_t* plaintext, size_t len, size_t mtu, uint8_t* out, Nanos now,
+            uint64_t* counter_used = nullptr);
+
+enum class OpenResult : uint8_t { kOk, kMalformed, kExpired, kAuthFailed, kReplay };
+const char* to_string(OpenResult r);
+
+// Decrypts a data message in place: on kOk the plaintext (with padding) is at msg + kDataHeaderLen
+// and *plain_len is its length. The replay window is updated only after authentication.
+OpenResult open(Keypair& kp, uint8_t* msg, size_t len, Nanos now, size_t* plain_len);
+
+// The three keypair slots of one peer.
+class Keypairs {
+ public:
+  // Installs a freshly derived keypair: an initiator starts using it at once; a responder parks
+  // it in `next` until confirmed. Returns the keypairs that were dropped (their indices must be
+  // freed by the caller), at most two.
+  struct Dropped { std::shared_ptr<Keypair> a, b; };
+  Dropped add(std::shared_ptr<Keypair> kp);
+  // Called after data authenticated with kp: if kp is `next`, it becomes `current`. Returns true
+  // when that rotation happened (the handshake is then complete for the responder); *dropped gets
+  // the old previous keypair if one fell out.
+  bool received_with(const Keypair* kp, std::shared_ptr<Keypair>* dropped);
+  std::shared_ptr<Keypair> current() const;
+  std::shared_ptr<Keypair> previous() const;
+  std::shared_ptr<Keypair> next() const;
+  // Drops everything (zero key material). Returns what was held so indices can be freed.
+  std::array<std::shared_ptr<Keypair>, 3> clear();
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<Keypair> previous_, current_, next_;
+};
+
+}  // namespace xsktun::proto
