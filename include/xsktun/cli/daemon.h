@@ -1,0 +1,30 @@
+// `xsktun up`: the daemon that owns one interface.
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace xsktun::cli {
+
+struct UpOptions {
+  std::string ifname;
+  std::string config_file;
+  std::string mode = "auto";  // auto | socket | xdp
+  std::string nic;
+  bool foreground = false;
+  std::string log_level = "info";
+  std::string log_file;
+  size_t mtu = 1420;
+};
+
+// Runs the daemon; returns the process exit code. Without foreground it forks and returns in
+// the parent once the interface is ready (or failed, with the child's error printed).
+int run_up(const UpOptions& opts);
+// Stops the daemon of ifname (SIGTERM, then waits for it to exit). Returns an exit code.
+int run_down(const std::string& ifname);
+// Prints the status of ifname (or all interfaces when empty).
+int run_show(const std::string& ifname, bool json);
+
+bool valid_ifname(const std::string& name);
+
+}  // namespace xsktun::cli

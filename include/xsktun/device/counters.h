@@ -1,0 +1,75 @@
+// Device-wide event and drop counters. The names are printed as the `counters` object of
+// `xsktun show --json` (a contract), so add new ones at the end and never rename.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace xsktun::device {
+
+#define XSKTUN_COUNTERS(X)                                                                  \
+  X(rx_packets)              /* data messages authenticated */                              \
+  X(rx_bytes)                /* inner bytes written to the TUN */                           \
+  X(tx_packets)              /* data messages sent (keepalives included) */                 \
+  X(tx_bytes)                /* inner bytes encrypted */                                    \
+  X(keepalives_rx)                                                                          \
+  X(keepalives_tx)                                                                          \
+  X(handshake_initiations_rx)                                                               \
+  X(handshake_initiations_tx)                                                               \
+  X(handshake_responses_rx)                                                                 \
+  X(handshake_responses_tx)                                                                 \
+  X(cookie_replies_rx)                                                                      \
+  X(cookie_replies_tx)                                                                      \
+  X(handshakes_completed)                                                                   \
+  X(drop_malformed)          /* bad length, type or reserved bytes */                       \
+  X(drop_bad_mac)            /* mac1 wrong */                                               \
+  X(drop_handshake_failed)   /* Noise rejected it (unknown peer, bad DH, decrypt) */        \
+  X(drop_handshake_replay)   /* initiation timestamp not newer */                           \
+  X(drop_handshake_flood)    /* second initiation from a peer within 20 ms */               \
+  X(drop_handshake_ratelimited)                                                             \
+  X(drop_handshake_queue_full)                                                              \
+  X(drop_cookie_invalid)     /* cookie reply for no mac1 we sent, or forged */              \
+  X(drop_unknown_index)      /* receiver index is no live session */                        \
+  X(drop_decrypt)            /* data failed authentication */                               \
+  X(drop_replay)             /* counter seen before or behind the window */                 \
+  X(drop_keypair_expired)                                                                   \
+  X(drop_inner_malformed)    /* inner packet not IPv4/IPv6, or its length field lies */     \
+  X(drop_disallowed_source)  /* inner source not in the peer's allowed IPs */               \
+  X(drop_no_route)           /* outbound destination matches no peer */                     \
+  X(drop_no_endpoint)        /* peer has no known endpoint */                               \
+  X(drop_staged_full)        /* staged queue full while waiting for a handshake */          \
+  X(drop_staged_expired)     /* staged packets dropped when the handshake gave up */        \
+  X(drop_tun_write)                                                                         \
+  X(drop_udp_send)                                                                          \
+  X(drop_too_big)            /* outbound inner packet larger than the buffers */            \
+  X(slowpath_tx_packets)     /* XDP mode: sent through the kernel socket instead */         \
+  X(xsk_rx_packets)                                                                         \
+  X(xsk_tx_packets)
+
+enum class Counter : int {
+#define XSKTUN_COUNTER_ENUM(name) name,
+  XSKTUN_COUNTERS(XSKTUN_COUNTER_ENUM)
+#undef XSKTUN_COUNTER_ENUM
+      kCount
+};
+
+inline const char* counter_name(Counter c) {
+  static const char* const kNames[] = {
+#define XSKTUN_COUNTER_NAME(name) #name,
+      XSKTUN_COUNTERS(XSKTUN_COUNTER_NAME)
+#undef XSKTUN_COUNTER_NAME
+  };
+  return kNames[static_cast<int>(c)];
+}
+
+// Relaxed atomics: each is an independent statistic. Hot paths batch their increments.
+class Counters {
+ public:
+  void add(Counter c, uint64_t n = 1) { v_[static_cast<int>(c)].fetch_add(n, std::memory_order_relaxed); }
+  uint64_t get(Counter c) const { return v_[static_cast<int>(c)].load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_[static_cast<int>(Counter::kCount)]{};
+};
+
+}  // namespace xsktun::device

@@ -1,0 +1,162 @@
+// The WireGuard device: peers, sessions and the protocol engine, on top of the batched I/O
+// interfaces. It owns no threads: the daemon's loops (device/runner.h) or a test call
+// process_tun / process_udp / process_handshakes / tick, with a clock that may be fake.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "xsktun/control/config.h"
+#include "xsktun/device/counters.h"
+#include "xsktun/io/packet_io.h"
+#include "xsktun/protocol/cookie.h"
+#include "xsktun/protocol/keypair.h"
+#include "xsktun/protocol/noise.h"
+#include "xsktun/protocol/ratelimiter.h"
+#include "xsktun/protocol/timers.h"
+#include "xsktun/routing/allowed_ips.h"
+
+namespace xsktun::device {
+
+using proto::Nanos;
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual Nanos now() const = 0;              // monotonic
+  virtual timespec wall() const = 0;          // CLOCK_REALTIME, for TAI64N and "latest handshake"
+};
+class SystemClock : public Clock {
+ public:
+  Nanos now() const override;
+  timespec wall() const override;
+};
+
+struct Peer {
+  uint32_t id = 0;  // routing::PeerId
+  Key public_key{};
+  std::atomic<uint64_t> rx_bytes{0}, tx_bytes{0};
+  std::atomic<int64_t> last_handshake_sec{0}, last_handshake_nsec{0};
+
+  std::mutex mu;  // everything below
+  proto::Handshake hs;
+  proto::CookieMaker cookie;
+  proto::PeerTimers timers;
+  proto::Keypairs keypairs;
+  Endpoint endpoint;
+  uint16_t persistent_keepalive = 0;
+  std::deque<std::vector<uint8_t>> staged;  // inner packets waiting for a keypair
+  bool removed = false;
+
+  explicit Peer(uint64_t seed) : timers(seed) {}
+};
+
+// What an index in receiver_index names: a peer's pending handshake or one of its keypairs.
+struct IndexEntry {
+  std::shared_ptr<Peer> peer;
+  std::shared_ptr<proto::Keypair> keypair;  // null for a handshake index
+};
+
+class Device {
+ public:
+  Device(io::TunIo& tun, io::UdpIo& udp, const Clock& clock);
+  ~Device();
+
+  // Applies a change atomically: either all of it or (on error) none. Returns 0 or an errno.
+  int apply(const control::ConfigChange& change, std::string* err);
+  control::DeviceSnapshot snapshot() const;
+  const Counters& counters() const { return counters_; }
+  Counters& counters() { return counters_; }
+
+  // Outbound: inner packets read from the TUN. Encrypted messages go out via udp.send_batch.
+  // `bufs` must have kDataHeaderLen bytes of headroom before each data pointer.
+  void process_tun(std::span<io::PacketBuf> bufs);
+  // Inbound: datagrams received on the UDP side. Data is decrypted in place and written to the
+  // TUN; handshake messages are queued for process_handshakes (bounded).
+  void process_udp(std::span<io::PacketBuf> bufs);
+  // Handles queued handshake messages. Returns how many were handled.
+  size_t process_handshakes();
+  // Fires due timers of every peer. Returns the earliest next deadline (or now + 1 s).
+  Nanos tick();
+  // Drops all sessions and stops timers (device going down).
+  void shutdown();
+
+  size_t mtu() const { return tun_.mtu(); }
+  size_t peer_count() const;
+  // For the daemon: blocks until a handshake is queued or timeout; true if work is pending.
+  bool wait_handshakes(Nanos timeout);
+  void wake_handshakes();
+
+ private:
+  struct QueuedHandshake {
+    std::vector<uint8_t> bytes;
+    Endpoint src;
+  };
+
+  // device_handshake.cpp
+  void handle_handshake(const QueuedHandshake& q, bool under_load);
+  void handle_initiation(const proto::MessageInitiation& msg, const Endpoint& src);
+  void handle_response(const proto::MessageResponse& msg, const Endpoint& src);
+  void handle_cookie_reply(const proto::MessageCookieReply& msg);
+  void send_initiation(Peer& p, bool is_retry);  // p.mu held
+  void send_keepalive(Peer& p);                  // p.mu held
+  void flush_staged(Peer& p);                    // p.mu held
+  void install_keypair(Peer& p, std::shared_ptr<Peer> self);  // p.mu held; derives from p.hs
+  void zero_keys(Peer& p);                       // p.mu held
+  void handle_timer_actions(Peer& p, proto::TimerActions a);  // p.mu held
+  void send_to(Peer& p, uint8_t* data, size_t len);           // p.mu held
+  bool under_load();
+
+  // device.cpp
+  uint32_t new_index(std::shared_ptr<Peer> peer, std::shared_ptr<proto::Keypair> kp);
+  void free_index(uint32_t index);
+  void free_keypair_index(const std::shared_ptr<proto::Keypair>& kp);
+  std::shared_ptr<Peer> find_peer(const Key& pub) const;
+  std::shared_ptr<Peer> peer_by_id(uint32_t id) const;
+  std::shared_ptr<Peer> create_peer(const Key& pub);
+  void remove_peer_locked(const std::shared_ptr<Peer>& p);  // config_mu_ held
+  int apply_peer(const control::PeerChange& pc, routing::AllowedIps& table);
+  void publish_allowed(std::shared_ptr<const routing::AllowedIps> t);
+
+  // device_data.cpp
+  void receive_data(io::PacketBuf& b, std::vector<io::PacketBuf>& to_tun);
+  void send_run(Peer& p, std::span<io::PacketBuf> run, std::vector<io::PacketBuf>& out, Nanos now);
+  bool validate_inner(const uint8_t* pkt, size_t* len);
+
+  io::TunIo& tun_;
+  io::UdpIo& udp_;
+  const Clock& clock_;
+  Counters counters_;
+
+  mutable std::mutex config_mu_;  // serializes apply(), identity changes, peer set changes
+  proto::StaticIdentity identity_;
+  std::shared_mutex identity_mu_;  // readers: handshake processing
+  proto::CookieChecker cookie_checker_;
+  proto::HandshakeRateLimiter ratelimiter_;
+  uint32_t fwmark_ = 0;
+
+  mutable std::shared_mutex peers_mu_;
+  std::unordered_map<uint32_t, std::shared_ptr<Peer>> peers_by_id_;
+  std::unordered_map<std::string, std::shared_ptr<Peer>> peers_by_key_;  // key bytes as string
+  uint32_t next_peer_id_ = 1;
+
+  mutable std::shared_mutex index_mu_;
+  std::unordered_map<uint32_t, IndexEntry> index_;
+
+  std::atomic<std::shared_ptr<const routing::AllowedIps>> allowed_;
+
+  std::mutex hs_queue_mu_;
+  std::condition_variable hs_queue_cv_;
+  std::deque<QueuedHandshake> hs_queue_;
+  Nanos last_under_load_ = 0;
+  bool was_under_load_ = false;
+};
+
+}  // namespace xsktun::device

@@ -1,0 +1,43 @@
+// The daemon's threads around a Device: TUN reader, UDP receiver, handshake worker, timers.
+// Each loop reuses preallocated buffers; nothing is allocated per packet on the data path.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "xsktun/device/device.h"
+
+namespace xsktun::device {
+
+class Runner {
+ public:
+  Runner(Device& dev, io::TunIo& tun, io::UdpIo& udp);
+  ~Runner();
+  void start();
+  // Stops and joins every thread (idempotent).
+  void stop();
+  // Set when a loop hit a fatal I/O error (e.g. the TUN was deleted): the daemon should exit.
+  bool failed() const { return failed_.load(); }
+  void set_on_failure(std::function<void()> f) { on_failure_ = std::move(f); }
+
+  static constexpr size_t kBatch = 64;
+
+ private:
+  void tun_loop();
+  void udp_loop();
+  void handshake_loop();
+  void timer_loop();
+  void fail(const char* what, int err);
+
+  Device& dev_;
+  io::TunIo& tun_;
+  io::UdpIo& udp_;
+  std::atomic<bool> running_{false};
+  std::atomic<bool> failed_{false};
+  std::function<void()> on_failure_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace xsktun::device

@@ -1,0 +1,52 @@
+// The small batched I/O interfaces the device runs on. Real implementations (TUN, UDP socket,
+// later AF_XDP) and in-memory fakes implement them, so two full devices can run in one test
+// process without root.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "xsktun/common/ip.h"
+
+namespace xsktun::io {
+
+// One packet buffer of a batch. `data` points at `cap` bytes owned by the caller; `len` is the
+// payload length (set by the reader, read by the writer).
+struct PacketBuf {
+  uint8_t* data = nullptr;
+  size_t len = 0;
+  size_t cap = 0;
+  Endpoint endpoint;  // UDP: source on receive, destination on send; unused for TUN
+};
+
+// The inner side: a TUN device (or a fake). Whole IP packets, no link-layer header.
+class TunIo {
+ public:
+  virtual ~TunIo() = default;
+  // Reads up to bufs.size() packets; blocks until at least one is ready or wake() is called.
+  // Returns the number read (>= 0), or -errno on a fatal error.
+  virtual int read_batch(std::span<PacketBuf> bufs) = 0;
+  // Writes packets; returns the number written or -errno. A packet the kernel rejects is skipped.
+  virtual int write_batch(std::span<PacketBuf> bufs) = 0;
+  virtual size_t mtu() const = 0;
+  // Makes a blocked read_batch return 0 (for shutdown).
+  virtual void wake() = 0;
+};
+
+// The outer side: UDP datagrams to and from peers' endpoints.
+class UdpIo {
+ public:
+  virtual ~UdpIo() = default;
+  // Receives up to bufs.size() datagrams with their source endpoints; blocks like TunIo.
+  virtual int recv_batch(std::span<PacketBuf> bufs) = 0;
+  // Sends each buffer to its endpoint; returns how many were sent or -errno.
+  virtual int send_batch(std::span<PacketBuf> bufs) = 0;
+  // The bound port (host order). Rebinding to `port` (0 = any) for live listen-port changes.
+  virtual uint16_t port() const = 0;
+  virtual int rebind(uint16_t port) = 0;
+  virtual void set_fwmark(uint32_t mark) = 0;
+  virtual void wake() = 0;
+};
+
+}  // namespace xsktun::io

@@ -1,0 +1,78 @@
+// The real outer side: one dual-stack UDP socket ([::]:port with IPV6_V6ONLY=0) using
+// recvmmsg/sendmmsg. One socket serves IPv4 and IPv6 peers (the kernel's wg_socket_init opens
+// one of each instead); IPv4 peers appear on it as ::ffff:a.b.c.d.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+
+#include "xsktun/io/packet_io.h"
+
+namespace xsktun::io {
+
+// Socket buffer size requested for both directions; SO_*BUFFORCE (CAP_NET_ADMIN) bypasses
+// net.core.{r,w}mem_max, otherwise the kernel caps the request silently.
+inline constexpr int kUdpSocketBuffer = 8 << 20;
+
+class UdpSocket final : public UdpIo {
+ public:
+  // Binds [::]:port (port 0: the kernel picks one; see port()). Falls back to an IPv4-only
+  // socket when the host has no IPv6. Returns nullptr and fills *err (if not null) on failure.
+  static std::unique_ptr<UdpSocket> open(uint16_t port, std::string* err = nullptr);
+  ~UdpSocket() override;
+  UdpSocket(const UdpSocket&) = delete;
+  UdpSocket& operator=(const UdpSocket&) = delete;
+
+  // Receives up to bufs.size() queued datagrams (recvmmsg); when none is queued, blocks until
+  // one is or until wake(). Sources are reported as IPv4 endpoints for v4-mapped addresses. A
+  // datagram longer than its buffer gets len 0 (it was truncated; callers drop short packets)
+  // and is counted in truncated(). Returns the count, 0 after wake(), or -errno.
+  int recv_batch(std::span<PacketBuf> bufs) override;
+  // Sends each buffer to its endpoint (sendmmsg; IPv4 as ::ffff:a.b.c.d). A datagram the kernel
+  // refuses (no route, invalid endpoint, EPERM from a firewall, ...) is skipped and counted in
+  // send_errors(). Returns the number sent; -errno of the first failure if none was sent.
+  int send_batch(std::span<PacketBuf> bufs) override;
+  uint16_t port() const override;
+  // Opens and binds a new socket on `port` first, then swaps it in, so on failure (e.g.
+  // -EADDRINUSE) the old socket stays. Rebinding to the current non-zero port is a no-op (as in
+  // the kernel's set_port). Safe while other threads are in recv_batch/send_batch: a blocked
+  // receiver is woken and moves to the new socket. Datagrams queued on the old one are lost.
+  int rebind(uint16_t port) override;
+  // SO_MARK on the current socket and on every future one (0 clears it). Needs CAP_NET_ADMIN.
+  void set_fwmark(uint32_t mark) override { try_set_fwmark(mark); }
+  int try_set_fwmark(uint32_t mark);  // 0 or -errno (-EPERM without CAP_NET_ADMIN)
+  uint32_t fwmark() const { return fwmark_.load(std::memory_order_relaxed); }
+  // Sticky: once called, every recv_batch that finds no datagram queued returns 0 at once.
+  void wake() override;
+
+  uint64_t send_errors() const { return send_errors_.load(std::memory_order_relaxed); }
+  uint64_t truncated() const { return truncated_.load(std::memory_order_relaxed); }
+
+ private:
+  // One bound socket. Threads hold a shared_ptr while using its fd, so rebind() can replace
+  // it without closing an fd another thread is about to use (or that the kernel reuses).
+  struct Sock {
+    int fd = -1;
+    int family = 0;  // AF_INET6 (dual-stack) or AF_INET (host without IPv6)
+    uint16_t port = 0;
+    ~Sock();
+  };
+  UdpSocket(std::shared_ptr<Sock> sock, int wake_fd);
+  static std::shared_ptr<Sock> open_sock(uint16_t port, uint32_t mark, int* err);
+  std::shared_ptr<Sock> current() const;
+  int recv_ready(const Sock& s, std::span<PacketBuf> bufs);
+  int send_chunk(const Sock& s, std::span<PacketBuf> bufs, int* first_err);
+
+  mutable std::mutex mu_;  // guards sock_; held across rebind/set_fwmark so they serialize
+  std::shared_ptr<Sock> sock_;
+  int wake_fd_;  // eventfd; readable once wake() was called
+  std::atomic<uint32_t> fwmark_{0};
+  std::atomic<uint64_t> send_errors_{0};
+  std::atomic<uint64_t> truncated_{0};
+};
+
+}  // namespace xsktun::io

@@ -1,0 +1,288 @@
+// Two complete devices in one process: handshake on demand, data both ways, allowed-IPs
+// filtering, replay, roaming, timers, live peer changes, cookies under load.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "device_harness.h"
+
+namespace xsktun::testing {
+namespace {
+
+using device::Counter;
+using proto::kSecond;
+
+struct DeviceTest : ::testing::Test {
+  FakeClock clock;
+  io::FakeNetwork net;
+  Node a{net, "192.0.2.1", 51820, clock};
+  Node b{net, "192.0.2.2", 51821, clock};
+
+  void SetUp() override {
+    ASSERT_EQ(add_peer(a, b, {"10.0.0.2/32", "fd00::2/128"}), 0);
+    ASSERT_EQ(add_peer(b, a, {"10.0.0.1/32", "fd00::1/128"}), 0);
+  }
+  void run() { pump({&a, &b}); }
+  std::vector<std::string> received(Node& n) {
+    std::vector<std::string> out;
+    for (auto& p : n.tun.take_written()) out.push_back(payload_of(p));
+    return out;
+  }
+};
+
+TEST_F(DeviceTest, HandshakeOnDemandThenDataBothWays) {
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "ping"));
+  run();
+  EXPECT_EQ(received(b), std::vector<std::string>{"ping"});
+  EXPECT_EQ(a.counter(Counter::handshake_initiations_tx), 1u);
+  EXPECT_EQ(b.counter(Counter::handshake_responses_tx), 1u);
+  EXPECT_EQ(a.counter(Counter::handshakes_completed), 1u);
+  EXPECT_EQ(b.counter(Counter::handshakes_completed), 1u);  // confirmed by the first data
+  b.tun.inject(ipv4_packet("10.0.0.2", "10.0.0.1", "pong"));
+  b.tun.inject(ipv6_packet("fd00::2", "fd00::1", "pong6"));
+  run();
+  EXPECT_EQ(received(a), (std::vector<std::string>{"pong", "pong6"}));
+  EXPECT_EQ(a.counter(Counter::handshake_initiations_tx), 1u);  // no second handshake
+  auto snap = a.dev->snapshot();
+  ASSERT_EQ(snap.peers.size(), 1u);
+  EXPECT_GT(snap.peers[0].rx_bytes, 0u);
+  EXPECT_GT(snap.peers[0].tx_bytes, 0u);
+  EXPECT_NE(snap.peers[0].last_handshake_sec, 0);
+}
+
+TEST_F(DeviceTest, ResponderInitiatesToo) {
+  b.tun.inject(ipv6_packet("fd00::2", "fd00::1", "from b"));
+  run();
+  EXPECT_EQ(received(a), std::vector<std::string>{"from b"});
+  EXPECT_EQ(b.counter(Counter::handshake_initiations_tx), 1u);
+}
+
+TEST_F(DeviceTest, WithPresharedKeyAndMismatch) {
+  SecretKey psk, other;
+  proto::crypto::random_bytes(psk.data(), 32);
+  proto::crypto::random_bytes(other.data(), 32);
+  ASSERT_EQ(add_peer(a, b, {}, true, &psk), 0);
+  ASSERT_EQ(add_peer(b, a, {}, true, &psk), 0);
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "psk"));
+  run();
+  EXPECT_EQ(received(b), std::vector<std::string>{"psk"});
+
+  ASSERT_EQ(add_peer(b, a, {}, true, &other), 0);
+  clock.advance(200 * kSecond);  // old sessions expire
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "never"));
+  run();
+  EXPECT_TRUE(received(b).empty());
+  EXPECT_GE(a.counter(Counter::drop_handshake_failed), 1u);
+}
+
+TEST_F(DeviceTest, NoRouteAndDisallowedSourceAreCounted) {
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.9.9.9", "nowhere"));
+  run();
+  EXPECT_EQ(a.counter(Counter::drop_no_route), 1u);
+  // A sends with a source B does not allow for it: B drops it after decrypting.
+  ASSERT_EQ(add_peer(a, b, {"10.0.0.0/24"}), 0);
+  a.tun.inject(ipv4_packet("10.0.0.77", "10.0.0.2", "spoofed"));
+  run();
+  EXPECT_TRUE(received(b).empty());
+  EXPECT_EQ(b.counter(Counter::drop_disallowed_source), 1u);
+}
+
+TEST_F(DeviceTest, InnerPacketWhoseLengthLiesIsDropped) {
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "ok"));
+  run();
+  ASSERT_EQ(received(b).size(), 1u);
+  auto bad = ipv4_packet("10.0.0.1", "10.0.0.2", "lying length");
+  bad[2] = 0x0f;  // total length 4000 > packet
+  a.tun.inject(bad);
+  auto notip = ipv4_packet("10.0.0.1", "10.0.0.2", "x");
+  notip[0] = 0x15;  // version 1
+  run();
+  EXPECT_TRUE(received(b).empty());
+  EXPECT_EQ(b.counter(Counter::drop_inner_malformed), 1u);
+}
+
+TEST_F(DeviceTest, ReplayedDataDeliversNothing) {
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "once"));
+  run();
+  ASSERT_EQ(received(b).size(), 1u);
+  for (const auto& d : net.capture())
+    if (d.to == b.udp->local() && d.bytes[0] == proto::kMessageData) b.udp->inject(d.from, d.bytes);
+  run();
+  EXPECT_TRUE(received(b).empty());
+  EXPECT_GE(b.counter(Counter::drop_replay), 1u);
+}
+
+TEST_F(DeviceTest, GarbageIsCountedAndTunnelContinues) {
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "before"));
+  run();
+  ASSERT_EQ(received(b).size(), 1u);
+  std::mt19937 rng(7);
+  Endpoint evil{*IpAddr::parse("203.0.113.9"), 666};
+  for (int len = 0; len < 300; ++len) {
+    std::vector<uint8_t> junk(len);
+    for (auto& x : junk) x = static_cast<uint8_t>(rng());
+    if (len > 0) junk[0] = static_cast<uint8_t>(1 + len % 4);
+    if (len >= 4) junk[1] = junk[2] = junk[3] = 0;
+    b.udp->inject(evil, junk);
+  }
+  run();
+  uint64_t dropped = b.counter(Counter::drop_malformed) + b.counter(Counter::drop_bad_mac) +
+                     b.counter(Counter::drop_unknown_index) + b.counter(Counter::drop_cookie_invalid);
+  EXPECT_EQ(dropped, 300u);
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "after"));
+  run();
+  EXPECT_EQ(received(b), std::vector<std::string>{"after"});
+}
+
+TEST_F(DeviceTest, EndpointRoamsToLastAuthenticatedSource) {
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "one"));
+  run();
+  ASSERT_EQ(received(b).size(), 1u);
+  ASSERT_EQ(a.udp->set_address(*IpAddr::parse("198.51.100.50")), 0);
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "from new address"));
+  run();
+  EXPECT_EQ(received(b), std::vector<std::string>{"from new address"});
+  auto snap = b.dev->snapshot();
+  ASSERT_TRUE(snap.peers[0].endpoint);
+  EXPECT_EQ(snap.peers[0].endpoint->addr.str(), "198.51.100.50");
+  b.tun.inject(ipv4_packet("10.0.0.2", "10.0.0.1", "reply follows"));
+  run();
+  EXPECT_EQ(received(a), std::vector<std::string>{"reply follows"});
+}
+
+TEST_F(DeviceTest, KeepaliveAfterTenSecondsOfOneWayData) {
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "x"));
+  run();
+  uint64_t before = b.counter(Counter::keepalives_tx);
+  clock.advance(9 * kSecond);
+  b.dev->tick();
+  EXPECT_EQ(b.counter(Counter::keepalives_tx), before);
+  clock.advance(1 * kSecond + 1);
+  b.dev->tick();
+  EXPECT_EQ(b.counter(Counter::keepalives_tx), before + 1);
+  run();
+  EXPECT_GE(a.counter(Counter::keepalives_rx), 1u);
+}
+
+TEST_F(DeviceTest, RekeyAfter120SecondsAndRetryWhenUnanswered) {
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "x"));
+  run();
+  clock.advance(121 * kSecond);
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "y"));
+  run();
+  EXPECT_EQ(received(b), (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(a.counter(Counter::handshake_initiations_tx), 2u);
+  EXPECT_EQ(a.counter(Counter::handshakes_completed), 2u);
+  // Now B is gone: A retries every 5 s.
+  net.set_drop(true);
+  clock.advance(121 * kSecond);
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "z"));
+  run();
+  uint64_t sent = a.counter(Counter::handshake_initiations_tx);
+  for (int i = 0; i < 3; ++i) {
+    clock.advance(5 * kSecond + kSecond / 2);
+    a.dev->tick();
+  }
+  EXPECT_EQ(a.counter(Counter::handshake_initiations_tx), sent + 3);
+}
+
+TEST_F(DeviceTest, RemovePeerStopsTrafficReAddResumes) {
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "1"));
+  run();
+  ASSERT_EQ(received(b).size(), 1u);
+  control::ConfigChange rm;
+  control::PeerChange p;
+  p.public_key = a.pub;
+  p.remove = true;
+  rm.peers.push_back(p);
+  std::string err;
+  ASSERT_EQ(b.dev->apply(rm, &err), 0);
+  EXPECT_EQ(b.dev->peer_count(), 0u);
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "2"));
+  run();
+  EXPECT_TRUE(received(b).empty());
+  EXPECT_GE(b.counter(Counter::drop_unknown_index), 1u);
+  ASSERT_EQ(add_peer(b, a, {"10.0.0.1/32"}), 0);
+  // A still holds its old session, which B forgot: data sent without any authenticated reply
+  // makes A start a new handshake after KEEPALIVE_TIMEOUT + REKEY_TIMEOUT (whitepaper 6.5).
+  clock.advance(16 * kSecond);
+  a.dev->tick();
+  run();
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "3"));
+  run();
+  EXPECT_EQ(received(b), std::vector<std::string>{"3"});
+}
+
+TEST_F(DeviceTest, StagedQueueIsBounded) {
+  net.set_drop(true);
+  for (int i = 0; i < proto::kMaxStagedPackets + 10; ++i) a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "s"));
+  run();
+  EXPECT_EQ(a.counter(Counter::drop_staged_full), 10u);
+  net.set_drop(false);
+  clock.advance(6 * kSecond);
+  a.dev->tick();
+  run();
+  EXPECT_EQ(received(b).size(), static_cast<size_t>(proto::kMaxStagedPackets));
+}
+
+TEST_F(DeviceTest, UnderLoadRealPeerCompletesThroughCookie) {
+  // Flood B with (invalid-mac) initiations so its queue is deep: B is under load.
+  std::vector<uint8_t> junk(sizeof(proto::MessageInitiation), 0);
+  junk[0] = 1;
+  Endpoint evil{*IpAddr::parse("203.0.113.9"), 666};
+  for (int i = 0; i < proto::kMaxQueuedIncomingHandshakes / 4; ++i) b.udp->inject(evil, junk);
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "via cookie"));
+  pump({&a}, 1);         // A sends its initiation behind the junk
+  receive_only(b);       // B's receive thread outpaces its handshake worker: the queue is deep
+  run();
+  EXPECT_GE(b.counter(Counter::cookie_replies_tx), 1u);
+  EXPECT_GE(a.counter(Counter::cookie_replies_rx), 1u);
+  // A retries with a mac2 after REKEY_TIMEOUT; B (still under load for 1 s) accepts it.
+  clock.advance(5 * kSecond + kSecond / 2);
+  for (int i = 0; i < proto::kMaxQueuedIncomingHandshakes / 4; ++i) b.udp->inject(evil, junk);
+  a.dev->tick();
+  receive_only(b);
+  run();
+  EXPECT_EQ(received(b), std::vector<std::string>{"via cookie"});
+  EXPECT_GE(b.counter(Counter::drop_bad_mac), static_cast<uint64_t>(proto::kMaxQueuedIncomingHandshakes / 2));
+}
+
+TEST_F(DeviceTest, LowOrderPeerIsNeverSentAnything) {
+  Node c{net, "192.0.2.3", 51822, clock};
+  Key low{};  // the all-zero point
+  control::ConfigChange ch;
+  control::PeerChange p;
+  p.public_key = low;
+  p.endpoint = c.udp->local();
+  p.allowed_ips.push_back(*Prefix::parse("10.7.0.0/16"));
+  ch.peers.push_back(p);
+  std::string err;
+  ASSERT_EQ(a.dev->apply(ch, &err), 0);
+  net.clear_capture();
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.7.0.1", "x"));
+  run();
+  clock.advance(6 * kSecond);
+  a.dev->tick();
+  run();
+  for (const auto& d : net.capture()) EXPECT_FALSE(d.to == c.udp->local());
+}
+
+TEST_F(DeviceTest, PrivateKeyChangeDropsSessions) {
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "1"));
+  run();
+  ASSERT_EQ(received(b).size(), 1u);
+  SecretKey np;
+  proto::crypto::generate_private(np);
+  control::ConfigChange c;
+  c.private_key = np;
+  std::string err;
+  ASSERT_EQ(a.dev->apply(c, &err), 0);
+  clock.advance(6 * kSecond);  // past the 5 s initiation guard
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "2"));
+  run();
+  EXPECT_TRUE(received(b).empty());  // B does not know A's new key
+  EXPECT_GE(b.counter(Counter::drop_handshake_failed), 1u);
+}
+
+}  // namespace
+}  // namespace xsktun::testing

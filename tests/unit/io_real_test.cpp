@@ -1,0 +1,504 @@
+// The real TunDevice and UdpSocket against the kernel. UDP runs on loopback in the current
+// namespace (no root needed). TUN needs CAP_NET_ADMIN: each TUN test forks a child that moves
+// into a fresh network namespace (so nothing leaks into the host's), runs its checks there and
+// reports through its exit status; a SIGALRM watchdog turns a hang into a failure.
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "xsktun/io/tun.h"
+#include "xsktun/io/udp_socket.h"
+
+namespace xsktun::io {
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+
+struct Batch {
+  explicit Batch(size_t n, size_t cap = 2048) : arena(n * cap), bufs(n) {
+    for (size_t i = 0; i < n; ++i) bufs[i] = PacketBuf{&arena[i * cap], 0, cap, {}};
+  }
+  void set(size_t i, const Bytes& b, const Endpoint& to = {}) {
+    std::copy(b.begin(), b.end(), bufs[i].data);
+    bufs[i].len = b.size();
+    bufs[i].endpoint = to;
+  }
+  Bytes get(size_t i) const { return Bytes(bufs[i].data, bufs[i].data + bufs[i].len); }
+  std::vector<uint8_t> arena;
+  std::vector<PacketBuf> bufs;
+};
+
+Endpoint ep(const std::string& s) { return *Endpoint::parse(s); }
+Endpoint v4_loopback(uint16_t port) { return Endpoint{*IpAddr::parse("127.0.0.1"), port}; }
+
+// Receives until `want` datagrams arrived (loopback queues them synchronously, but a batch may
+// still come back in several calls).
+std::vector<std::pair<Endpoint, Bytes>> recv_n(UdpSocket& s, size_t want) {
+  std::vector<std::pair<Endpoint, Bytes>> got;
+  Batch in(64);
+  while (got.size() < want) {
+    int n = s.recv_batch(in.bufs);
+    if (n <= 0) {
+      ADD_FAILURE() << "recv_batch returned " << n;
+      break;
+    }
+    for (int i = 0; i < n; ++i) got.emplace_back(in.bufs[i].endpoint, in.get(i));
+  }
+  return got;
+}
+
+// Waits (boundedly) until thread `tid` sleeps inside poll(), so a test really exercises the
+// "woken while blocked" path rather than racing ahead of the thread. Proceeding after the bound
+// keeps the test correct, just weaker; nothing here asserts on time.
+void wait_blocked_in_poll(const std::atomic<pid_t>& tid) {
+  for (int i = 0; i < 5000; ++i) {
+    pid_t t = tid.load();
+    if (t != 0) {
+      std::ifstream f("/proc/self/task/" + std::to_string(t) + "/syscall");
+      long nr = -1;
+      if (f >> nr) {
+#ifdef SYS_poll
+        if (nr == SYS_poll) return;
+#endif
+        if (nr == SYS_ppoll) return;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+constexpr int kSkipStatus = 77;
+
+// Runs `body` in a forked child; the child's gtest failures become its exit status, and a
+// SIGALRM watchdog turns a thread that never wakes up into a quick failure instead of a hung
+// suite. With `netns`, the child first moves into a new network namespace (needs root; skips
+// otherwise, or when namespaces / TUN are unavailable).
+void forked(bool netns, const std::function<void()>& body) {
+  if (netns && geteuid() != 0) GTEST_SKIP() << "TUN tests need root (CAP_NET_ADMIN); skipped";
+  fflush(nullptr);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0) << std::strerror(errno);
+  if (pid == 0) {
+    if (netns && (unshare(CLONE_NEWNET) != 0 || access("/dev/net/tun", R_OK | W_OK) != 0)) {
+      _exit(kSkipStatus);
+    }
+    alarm(60);
+    body();
+    fflush(nullptr);
+    _exit(::testing::Test::HasFailure() ? 1 : 0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_FALSE(WIFSIGNALED(status)) << "child killed by signal " << WTERMSIG(status) << " (14 = watchdog)";
+  if (WEXITSTATUS(status) == kSkipStatus) GTEST_SKIP() << "no network namespaces or /dev/net/tun here";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "checks failed in the child (see output above)";
+}
+
+void in_netns(const std::function<void()>& body) { forked(true, body); }
+
+// ---- UdpSocket ----
+
+TEST(UdpSocket, KernelPicksAPortForZero) {
+  std::string err;
+  auto s = UdpSocket::open(0, &err);
+  ASSERT_TRUE(s) << err;
+  EXPECT_NE(s->port(), 0);
+}
+
+void exchange_32(const char* host) {
+  auto a = UdpSocket::open(0);
+  auto b = UdpSocket::open(0);
+  ASSERT_TRUE(a && b);
+  Endpoint to = ep(std::string(host) + ":" + std::to_string(b->port()));
+  Batch out(32);
+  for (uint8_t i = 0; i < 32; ++i) out.set(i, Bytes(100 + i, i), to);
+  ASSERT_EQ(a->send_batch(out.bufs), 32);
+  auto got = recv_n(*b, 32);
+  ASSERT_EQ(got.size(), 32u);
+  Endpoint from = ep(std::string(host) + ":" + std::to_string(a->port()));
+  for (uint8_t i = 0; i < 32; ++i) {
+    EXPECT_EQ(got[i].first, from);  // IPv4 arrives v4-mapped and is reported as plain IPv4
+    EXPECT_EQ(got[i].second, Bytes(100 + i, i));
+  }
+  // and back, to the reported source endpoint
+  Batch reply(1);
+  reply.set(0, {7, 7}, got[0].first);
+  ASSERT_EQ(b->send_batch(reply.bufs), 1);
+  auto back = recv_n(*a, 1);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].first, to);
+  EXPECT_EQ(back[0].second, Bytes({7, 7}));
+}
+
+TEST(UdpSocket, BatchOf32OverIpv4WithSourceEndpoints) { exchange_32("127.0.0.1"); }
+TEST(UdpSocket, BatchOf32OverIpv6WithSourceEndpoints) {
+  auto probe = UdpSocket::open(0);
+  ASSERT_TRUE(probe);
+  Batch one(1);
+  one.set(0, {1}, ep("[::1]:" + std::to_string(probe->port())));
+  if (probe->send_batch(one.bufs) != 1) GTEST_SKIP() << "no usable ::1 on this host";
+  exchange_32("[::1]");
+}
+
+TEST(UdpSocket, LargeBatchesSpanSeveralSyscalls) {
+  auto a = UdpSocket::open(0);
+  auto b = UdpSocket::open(0);
+  ASSERT_TRUE(a && b);
+  constexpr size_t kN = 200;  // > the 64-message chunk of sendmmsg/recvmmsg
+  Batch out(kN, 64);
+  Endpoint to = v4_loopback(b->port());
+  for (size_t i = 0; i < kN; ++i) out.set(i, {static_cast<uint8_t>(i), 1, 2, 3}, to);
+  ASSERT_EQ(a->send_batch(out.bufs), static_cast<int>(kN));
+  auto got = recv_n(*b, kN);
+  ASSERT_EQ(got.size(), kN);
+  for (size_t i = 0; i < kN; ++i) EXPECT_EQ(got[i].second[0], static_cast<uint8_t>(i));
+}
+
+TEST(UdpSocket, BadDestinationsAreSkippedAndCounted) {
+  auto a = UdpSocket::open(0);
+  auto b = UdpSocket::open(0);
+  ASSERT_TRUE(a && b);
+  Endpoint to = v4_loopback(b->port());
+  Batch out(3);
+  out.set(0, {1}, to);
+  out.set(1, {2}, Endpoint{});  // no endpoint
+  out.set(2, {3}, to);
+  EXPECT_EQ(a->send_batch(out.bufs), 2);
+  EXPECT_EQ(a->send_errors(), 1u);
+  auto got = recv_n(*b, 2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].second, Bytes({1}));
+  EXPECT_EQ(got[1].second, Bytes({3}));
+  EXPECT_EQ(a->send_batch(std::span(out.bufs).subspan(1, 1)), -EDESTADDRREQ);
+}
+
+TEST(UdpSocket, OversizeDatagramIsReportedEmpty) {
+  auto a = UdpSocket::open(0);
+  auto b = UdpSocket::open(0);
+  ASSERT_TRUE(a && b);
+  Batch out(1);
+  out.set(0, Bytes(500, 0xab), v4_loopback(b->port()));
+  ASSERT_EQ(a->send_batch(out.bufs), 1);
+  Batch in(4, 100);
+  ASSERT_EQ(b->recv_batch(in.bufs), 1);
+  EXPECT_EQ(in.bufs[0].len, 0u);
+  EXPECT_EQ(b->truncated(), 1u);
+}
+
+TEST(UdpSocket, RebindMovesToANewPortAndKeepsTheOldOneOnConflict) {
+  auto a = UdpSocket::open(0);
+  auto b = UdpSocket::open(0);
+  auto squatter = UdpSocket::open(0);
+  ASSERT_TRUE(a && b && squatter);
+  uint16_t old_port = b->port();
+  EXPECT_EQ(b->rebind(squatter->port()), -EADDRINUSE);
+  EXPECT_EQ(b->port(), old_port);
+  EXPECT_EQ(b->rebind(old_port), 0);  // same port: no-op
+  Batch out(1);
+  out.set(0, {1}, v4_loopback(old_port));
+  ASSERT_EQ(a->send_batch(out.bufs), 1);
+  ASSERT_EQ(recv_n(*b, 1).size(), 1u);  // still served on the old port
+
+  ASSERT_EQ(b->rebind(0), 0);
+  ASSERT_NE(b->port(), old_port);  // the old socket held old_port while the new one bound
+  out.set(0, {2}, v4_loopback(b->port()));
+  ASSERT_EQ(a->send_batch(out.bufs), 1);
+  auto got = recv_n(*b, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].second, Bytes({2}));
+  // The old port is free again once the old socket is gone: someone else can take it.
+  auto reuse = UdpSocket::open(old_port);
+  EXPECT_TRUE(reuse);
+}
+
+TEST(UdpSocket, RebindMovesABlockedReceiverToTheNewSocket) {
+  forked(false, [] {
+    auto a = UdpSocket::open(0);
+    auto b = UdpSocket::open(0);
+    ASSERT_TRUE(a && b);
+    std::vector<std::pair<Endpoint, Bytes>> got;
+    std::atomic<pid_t> tid{0};
+    std::thread reader([&] {
+      tid = gettid();
+      got = recv_n(*b, 1);
+    });
+    wait_blocked_in_poll(tid);
+    ASSERT_EQ(b->rebind(0), 0);
+    Batch out(1);
+    out.set(0, {9}, v4_loopback(b->port()));
+    ASSERT_EQ(a->send_batch(out.bufs), 1);
+    reader.join();  // would hang if the reader stayed asleep on the old socket
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].second, Bytes({9}));
+  });
+}
+
+TEST(UdpSocket, WakeUnblocksRecvAndStaysSet) {
+  forked(false, [] {
+    auto s = UdpSocket::open(0);
+    ASSERT_TRUE(s);
+    int r = -1;
+    std::atomic<pid_t> tid{0};
+    std::thread reader([&] {
+      tid = gettid();
+      Batch in(8);
+      r = s->recv_batch(in.bufs);
+    });
+    wait_blocked_in_poll(tid);
+    s->wake();
+    reader.join();
+    EXPECT_EQ(r, 0);
+    Batch in(8);
+    EXPECT_EQ(s->recv_batch(in.bufs), 0);  // sticky: does not block now
+  });
+}
+
+TEST(UdpSocket, FwmarkNeedsNetAdmin) {
+  auto s = UdpSocket::open(0);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->try_set_fwmark(0), 0);  // unchanged: no syscall, no privilege needed
+  int r = s->try_set_fwmark(0x5182);
+  if (geteuid() == 0) {
+    EXPECT_EQ(r, 0);
+    EXPECT_EQ(s->fwmark(), 0x5182u);
+    EXPECT_EQ(s->rebind(0), 0);  // the new socket gets the mark too (open_sock fails otherwise)
+  } else {
+    EXPECT_EQ(r, -EPERM);
+    EXPECT_EQ(s->fwmark(), 0u);
+  }
+}
+
+// ---- TunDevice ----
+
+TEST(TunDevice, RejectsBadArgumentsBeforeTouchingTheKernel) {
+  std::string err;
+  EXPECT_EQ(TunDevice::create("this-name-is-too-long", 1420, &err), nullptr);
+  EXPECT_NE(err.find("name"), std::string::npos) << err;
+  EXPECT_EQ(TunDevice::create("", 1420, &err), nullptr);
+  EXPECT_EQ(TunDevice::create("xsk%d", 20, &err), nullptr);
+  EXPECT_NE(err.find("MTU"), std::string::npos) << err;
+}
+
+ifreq if_query(const std::string& name, unsigned long req) {
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  EXPECT_EQ(ioctl(s, req, &ifr), 0) << name << ": " << std::strerror(errno);
+  close(s);
+  return ifr;
+}
+
+void set_flags(const std::string& name, bool up) {
+  ifreq ifr = if_query(name, SIOCGIFFLAGS);
+  ifr.ifr_flags = static_cast<short>(up ? (ifr.ifr_flags | IFF_UP) : (ifr.ifr_flags & ~IFF_UP));
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  EXPECT_EQ(ioctl(s, SIOCSIFFLAGS, &ifr), 0) << std::strerror(errno);
+  close(s);
+}
+
+// Gives `name` an IPv4 address with a /24 (the kernel adds the connected route).
+void set_ipv4(const std::string& name, const char* addr) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  auto* sin = reinterpret_cast<sockaddr_in*>(&ifr.ifr_addr);
+  sin->sin_family = AF_INET;
+  inet_pton(AF_INET, addr, &sin->sin_addr);
+  EXPECT_EQ(ioctl(s, SIOCSIFADDR, &ifr), 0) << std::strerror(errno);
+  inet_pton(AF_INET, "255.255.255.0", &sin->sin_addr);
+  EXPECT_EQ(ioctl(s, SIOCSIFNETMASK, &ifr), 0) << std::strerror(errno);
+  close(s);
+}
+
+// `ip link del` by hand: one RTM_DELLINK request over rtnetlink. Returns 0 or -errno.
+int delete_link(const std::string& name) {
+  struct {
+    nlmsghdr nh;
+    ifinfomsg ifi;
+  } req{};
+  req.nh.nlmsg_len = sizeof req;
+  req.nh.nlmsg_type = RTM_DELLINK;
+  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+  req.nh.nlmsg_seq = 1;
+  req.ifi.ifi_family = AF_UNSPEC;
+  req.ifi.ifi_index = static_cast<int>(if_nametoindex(name.c_str()));
+  int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (s < 0) return -errno;
+  int result = -EIO;
+  alignas(nlmsghdr) char ack[512];
+  if (send(s, &req, sizeof req, 0) == sizeof req) {
+    ssize_t n = recv(s, ack, sizeof ack, 0);
+    auto* nh = reinterpret_cast<nlmsghdr*>(ack);
+    if (n >= static_cast<ssize_t>(NLMSG_LENGTH(sizeof(nlmsgerr))) && nh->nlmsg_type == NLMSG_ERROR) {
+      result = reinterpret_cast<nlmsgerr*>(NLMSG_DATA(nh))->error;
+    }
+  }
+  close(s);
+  return result;
+}
+
+uint16_t inet_checksum(const uint8_t* p, size_t n) {  // RFC 1071
+  uint32_t sum = 0;
+  for (size_t i = 0; i + 1 < n; i += 2) sum += (p[i] << 8) | p[i + 1];
+  if (n & 1) sum += p[n - 1] << 8;
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
+
+constexpr uint8_t kPeer[4] = {192, 0, 2, 2};  // TEST-NET-1 (RFC 5737), only inside the namespace
+constexpr uint8_t kSelf[4] = {192, 0, 2, 1};
+constexpr uint16_t kEchoId = 0x5a5a;
+
+// An ICMP echo request from kPeer to kSelf, as if it arrived through the tunnel.
+Bytes echo_request(uint16_t seq) {
+  Bytes p(20 + 8 + 16);
+  p[0] = 0x45;
+  p[2] = static_cast<uint8_t>(p.size() >> 8);
+  p[3] = static_cast<uint8_t>(p.size());
+  p[8] = 64;  // TTL
+  p[9] = 1;   // ICMP
+  std::memcpy(&p[12], kPeer, 4);
+  std::memcpy(&p[16], kSelf, 4);
+  uint16_t c = inet_checksum(p.data(), 20);
+  p[10] = static_cast<uint8_t>(c >> 8);
+  p[11] = static_cast<uint8_t>(c);
+  uint8_t* icmp = &p[20];
+  icmp[0] = 8;  // echo request
+  icmp[4] = kEchoId >> 8;
+  icmp[5] = kEchoId & 0xff;
+  icmp[6] = static_cast<uint8_t>(seq >> 8);
+  icmp[7] = static_cast<uint8_t>(seq);
+  for (int i = 0; i < 16; ++i) icmp[8 + i] = static_cast<uint8_t>(seq + i);
+  c = inet_checksum(icmp, p.size() - 20);
+  icmp[2] = static_cast<uint8_t>(c >> 8);
+  icmp[3] = static_cast<uint8_t>(c);
+  return p;
+}
+
+// The sequence number if `p` is our kernel's echo reply to kPeer, else -1 (the kernel also
+// sends its own IPv6 router solicitations and the like through a fresh interface).
+int echo_reply_seq(const Bytes& p) {
+  if (p.size() < 28 || p[0] != 0x45 || p[9] != 1 || std::memcmp(&p[16], kPeer, 4) != 0) return -1;
+  const uint8_t* icmp = &p[20];
+  if (icmp[0] != 0 || ((icmp[4] << 8) | icmp[5]) != kEchoId) return -1;
+  return (icmp[6] << 8) | icmp[7];
+}
+
+TEST(TunDevice, CreatesAnUpInterfaceWithTheMtu) {
+  in_netns([] {
+    std::string err;
+    auto tun = TunDevice::create("xsktst%d", 1380, &err);
+    ASSERT_TRUE(tun) << err;
+    EXPECT_EQ(tun->name(), "xsktst0");  // pattern resolved by the kernel in a fresh namespace
+    EXPECT_EQ(tun->mtu(), 1380u);
+    EXPECT_EQ(if_query(tun->name(), SIOCGIFMTU).ifr_mtu, 1380);
+    EXPECT_TRUE(if_query(tun->name(), SIOCGIFFLAGS).ifr_flags & IFF_UP);
+    EXPECT_FALSE(tun->gone());
+    auto second = TunDevice::create("xsktst%d", kDefaultTunMtu, &err);
+    ASSERT_TRUE(second) << err;
+    EXPECT_EQ(second->name(), "xsktst1");
+    EXPECT_EQ(second->mtu(), 1420u);
+    std::string name = tun->name();
+    tun.reset();  // non-persistent: closing the fd deletes the interface
+    EXPECT_EQ(if_nametoindex(name.c_str()), 0u);
+  });
+}
+
+TEST(TunDevice, KernelAnswersEchoRequestsWrittenInABatch) {
+  in_netns([] {
+    std::string err;
+    auto tun = TunDevice::create("xsktst%d", kDefaultTunMtu, &err);
+    ASSERT_TRUE(tun) << err;
+    set_ipv4(tun->name(), "192.0.2.1");
+    constexpr int kN = 8;
+    Batch out(kN + 1);
+    out.set(0, {0x00, 0x01, 0x02, 0x03});  // not IP: the kernel says EINVAL, the batch goes on
+    for (int i = 0; i < kN; ++i) out.set(i + 1, echo_request(static_cast<uint16_t>(i)));
+    EXPECT_EQ(tun->write_batch(out.bufs), kN);
+    EXPECT_EQ(tun->write_errors(), 1u);
+    std::vector<bool> seen(kN);
+    int replies = 0;
+    Batch in(16);
+    while (replies < kN) {
+      int n = tun->read_batch(in.bufs);
+      ASSERT_GT(n, 0);
+      for (int i = 0; i < n; ++i) {
+        int seq = echo_reply_seq(in.get(i));
+        if (seq < 0) continue;
+        ASSERT_LT(seq, kN);
+        EXPECT_FALSE(seen[seq]) << "duplicate reply " << seq;
+        seen[seq] = true;
+        ++replies;
+      }
+    }
+    // A link that is down refuses writes (EIO); they are counted, not fatal.
+    set_flags(tun->name(), false);
+    EXPECT_EQ(tun->write_batch(std::span(out.bufs).subspan(1, 2)), 0);
+    EXPECT_EQ(tun->write_errors(), 3u);
+    EXPECT_FALSE(tun->gone());
+  });
+}
+
+TEST(TunDevice, WakeUnblocksRead) {
+  in_netns([] {
+    std::string err;
+    auto tun = TunDevice::create("xsktst%d", kDefaultTunMtu, &err);
+    ASSERT_TRUE(tun) << err;
+    int r = -1;
+    std::atomic<pid_t> tid{0};
+    std::thread reader([&] {
+      tid = gettid();
+      Batch in(8);
+      while ((r = tun->read_batch(in.bufs)) > 0) {}  // skip whatever the kernel sends itself
+    });
+    wait_blocked_in_poll(tid);
+    tun->wake();
+    reader.join();
+    EXPECT_EQ(r, 0);
+    EXPECT_FALSE(tun->gone());
+  });
+}
+
+TEST(TunDevice, ReportsTheInterfaceGoneWhenDeleted) {
+  in_netns([] {
+    std::string err;
+    auto tun = TunDevice::create("xsktst%d", kDefaultTunMtu, &err);
+    ASSERT_TRUE(tun) << err;
+    int r = 0;
+    std::atomic<pid_t> tid{0};
+    std::thread reader([&] {
+      tid = gettid();
+      Batch in(8);
+      while ((r = tun->read_batch(in.bufs)) > 0) {}
+    });
+    wait_blocked_in_poll(tid);
+    ASSERT_EQ(delete_link(tun->name()), 0);
+    reader.join();  // must wake up by itself: nobody calls wake()
+    EXPECT_EQ(r, -EBADFD);  // tun_chr_read_iter on a detached file
+    EXPECT_TRUE(tun->gone());
+    Batch out(1);
+    out.set(0, echo_request(0));
+    EXPECT_LT(tun->write_batch(out.bufs), 0);
+  });
+}
+
+}  // namespace
+}  // namespace xsktun::io

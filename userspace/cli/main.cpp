@@ -1,0 +1,83 @@
+// xsktun command line: up / down / show, plus the wireguard-go style invocation
+// `xsktun [-f] IFNAME` that wg-quick uses for userspace implementations.
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+
+#include "xsktun/cli/daemon.h"
+
+using namespace xsktun::cli;
+
+namespace {
+
+const char* env_or(const char* name, const char* fallback) {
+  const char* v = getenv(name);
+  return v && *v ? v : fallback;
+}
+
+// wg-quick runs "$WG_QUICK_USERSPACE_IMPLEMENTATION IFNAME" (wireguard-go's interface).
+bool is_compat_invocation(int argc, char** argv, UpOptions* o) {
+  std::string name;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-f" || a == "--foreground") o->foreground = true;
+    else if (a.empty() || a[0] == '-' || !name.empty()) return false;
+    else name = a;
+  }
+  static const char* const kCommands[] = {"up", "down", "show", "help"};
+  for (const char* c : kCommands)
+    if (name == c) return false;
+  if (name.empty()) return false;
+  o->ifname = name;
+  o->mode = env_or("XSKTUN_MODE", "auto");
+  o->nic = env_or("XSKTUN_NIC", "");
+  o->log_level = env_or("LOG_LEVEL", "info");
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  UpOptions compat;
+  if (is_compat_invocation(argc, argv, &compat)) return run_up(compat);
+
+  CLI::App app{
+      "xsktun: a WireGuard-compatible VPN data plane on XDP/AF_XDP, with a UDP socket mode.\n"
+      "Configure it with wg(8) (UAPI socket /var/run/wireguard/IFNAME.sock) or a wg-style config file.\n"
+      "wg-quick: WG_QUICK_USERSPACE_IMPLEMENTATION=xsktun wg-quick up IFNAME (mode from XSKTUN_MODE,\n"
+      "NIC from XSKTUN_NIC)."};
+  app.require_subcommand(1);
+
+  UpOptions up;
+  auto* cup = app.add_subcommand("up", "Create TUN interface IFNAME and run the tunnel daemon for it");
+  cup->add_option("ifname", up.ifname, "Interface name (at most 15 characters)")->required();
+  cup->add_option("-c,--config", up.config_file, "wg setconf-style file applied at start")->check(CLI::ExistingFile);
+  cup->add_option("--mode", up.mode,
+                  "Data plane: socket (UDP sockets), xdp (XDP + AF_XDP on --nic), auto (xdp when possible)")
+      ->check(CLI::IsMember({"auto", "socket", "xdp"}))
+      ->capture_default_str();
+  cup->add_option("--nic", up.nic, "Underlay NIC for xdp mode");
+  cup->add_option("--mtu", up.mtu, "Inner MTU of the TUN interface")->check(CLI::Range(576, 9000))->capture_default_str();
+  cup->add_flag("-f,--foreground", up.foreground, "Stay in the foreground instead of daemonizing");
+  cup->add_option("--log-level", up.log_level, "error, warn, info or debug")
+      ->check(CLI::IsMember({"silent", "error", "warn", "info", "debug"}))
+      ->capture_default_str();
+  cup->add_option("--log-file", up.log_file, "Append daemon logs to this file (default: none when detached)");
+
+  std::string down_if;
+  auto* cdown = app.add_subcommand("down", "Stop the daemon of IFNAME: removes the TUN, sockets and pid file");
+  cdown->add_option("ifname", down_if, "Interface name")->required();
+
+  std::string show_if;
+  bool show_json = false;
+  auto* cshow = app.add_subcommand("show", "Show interfaces, peers and counters (all interfaces without IFNAME)");
+  cshow->add_option("ifname", show_if, "Interface name");
+  cshow->add_flag("--json", show_json, "Machine-readable JSON (keys are a stable contract)");
+
+  CLI11_PARSE(app, argc, argv);
+  if (*cup) return run_up(up);
+  if (*cdown) return run_down(down_if);
+  if (*cshow) return run_show(show_if, show_json);
+  return 1;
+}

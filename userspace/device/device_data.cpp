@@ -1,0 +1,204 @@
+// The data path: TUN -> encrypt -> UDP and UDP -> decrypt -> TUN (whitepaper 5.4.6; kernel
+// send.c and receive.c). Locks are taken per batch or per peer run, never per packet, except
+// the replay window's.
+#include <arpa/inet.h>
+
+#include <cstring>
+
+#include "xsktun/device/device.h"
+
+namespace xsktun::device {
+
+using namespace proto;
+
+namespace {
+constexpr size_t kMaxStaged = kMaxStagedPackets;
+
+uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+}  // namespace
+
+bool Device::validate_inner(const uint8_t* pkt, size_t* len) {
+  // The inner packet must be IPv4 or IPv6 whose length field fits what was decrypted; the
+  // padding after it is trimmed (kernel receive.c wg_packet_consume_data_done).
+  if (*len >= 20 && (pkt[0] >> 4) == 4) {
+    size_t total = be16(pkt + 2);
+    if (total < 20 || total > *len || (pkt[0] & 0xf) < 5) return false;
+    *len = total;
+    return true;
+  }
+  if (*len >= 40 && (pkt[0] >> 4) == 6) {
+    size_t total = 40 + size_t{be16(pkt + 4)};
+    if (total > *len) return false;
+    *len = total;
+    return true;
+  }
+  return false;
+}
+
+void Device::receive_data(io::PacketBuf& b, std::vector<io::PacketBuf>& to_tun) {
+  Nanos now = clock_.now();
+  uint32_t receiver;
+  std::memcpy(&receiver, b.data + 4, 4);
+  IndexEntry entry;
+  {
+    std::shared_lock lock(index_mu_);
+    auto it = index_.find(le32(receiver));
+    if (it != index_.end() && it->second.keypair) entry = it->second;
+  }
+  if (!entry.keypair) {
+    counters_.add(Counter::drop_unknown_index);
+    return;
+  }
+  size_t plen = 0;
+  switch (open(*entry.keypair, b.data, b.len, now, &plen)) {
+    case OpenResult::kOk: break;
+    case OpenResult::kMalformed: counters_.add(Counter::drop_malformed); return;
+    case OpenResult::kExpired: counters_.add(Counter::drop_keypair_expired); return;
+    case OpenResult::kAuthFailed: counters_.add(Counter::drop_decrypt); return;
+    case OpenResult::kReplay: counters_.add(Counter::drop_replay); return;
+  }
+  Peer& p = *entry.peer;
+  counters_.add(Counter::rx_packets);
+  p.rx_bytes.fetch_add(b.len, std::memory_order_relaxed);
+  {
+    std::lock_guard pl(p.mu);
+    if (p.removed) return;
+    std::shared_ptr<Keypair> dropped;
+    if (p.keypairs.received_with(entry.keypair.get(), &dropped)) {
+      // Responder: the initiator used the new keypair, so the handshake is complete.
+      free_keypair_index(dropped);
+      p.timers.handshake_complete(now);
+      timespec w = clock_.wall();
+      p.last_handshake_sec = w.tv_sec;
+      p.last_handshake_nsec = w.tv_nsec;
+      counters_.add(Counter::handshakes_completed);
+      if (!p.staged.empty()) flush_staged(p);
+    }
+    // Roaming (whitepaper 2.1): the endpoint follows the last authenticated packet.
+    if (!(p.endpoint == b.endpoint)) p.endpoint = b.endpoint;
+    p.timers.any_authenticated_packet_received(now);
+    p.timers.any_authenticated_packet_traversal(now);
+    if (plen > 0) p.timers.data_received(now);
+    auto cur = p.keypairs.current();
+    if (cur.get() == entry.keypair.get() &&
+        p.timers.want_rekey_on_receive(entry.keypair->birthdate, entry.keypair->i_am_initiator, now))
+      send_initiation(p, false);
+  }
+  if (plen == 0) {
+    counters_.add(Counter::keepalives_rx);
+    return;
+  }
+  uint8_t* inner = b.data + kDataHeaderLen;
+  if (!validate_inner(inner, &plen)) {
+    counters_.add(Counter::drop_inner_malformed);
+    return;
+  }
+  auto table = allowed_.load(std::memory_order_acquire);
+  if (!table->source_allowed(p.id, inner, plen)) {
+    counters_.add(Counter::drop_disallowed_source);
+    return;
+  }
+  to_tun.push_back(io::PacketBuf{inner, plen, plen, {}});
+}
+
+void Device::process_udp(std::span<io::PacketBuf> bufs) {
+  std::vector<io::PacketBuf> to_tun;
+  to_tun.reserve(bufs.size());
+  for (auto& b : bufs) {
+    switch (classify(b.data, b.len)) {
+      case kMessageData:
+        receive_data(b, to_tun);
+        break;
+      case kMessageHandshakeInitiation:
+      case kMessageHandshakeResponse:
+      case kMessageHandshakeCookie: {
+        std::lock_guard lock(hs_queue_mu_);
+        if (hs_queue_.size() >= static_cast<size_t>(kMaxQueuedIncomingHandshakes)) {
+          counters_.add(Counter::drop_handshake_queue_full);
+          break;
+        }
+        hs_queue_.push_back(QueuedHandshake{std::vector<uint8_t>(b.data, b.data + b.len), b.endpoint});
+        hs_queue_cv_.notify_one();
+        break;
+      }
+      default:
+        counters_.add(Counter::drop_malformed);
+    }
+  }
+  if (to_tun.empty()) return;
+  uint64_t bytes = 0;
+  for (auto& t : to_tun) bytes += t.len;
+  int n = tun_.write_batch(to_tun);
+  if (n < static_cast<int>(to_tun.size())) counters_.add(Counter::drop_tun_write, to_tun.size() - (n < 0 ? 0 : n));
+  counters_.add(Counter::rx_bytes, bytes);
+}
+
+void Device::process_tun(std::span<io::PacketBuf> bufs) {
+  Nanos now = clock_.now();
+  auto table = allowed_.load(std::memory_order_acquire);
+  std::vector<io::PacketBuf> out;
+  out.reserve(bufs.size());
+  size_t i = 0;
+  while (i < bufs.size()) {
+    auto pid = table->route_packet(bufs[i].data, bufs[i].len);
+    if (!pid) {
+      counters_.add(Counter::drop_no_route);
+      ++i;
+      continue;
+    }
+    // A run of consecutive packets to the same peer shares one lock and one keypair lookup.
+    size_t j = i + 1;
+    while (j < bufs.size() && table->route_packet(bufs[j].data, bufs[j].len) == pid) ++j;
+    auto peer = peer_by_id(*pid);
+    if (peer) send_run(*peer, bufs.subspan(i, j - i), out, now);
+    i = j;
+  }
+  if (out.empty()) return;
+  int n = udp_.send_batch(out);
+  if (n < static_cast<int>(out.size())) counters_.add(Counter::drop_udp_send, out.size() - (n < 0 ? 0 : n));
+}
+
+void Device::send_run(Peer& p, std::span<io::PacketBuf> run, std::vector<io::PacketBuf>& out, Nanos now) {
+  std::lock_guard pl(p.mu);
+  if (p.removed) return;
+  auto kp = p.keypairs.current();
+  bool usable = kp && kp->can_send(now) && p.endpoint.valid();
+  if (!usable) {
+    // Whitepaper 6.2: stage while a handshake is pending; the oldest are dropped when full.
+    for (auto& b : run) {
+      if (p.staged.size() >= kMaxStaged) {
+        p.staged.pop_front();
+        counters_.add(Counter::drop_staged_full);
+      }
+      std::vector<uint8_t> pkt(kDataHeaderLen + b.len);
+      std::memcpy(pkt.data() + kDataHeaderLen, b.data, b.len);
+      p.staged.push_back(std::move(pkt));
+    }
+    send_initiation(p, false);
+    return;
+  }
+  uint64_t bytes = 0, wire = 0, packets = 0;
+  for (auto& b : run) {
+    if (padded_len(b.len, mtu()) + kTagLen > b.cap) {  // no room for padding and tag
+      counters_.add(Counter::drop_too_big);
+      continue;
+    }
+    uint8_t* hdr = b.data - kDataHeaderLen;
+    size_t n = seal(*kp, b.data, b.len, mtu(), hdr, now);
+    if (n == 0) break;
+    bytes += b.len;
+    wire += n;
+    ++packets;
+    out.push_back(io::PacketBuf{hdr, n, n, p.endpoint});
+  }
+  counters_.add(Counter::tx_packets, packets);
+  counters_.add(Counter::tx_bytes, bytes);
+  p.tx_bytes.fetch_add(wire, std::memory_order_relaxed);
+  p.timers.data_sent(now);
+  p.timers.any_authenticated_packet_sent(now);
+  p.timers.any_authenticated_packet_traversal(now);
+  if (p.timers.want_rekey_on_send(kp->send_counter.load(), kp->birthdate, kp->i_am_initiator, now))
+    send_initiation(p, false);
+}
+
+}  // namespace xsktun::device

@@ -1,0 +1,101 @@
+#include "xsktun/device/runner.h"
+
+#include <cstring>
+
+#include "xsktun/common/log.h"
+
+namespace xsktun::device {
+
+namespace {
+// One buffer per batch slot: headroom for the data header in front, room for padding and the
+// tag behind the largest inner packet.
+struct BufferPool {
+  std::vector<uint8_t> storage;
+  std::vector<io::PacketBuf> bufs;
+  size_t stride;
+  BufferPool(size_t n, size_t payload) : stride((payload + proto::kDataOverhead + 64 + 63) & ~size_t{63}) {
+    storage.resize(n * stride);
+    bufs.resize(n);
+  }
+  // TUN reads land after the headroom so sealing can happen in place.
+  void reset(size_t headroom) {
+    for (size_t i = 0; i < bufs.size(); ++i) {
+      bufs[i].data = storage.data() + i * stride + headroom;
+      bufs[i].cap = stride - headroom;
+      bufs[i].len = 0;
+    }
+  }
+};
+}  // namespace
+
+Runner::Runner(Device& dev, io::TunIo& tun, io::UdpIo& udp) : dev_(dev), tun_(tun), udp_(udp) {}
+
+Runner::~Runner() { stop(); }
+
+void Runner::start() {
+  running_ = true;
+  threads_.emplace_back([this] { tun_loop(); });
+  threads_.emplace_back([this] { udp_loop(); });
+  threads_.emplace_back([this] { handshake_loop(); });
+  threads_.emplace_back([this] { timer_loop(); });
+}
+
+void Runner::stop() {
+  if (!running_.exchange(false) && threads_.empty()) return;
+  tun_.wake();
+  udp_.wake();
+  dev_.wake_handshakes();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  threads_.clear();
+}
+
+void Runner::fail(const char* what, int err) {
+  XLOG_ERROR("%s failed: %s; shutting down", what, strerror(err));
+  failed_ = true;
+  running_ = false;
+  if (on_failure_) on_failure_();
+}
+
+void Runner::tun_loop() {
+  BufferPool pool(kBatch, dev_.mtu());
+  while (running_) {
+    pool.reset(proto::kDataHeaderLen);
+    int n = tun_.read_batch(pool.bufs);
+    if (n < 0) {
+      if (running_) fail("TUN read", -n);
+      return;
+    }
+    if (n > 0) dev_.process_tun(std::span(pool.bufs.data(), static_cast<size_t>(n)));
+  }
+}
+
+void Runner::udp_loop() {
+  BufferPool pool(kBatch, std::max<size_t>(dev_.mtu(), 2048));
+  while (running_) {
+    pool.reset(0);
+    int n = udp_.recv_batch(pool.bufs);
+    if (n < 0) {
+      if (running_) fail("UDP receive", -n);
+      return;
+    }
+    if (n > 0) dev_.process_udp(std::span(pool.bufs.data(), static_cast<size_t>(n)));
+  }
+}
+
+void Runner::handshake_loop() {
+  while (running_) {
+    dev_.wait_handshakes(100 * proto::kMillisecond);
+    dev_.process_handshakes();
+  }
+}
+
+void Runner::timer_loop() {
+  // Timers need ~10 ms precision at most; a short cap also picks up deadlines armed meanwhile.
+  while (running_) {
+    dev_.tick();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+}  // namespace xsktun::device
