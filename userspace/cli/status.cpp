@@ -59,7 +59,8 @@ std::string format_status_text(const nlohmann::json& s) {
     o << "  xdp: nic " << x.value("nic", "") << ", " << x.value("attach_mode", "") << ", zerocopy "
       << (x.value("zerocopy", false) ? "on" : "off") << ", queues " << x.value("queues", 0) << "\n";
   }
-  for (const auto& p : s.value("peers", json::array())) {
+  const json peers = s.value("peers", json::array());
+  for (const auto& p : peers) {
     o << "\npeer: " << p.value("public_key", "") << "\n";
     if (p["endpoint"].is_string()) o << "  endpoint: " << p["endpoint"].get<std::string>() << "\n";
     o << "  allowed ips: ";
@@ -76,7 +77,8 @@ std::string format_status_text(const nlohmann::json& s) {
       o << "  persistent keepalive: every " << p.value("persistent_keepalive", 0) << " seconds\n";
   }
   o << "\ncounters:\n";
-  for (const auto& [k, v] : s.value("counters", json::object()).items())
+  const json counters = s.value("counters", json::object());  // items() needs a live object
+  for (const auto& [k, v] : counters.items())
     if (v.get<uint64_t>() != 0) o << "  " << k << ": " << v.get<uint64_t>() << "\n";
   return o.str();
 }

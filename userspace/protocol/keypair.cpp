@@ -34,7 +34,7 @@ size_t seal(Keypair& kp, const uint8_t* plaintext, size_t len, size_t mtu, uint8
   }
   size_t plen = padded_len(len, mtu);
   uint8_t* payload = out + kDataHeaderLen;
-  if (payload != plaintext) std::memmove(payload, plaintext, len);
+  if (len && payload != plaintext) std::memmove(payload, plaintext, len);
   std::memset(payload + len, 0, plen - len);
   auto* hdr = reinterpret_cast<MessageData*>(out);
   hdr->header.type = kMessageData;
