@@ -184,8 +184,9 @@ TEST(BadInput, RandomBytesNeverAccepted) {
     // MAC validation on wrong sizes is refused outright.
     std::vector<uint8_t> junk(rng() % 300);
     fill(junk.data(), junk.size());
-    if (junk.size() != 148 && junk.size() != 92)
+    if (junk.size() != 148 && junk.size() != 92) {
       EXPECT_EQ(b.checker.validate(junk.data(), junk.size(), kSrc, kNow), MacState::kInvalid);
+    }
   }
 }
 
@@ -202,7 +203,9 @@ TEST(BadInput, RandomDataMessagesNeverOpen) {
     size_t out = 0;
     OpenResult r = open(kp, m.data(), m.size(), kNow, &out);
     EXPECT_NE(r, OpenResult::kOk);
-    if (len < kDataOverhead) EXPECT_EQ(r, OpenResult::kMalformed);
+    if (len < kDataOverhead) {
+      EXPECT_EQ(r, OpenResult::kMalformed);
+    }
   }
 }
 

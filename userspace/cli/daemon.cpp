@@ -24,6 +24,8 @@
 #include "xsktun/device/runner.h"
 #include "xsktun/io/tun.h"
 #include "xsktun/io/udp_socket.h"
+#include "xsktun/xdp/xdp_plane.h"
+#include "xsktun/xdp/xsk_bind.h"
 
 namespace xsktun::cli {
 
@@ -69,6 +71,55 @@ bool read_file(const std::string& path, std::string* out, std::string* err) {
   return true;
 }
 
+// Adds the XDP program's verdict counters to the `counters` object as xdp_* keys.
+void add_xdp_stats(nlohmann::json& j, const std::array<uint64_t, XSKTUN_STAT__MAX>& st) {
+  static const char* const kNames[XSKTUN_STAT__MAX] = {
+      "xdp_pass_not_ours",     "xdp_pass_fragment",     "xdp_pass_unparsed",
+      "xdp_redirect_data",     "xdp_pass_data_no_xsk",  "xdp_drop_unknown_index",
+      "xdp_drop_malformed",    "xdp_pass_handshake",    "xdp_drop_handshake_ratelimited"};
+  for (int i = 0; i < XSKTUN_STAT__MAX; ++i) j["counters"][kNames[i]] = st[static_cast<size_t>(i)];
+}
+
+bool setup_xdp(const UpOptions& o, std::unique_ptr<io::UdpSocket>& udp, std::unique_ptr<xdp::XdpPlane>* plane,
+               std::unique_ptr<xdp::XskBind>* bind, ModeInfo* mode, std::string* why) {
+  if (o.nic.empty()) {
+    *why = "--nic is required";
+    return false;
+  }
+  xdp::XdpPlaneOptions po;
+  po.tun_ifname = o.ifname;
+  po.nic = o.nic;
+  po.mode = o.xdp_mode == "native" ? xdp::AttachMode::kNative
+            : o.xdp_mode == "generic" ? xdp::AttachMode::kGeneric : xdp::AttachMode::kAuto;
+  po.force = o.force;
+  po.listen_port = udp->port();
+  auto p = xdp::XdpPlane::create(po, why);
+  if (!p) return false;
+  int nq = o.queues > 0 ? o.queues : xdp::nic_rx_queues(o.nic);
+  std::vector<std::unique_ptr<xdp::XskQueue>> queues;
+  for (int q = 0; q < nq; ++q) {
+    xdp::XskOptions xo;
+    xo.ifname = o.nic;
+    xo.queue = static_cast<uint32_t>(q);
+    xo.xsks_map_fd = p->xsks_map_fd();
+    xo.zerocopy = o.zerocopy == "on" ? xdp::XskOptions::ZeroCopy::kOn
+                  : o.zerocopy == "off" ? xdp::XskOptions::ZeroCopy::kOff : xdp::XskOptions::ZeroCopy::kAuto;
+    auto xq = xdp::XskQueue::create(xo, why);
+    if (!xq) return false;
+    queues.push_back(std::move(xq));
+  }
+  *bind = std::make_unique<xdp::XskBind>(std::move(udp), std::move(queues));
+  mode->mode = "xdp";
+  mode->nic = o.nic;
+  mode->attach_mode = p->attach_mode();
+  mode->zerocopy = (*bind)->zerocopy();
+  mode->queues = nq;
+  XLOG_INFO("xdp mode on %s: %s attach, %d queue(s), %s", o.nic.c_str(), mode->attach_mode.c_str(), nq,
+            mode->zerocopy ? "zero-copy" : "copy mode (zero-copy not supported by the driver)");
+  *plane = std::move(p);
+  return true;
+}
+
 int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyPipe& ready) {
   std::string err;
   // Block the stop signals in every thread; the main thread waits for them with sigtimedwait.
@@ -91,8 +142,34 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     ready.report("cannot open UDP port " + std::to_string(port) + ": " + err);
     return 1;
   }
+  // XDP mode: attach the program, open one AF_XDP socket per queue; the kernel socket stays
+  // for handshakes and the slow path. In auto mode any failure falls back to socket mode.
+  ModeInfo mode;
+  std::unique_ptr<xdp::XdpPlane> plane;
+  std::unique_ptr<xdp::XskBind> xsk;
+  io::UdpIo* outer = udp.get();
+  if (o.mode == "xdp" || (o.mode == "auto" && !o.nic.empty())) {
+    std::string why;
+    if (setup_xdp(o, udp, &plane, &xsk, &mode, &why)) {
+      outer = xsk.get();
+    } else if (o.mode == "xdp") {
+      ready.report("xdp mode: " + why);
+      return 1;
+    } else {
+      XLOG_WARN("mode auto: XDP on %s not possible (%s); using socket mode", o.nic.c_str(), why.c_str());
+    }
+  } else if (o.mode == "auto") {
+    XLOG_INFO("mode auto: no --nic (XSKTUN_NIC) given; using socket mode");
+  }
   device::SystemClock clock;
-  device::Device dev(*tun, *udp, clock);
+  device::Device dev(*tun, *outer, clock);
+  std::unique_ptr<xdp::MapSync> sync;
+  if (plane) {
+    xsk->set_counters(&dev.counters());
+    sync = std::make_unique<xdp::MapSync>(plane->map_fds());
+    dev.set_observer(sync.get());
+    xsk->set_on_port_change([p = plane.get()](uint16_t port) { p->set_listen_port(port); });
+  }
   if (initial && dev.apply(*initial, &err) != 0) {
     ready.report("configuration rejected: " + err);
     return 1;
@@ -105,12 +182,13 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     ready.report("cannot open UAPI socket: " + err);
     return 1;
   }
-  ModeInfo mode;
   StatusServer status;
   auto status_handler = [&](const std::string& cmd) -> std::string {
     if (cmd != "show") return "{\"error\":\"unknown command\"}\n";
     timespec w = clock.wall();
-    return build_status(o.ifname, mode, dev.snapshot(), dev.counters(), dev.mtu(), w.tv_sec).dump() + "\n";
+    auto j = build_status(o.ifname, mode, dev.snapshot(), dev.counters(), dev.mtu(), w.tv_sec);
+    if (plane) add_xdp_stats(j, plane->stats());
+    return j.dump() + "\n";
   };
   if (!status.start(status_socket_path(o.ifname), status_handler, &err)) {
     uapi.stop();
@@ -121,13 +199,16 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     std::ofstream pid(pid_file_path(o.ifname));
     pid << getpid() << "\n";
   }
-  device::Runner runner(dev, *tun, *udp);
+  device::Runner runner(dev, *tun, *outer);
+  for (size_t q = 0; xsk && q < xsk->queue_count(); ++q)
+    runner.add_receiver([b = xsk.get(), q](std::span<io::PacketBuf> bufs) { return b->recv_xsk(q, bufs, 100); });
   runner.start();
   XLOG_INFO("%s up: mode %s, listening on UDP port %u, MTU %zu", o.ifname.c_str(), mode.mode.c_str(),
-            udp->port(), dev.mtu());
+            outer->port(), dev.mtu());
   ready.report("ok");
 
   const char* why = "signal";
+  bool warned_detached = false;
   for (;;) {
     timespec timeout{0, 200 * 1000 * 1000};
     int sig = sigtimedwait(&stop_set, nullptr, &timeout);
@@ -140,12 +221,18 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
       why = "UAPI socket removed";
       break;
     }
+    if (plane && !plane->attached() && !warned_detached) {
+      XLOG_ERROR("the XDP program was detached from %s by someone else; data now takes the kernel path",
+                 o.nic.c_str());
+      warned_detached = true;
+    }
   }
   XLOG_INFO("%s down: %s", o.ifname.c_str(), why);
   runner.stop();
   uapi.stop();
   status.stop();
   dev.shutdown();
+  dev.set_observer(nullptr);
   unlink(pid_file_path(o.ifname).c_str());
   return 0;
 }
@@ -171,15 +258,14 @@ int run_up(const UpOptions& o) {
     std::cerr << "xsktun: invalid interface name '" << o.ifname << "' (1-15 of [A-Za-z0-9_=+.-])\n";
     return 2;
   }
-  if (o.mode == "xdp") {
-    std::cerr << "xsktun: --mode xdp is not implemented yet; use --mode socket (or auto)\n";
+  if (o.mode == "xdp" && o.nic.empty()) {
+    std::cerr << "xsktun: --mode xdp needs --nic DEV (or XSKTUN_NIC)\n";
     return 2;
   }
-  if (o.mode != "auto" && o.mode != "socket") {
+  if (o.mode != "auto" && o.mode != "socket" && o.mode != "xdp") {
     std::cerr << "xsktun: unknown mode '" << o.mode << "' (auto, socket, xdp)\n";
     return 2;
   }
-  if (o.mode == "auto") XLOG_INFO("mode auto: using socket mode (XDP mode is not available in this build)");
   std::string reply, err;
   if (status_query(o.ifname, "show", &reply, &err)) {
     std::cerr << "xsktun: " << o.ifname << " is already running\n";

@@ -57,7 +57,17 @@ int main(int argc, char** argv) {
                   "Data plane: socket (UDP sockets), xdp (XDP + AF_XDP on --nic), auto (xdp when possible)")
       ->check(CLI::IsMember({"auto", "socket", "xdp"}))
       ->capture_default_str();
-  cup->add_option("--nic", up.nic, "Underlay NIC for xdp mode");
+  cup->add_option("--nic", up.nic, "Underlay NIC for xdp mode (the one the peers are reached through)");
+  cup->add_option("--xdp-mode", up.xdp_mode, "XDP attach mode: native (driver), generic (SKB), auto (native, else generic)")
+      ->check(CLI::IsMember({"auto", "native", "generic"}))
+      ->capture_default_str();
+  cup->add_option("--queues", up.queues, "AF_XDP sockets/workers, one per NIC queue (0 = all RX queues)")
+      ->check(CLI::Range(0, 64))
+      ->capture_default_str();
+  cup->add_option("--zerocopy", up.zerocopy, "AF_XDP zero-copy: auto (try, fall back to copy), on (required), off")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
+  cup->add_flag("--force", up.force, "Replace a stale xsktun XDP program or pin directory left on the NIC");
   cup->add_option("--mtu", up.mtu, "Inner MTU of the TUN interface")->check(CLI::Range(576, 9000))->capture_default_str();
   cup->add_flag("-f,--foreground", up.foreground, "Stay in the foreground instead of daemonizing");
   cup->add_option("--log-level", up.log_level, "error, warn, info or debug")

@@ -61,8 +61,40 @@ uint32_t Device::new_index(std::shared_ptr<Peer> peer, std::shared_ptr<proto::Ke
 
 void Device::free_index(uint32_t index) {
   if (index == 0) return;
+  bool was_session = false;
+  {
+    std::shared_lock lock(index_mu_);
+    auto it = index_.find(index);
+    if (it == index_.end()) return;
+    was_session = it->second.keypair != nullptr;
+  }
+  // XDP must stop steering to the index before userspace forgets it.
+  if (was_session && observer_) observer_->session_removed(index);
   std::unique_lock lock(index_mu_);
   index_.erase(index);
+}
+
+void Device::set_observer(DeviceObserver* obs) {
+  std::lock_guard lock(config_mu_);
+  observer_ = obs;
+  if (!obs) return;
+  std::vector<std::shared_ptr<Peer>> all;
+  {
+    std::shared_lock lock2(peers_mu_);
+    for (auto& [id, p] : peers_by_id_) all.push_back(p);
+  }
+  for (auto& p : all) {
+    std::lock_guard pl(p->mu);
+    obs->peer_updated(p->id, p->public_key, p->endpoint);
+  }
+  std::vector<std::pair<uint32_t, uint32_t>> sessions;
+  {
+    std::shared_lock lock2(index_mu_);
+    for (auto& [idx, e] : index_)
+      if (e.keypair) sessions.emplace_back(idx, e.peer->id);
+  }
+  for (auto& [idx, pid] : sessions) obs->session_added(idx, pid);
+  obs->allowed_ips_changed(*allowed_.load());
 }
 
 void Device::free_keypair_index(const std::shared_ptr<proto::Keypair>& kp) {
@@ -96,9 +128,13 @@ void Device::remove_peer_locked(const std::shared_ptr<Peer>& p) {
   zero_keys(*p);
   p->timers.stop();
   p->staged.clear();
+  if (observer_) observer_->peer_removed(p->id);
 }
 
-void Device::publish_allowed(std::shared_ptr<const routing::AllowedIps> t) { allowed_.store(std::move(t)); }
+void Device::publish_allowed(std::shared_ptr<const routing::AllowedIps> t) {
+  if (observer_) observer_->allowed_ips_changed(*t);
+  allowed_.store(std::move(t));
+}
 
 int Device::apply_peer(const control::PeerChange& pc, routing::AllowedIps& table) {
   auto p = find_peer(pc.public_key);
@@ -130,6 +166,7 @@ int Device::apply_peer(const control::PeerChange& pc, routing::AllowedIps& table
       p->timers.set_persistent_keepalive(*pc.persistent_keepalive * proto::kSecond);
     }
     if (send_keepalive_now && p->endpoint.valid()) send_keepalive(*p);
+    if (observer_) observer_->peer_updated(p->id, p->public_key, p->endpoint);
   }
   if (pc.replace_allowed_ips) table.remove_by_peer(p->id);
   for (const auto& prefix : pc.allowed_ips)

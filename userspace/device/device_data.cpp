@@ -58,6 +58,7 @@ void Device::receive_data(io::PacketBuf& b, std::vector<io::PacketBuf>& to_tun) 
     case OpenResult::kReplay: counters_.add(Counter::drop_replay); return;
   }
   Peer& p = *entry.peer;
+  b.authenticated = true;
   counters_.add(Counter::rx_packets);
   p.rx_bytes.fetch_add(b.len, std::memory_order_relaxed);
   {
@@ -75,7 +76,10 @@ void Device::receive_data(io::PacketBuf& b, std::vector<io::PacketBuf>& to_tun) 
       if (!p.staged.empty()) flush_staged(p);
     }
     // Roaming (whitepaper 2.1): the endpoint follows the last authenticated packet.
-    if (!(p.endpoint == b.endpoint)) p.endpoint = b.endpoint;
+    if (!(p.endpoint == b.endpoint)) {
+      p.endpoint = b.endpoint;
+      if (observer_) observer_->peer_updated(p.id, p.public_key, p.endpoint);
+    }
     p.timers.any_authenticated_packet_received(now);
     p.timers.any_authenticated_packet_traversal(now);
     if (plen > 0) p.timers.data_received(now);

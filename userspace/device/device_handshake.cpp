@@ -193,8 +193,9 @@ void Device::install_keypair(Peer& p, std::shared_ptr<Peer> self) {
   {
     // The keypair takes over the handshake's index: the peer answers data to it.
     std::unique_lock lock(index_mu_);
-    index_[hs_index] = IndexEntry{std::move(self), kp};
+    index_[hs_index] = IndexEntry{self, kp};
   }
+  if (observer_) observer_->session_added(hs_index, self->id);
   auto dropped = p.keypairs.add(kp);
   free_keypair_index(dropped.a);
   free_keypair_index(dropped.b);

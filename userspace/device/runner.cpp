@@ -38,6 +38,7 @@ void Runner::start() {
   threads_.emplace_back([this] { udp_loop(); });
   threads_.emplace_back([this] { handshake_loop(); });
   threads_.emplace_back([this] { timer_loop(); });
+  for (size_t i = 0; i < receivers_.size(); ++i) threads_.emplace_back([this, i] { receiver_loop(i); });
 }
 
 void Runner::stop() {
@@ -80,6 +81,18 @@ void Runner::udp_loop() {
       return;
     }
     if (n > 0) dev_.process_udp(std::span(pool.bufs.data(), static_cast<size_t>(n)));
+  }
+}
+
+void Runner::receiver_loop(size_t i) {
+  std::vector<io::PacketBuf> bufs(kBatch);
+  while (running_) {
+    int n = receivers_[i](bufs);
+    if (n < 0) {
+      if (running_) fail("AF_XDP receive", -n);
+      return;
+    }
+    if (n > 0) dev_.process_udp(std::span(bufs.data(), static_cast<size_t>(n)));
   }
 }
 

@@ -11,6 +11,10 @@ struct UpOptions {
   std::string config_file;
   std::string mode = "auto";  // auto | socket | xdp
   std::string nic;
+  std::string xdp_mode = "auto";  // auto | native | generic
+  int queues = 0;                 // 0 = every RX queue of the NIC
+  std::string zerocopy = "auto";  // auto | on | off
+  bool force = false;             // replace a stale xsktun XDP program / pins
   bool foreground = false;
   std::string log_level = "info";
   std::string log_file;

@@ -64,6 +64,18 @@ struct IndexEntry {
   std::shared_ptr<proto::Keypair> keypair;  // null for a handshake index
 };
 
+// Told about every change the XDP maps mirror (sessions, peers, allowed IPs). Called outside
+// the device's index and peer-table locks; implementations must be thread-safe.
+class DeviceObserver {
+ public:
+  virtual ~DeviceObserver() = default;
+  virtual void session_added(uint32_t index, uint32_t peer_id) = 0;
+  virtual void session_removed(uint32_t index) = 0;
+  virtual void peer_updated(uint32_t peer_id, const Key& public_key, const Endpoint& endpoint) = 0;
+  virtual void peer_removed(uint32_t peer_id) = 0;
+  virtual void allowed_ips_changed(const routing::AllowedIps& table) = 0;
+};
+
 class Device {
  public:
   Device(io::TunIo& tun, io::UdpIo& udp, const Clock& clock);
@@ -89,6 +101,8 @@ class Device {
   void shutdown();
 
   size_t mtu() const { return tun_.mtu(); }
+  // Installs the observer (before traffic starts) and replays the current state into it.
+  void set_observer(DeviceObserver* obs);
   size_t peer_count() const;
   // For the daemon: blocks until a handshake is queued or timeout; true if work is pending.
   bool wait_handshakes(Nanos timeout);
@@ -151,6 +165,7 @@ class Device {
   std::unordered_map<uint32_t, IndexEntry> index_;
 
   std::atomic<std::shared_ptr<const routing::AllowedIps>> allowed_;
+  DeviceObserver* observer_ = nullptr;
 
   std::mutex hs_queue_mu_;
   std::condition_variable hs_queue_cv_;

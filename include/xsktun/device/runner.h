@@ -15,6 +15,10 @@ class Runner {
  public:
   Runner(Device& dev, io::TunIo& tun, io::UdpIo& udp);
   ~Runner();
+  // An extra receive loop (one per AF_XDP queue): recv fills bufs and returns a count, 0 on
+  // timeout/wake, or -errno; its datagrams go to Device::process_udp. Call before start().
+  using RecvFn = std::function<int(std::span<io::PacketBuf>)>;
+  void add_receiver(RecvFn recv) { receivers_.push_back(std::move(recv)); }
   void start();
   // Stops and joins every thread (idempotent).
   void stop();
@@ -27,6 +31,7 @@ class Runner {
  private:
   void tun_loop();
   void udp_loop();
+  void receiver_loop(size_t i);
   void handshake_loop();
   void timer_loop();
   void fail(const char* what, int err);
@@ -38,6 +43,7 @@ class Runner {
   std::atomic<bool> failed_{false};
   std::function<void()> on_failure_;
   std::vector<std::thread> threads_;
+  std::vector<RecvFn> receivers_;
 };
 
 }  // namespace xsktun::device

@@ -18,6 +18,9 @@ struct PacketBuf {
   size_t len = 0;
   size_t cap = 0;
   Endpoint endpoint;  // UDP: source on receive, destination on send; unused for TUN
+  // Set by the device on receive when the datagram authenticated as a data message. The
+  // AF_XDP receiver learns the return path (MACs, local address) only from such frames.
+  bool authenticated = false;
 };
 
 // The inner side: a TUN device (or a fake). Whole IP packets, no link-layer header.

@@ -1,0 +1,49 @@
+// Keeps the pinned BPF maps (sessions, peers, allowed_ips_v4/v6) in step with the device, as its
+// DeviceObserver. The allowed-IPs maps mirror the userspace table (which the hot path reads
+// without syscalls) by diffing each newly published table against the last one written.
+#pragma once
+
+#include <mutex>
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "xsktun/device/device.h"
+
+namespace xsktun::xdp {
+
+struct MapFds {
+  int sessions = -1;
+  int peers = -1;
+  int allowed_v4 = -1;
+  int allowed_v6 = -1;
+};
+
+class MapSync : public device::DeviceObserver {
+ public:
+  explicit MapSync(MapFds fds) : fds_(fds) {}
+  void session_added(uint32_t index, uint32_t peer_id) override;
+  void session_removed(uint32_t index) override;
+  void peer_updated(uint32_t peer_id, const Key& public_key, const Endpoint& endpoint) override;
+  void peer_removed(uint32_t peer_id) override;
+  void allowed_ips_changed(const routing::AllowedIps& table) override;
+  // Map writes that failed (map full, ...): reported by `show` through the device counters.
+  uint64_t errors() const { return errors_; }
+
+ private:
+  struct PrefixLess {
+    bool operator()(const Prefix& a, const Prefix& b) const;
+  };
+  void write_prefix(const Prefix& p, uint32_t peer, bool remove);
+
+  MapFds fds_;
+  std::mutex mu_;
+  std::map<Prefix, uint32_t, PrefixLess> mirrored_;  // what the BPF maps hold
+  uint64_t errors_ = 0;
+};
+
+// Reads an allowed-IPs map back (for the test that proves maps and table agree).
+std::set<std::pair<std::string, uint32_t>> dump_allowed_map(int fd, int family);
+
+}  // namespace xsktun::xdp

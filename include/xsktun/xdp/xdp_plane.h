@@ -1,0 +1,62 @@
+// XDP attach (through libxdp, so the program shares the NIC via its dispatcher), map pinning
+// under /sys/fs/bpf/xsktun/IFNAME/, stale-program detection and clean teardown.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "xsktun/xdp/map_sync.h"
+#include "xsktun_shared.h"
+
+struct xsktun_bpf;
+struct xdp_program;
+
+namespace xsktun::xdp {
+
+enum class AttachMode { kAuto, kNative, kGeneric };
+
+struct XdpPlaneOptions {
+  std::string tun_ifname;  // names the pin directory
+  std::string nic;
+  AttachMode mode = AttachMode::kAuto;
+  bool force = false;  // replace a stale xsktun program / pin directory
+  uint16_t listen_port = 0;
+};
+
+class XdpPlane {
+ public:
+  static std::unique_ptr<XdpPlane> create(const XdpPlaneOptions& o, std::string* err);
+  ~XdpPlane();
+
+  MapFds map_fds() const;
+  int xsks_map_fd() const;
+  int set_listen_port(uint16_t port);
+  const std::string& attach_mode() const { return attach_mode_; }  // "native" or "generic"
+  const std::string& pin_dir() const { return pin_dir_; }
+  int ifindex() const { return ifindex_; }
+  std::array<uint64_t, XSKTUN_STAT__MAX> stats() const;
+  // Whether our program is still attached to the NIC (someone may detach it).
+  bool attached() const;
+
+ private:
+  XdpPlane() = default;
+  bool pin_maps(std::string* err);
+  void unpin_maps();
+
+  xsktun_bpf* skel_ = nullptr;
+  xdp_program* prog_ = nullptr;
+  int ifindex_ = 0;
+  int xdp_mode_ = 0;  // enum xdp_attach_mode
+  std::string attach_mode_;
+  std::string pin_dir_;
+  uint32_t prog_id_ = 0;
+};
+
+// Number of RX queues of a NIC (from /sys/class/net/DEV/queues), at least 1.
+int nic_rx_queues(const std::string& nic);
+// Mounts bpffs on /sys/fs/bpf when it is not mounted. Returns false with *err on failure.
+bool ensure_bpffs(std::string* err);
+
+}  // namespace xsktun::xdp

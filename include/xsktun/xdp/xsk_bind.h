@@ -1,0 +1,61 @@
+// The XDP-mode UDP side: AF_XDP sockets (one per NIC queue) for data, plus the kernel UDP
+// socket on the same port for handshakes (the XDP program passes them to the stack) and as the
+// slow path for destinations whose return path is not known yet.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "xsktun/device/counters.h"
+#include "xsktun/io/packet_io.h"
+#include "xsktun/io/udp_socket.h"
+#include "xsktun/xdp/xsk_queue.h"
+
+namespace xsktun::xdp {
+
+class XskBind : public io::UdpIo {
+ public:
+  XskBind(std::unique_ptr<io::UdpSocket> kernel, std::vector<std::unique_ptr<XskQueue>> queues);
+  // The device's counters (the device is built on top of this bind, so they come later).
+  void set_counters(device::Counters* c) { counters_ = c; }
+
+  // The kernel socket's receive side (handshakes, and data when no AF_XDP socket took it).
+  int recv_batch(std::span<io::PacketBuf> bufs) override { return kernel_->recv_batch(bufs); }
+  // Data to endpoints with a learned path goes out through AF_XDP; the rest through the kernel.
+  int send_batch(std::span<io::PacketBuf> bufs) override;
+  uint16_t port() const override { return kernel_->port(); }
+  int rebind(uint16_t port) override;
+  void set_fwmark(uint32_t mark) override { kernel_->set_fwmark(mark); }
+  void wake() override;
+
+  // Receives from AF_XDP queue i (run by that queue's worker thread).
+  int recv_xsk(size_t i, std::span<io::PacketBuf> bufs, int timeout_ms);
+  size_t queue_count() const { return queues_.size(); }
+  bool zerocopy() const;
+  // Called with the new port after a successful rebind (the XDP config map follows it).
+  void set_on_port_change(std::function<void(uint16_t)> f) { on_port_change_ = std::move(f); }
+  size_t known_paths() const;
+
+ private:
+  struct EndpointLess {
+    bool operator()(const Endpoint& a, const Endpoint& b) const {
+      if (a.addr.family != b.addr.family) return a.addr.family < b.addr.family;
+      if (a.port != b.port) return a.port < b.port;
+      return a.addr.bytes < b.addr.bytes;
+    }
+  };
+  void learn(const ParsedFrame& pf);
+
+  std::unique_ptr<io::UdpSocket> kernel_;
+  std::vector<std::unique_ptr<XskQueue>> queues_;
+  device::Counters* counters_ = nullptr;
+  device::Counters scratch_;  // until set_counters
+  std::function<void(uint16_t)> on_port_change_;
+  mutable std::mutex paths_mu_;
+  std::map<Endpoint, Path, EndpointLess> paths_;
+};
+
+}  // namespace xsktun::xdp

@@ -1,0 +1,221 @@
+#include "xsktun/xdp/xdp_plane.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <dirent.h>
+#include <linux/magic.h>
+#include <net/if.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+#include <xdp/libxdp.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "xsktun.skel.h"
+#include "xsktun/common/log.h"
+
+namespace xsktun::xdp {
+
+namespace {
+constexpr const char* kProgName = "xsktun_xdp";
+constexpr const char* kBpffs = "/sys/fs/bpf";
+
+std::string xdp_error(int rc) {
+  char buf[256];
+  libxdp_strerror(rc, buf, sizeof buf);
+  return buf;
+}
+
+// Finds an xsktun program already on the NIC (ours from a crashed run, or another instance).
+bool has_xsktun_program(int ifindex, std::string* where) {
+  xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex);
+  if (!mp || libxdp_get_error(mp)) return false;
+  bool found = false;
+  if (xdp_multiprog__is_legacy(mp)) {
+    xdp_program* p = xdp_multiprog__main_prog(mp);
+    found = p && std::strcmp(xdp_program__name(p), kProgName) == 0;
+  } else {
+    for (xdp_program* p = xdp_multiprog__next_prog(nullptr, mp); p; p = xdp_multiprog__next_prog(p, mp))
+      if (std::strcmp(xdp_program__name(p), kProgName) == 0) found = true;
+  }
+  if (found) *where = xdp_multiprog__is_legacy(mp) ? "attached directly" : "in the libxdp dispatcher";
+  xdp_multiprog__close(mp);
+  return found;
+}
+
+void detach_xsktun_programs(int ifindex) {
+  xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex);
+  if (!mp || libxdp_get_error(mp)) return;
+  auto mode = xdp_multiprog__attach_mode(mp);
+  if (xdp_multiprog__is_legacy(mp)) {
+    xdp_program* p = xdp_multiprog__main_prog(mp);
+    if (p && std::strcmp(xdp_program__name(p), kProgName) == 0) xdp_program__detach(p, ifindex, mode, 0);
+  } else {
+    for (xdp_program* p = xdp_multiprog__next_prog(nullptr, mp); p; p = xdp_multiprog__next_prog(p, mp))
+      if (std::strcmp(xdp_program__name(p), kProgName) == 0) xdp_program__detach(p, ifindex, mode, 0);
+  }
+  xdp_multiprog__close(mp);
+}
+
+void remove_dir(const std::string& dir) {
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d))
+      if (std::strcmp(e->d_name, ".") && std::strcmp(e->d_name, "..")) unlink((dir + "/" + e->d_name).c_str());
+    closedir(d);
+  }
+  rmdir(dir.c_str());
+}
+}  // namespace
+
+bool ensure_bpffs(std::string* err) {
+  struct statfs st;
+  if (statfs(kBpffs, &st) == 0 && st.f_type == BPF_FS_MAGIC) return true;
+  mkdir(kBpffs, 0755);
+  if (mount("bpf", kBpffs, "bpf", 0, "mode=0700") != 0) {
+    *err = std::string("cannot mount bpffs on /sys/fs/bpf: ") + strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+int nic_rx_queues(const std::string& nic) {
+  int n = 0;
+  if (DIR* d = opendir(("/sys/class/net/" + nic + "/queues").c_str())) {
+    while (dirent* e = readdir(d))
+      if (std::strncmp(e->d_name, "rx-", 3) == 0) ++n;
+    closedir(d);
+  }
+  return n > 0 ? n : 1;
+}
+
+std::unique_ptr<XdpPlane> XdpPlane::create(const XdpPlaneOptions& o, std::string* err) {
+  std::unique_ptr<XdpPlane> x(new XdpPlane());
+  x->ifindex_ = static_cast<int>(if_nametoindex(o.nic.c_str()));
+  if (x->ifindex_ == 0) {
+    *err = "no such NIC '" + o.nic + "'";
+    return nullptr;
+  }
+  x->pin_dir_ = std::string(XSKTUN_PIN_ROOT) + "/" + o.tun_ifname;
+  std::string where;
+  struct stat st;
+  bool stale_prog = has_xsktun_program(x->ifindex_, &where);
+  bool stale_pins = stat(x->pin_dir_.c_str(), &st) == 0;
+  if ((stale_prog || stale_pins) && !o.force) {
+    *err = o.nic + " already carries an xsktun XDP program (" + (stale_prog ? where : "pins at " + x->pin_dir_) +
+           "), from a crashed or running instance; use --force to replace it";
+    return nullptr;
+  }
+  if (stale_prog) detach_xsktun_programs(x->ifindex_);
+  if (stale_pins) remove_dir(x->pin_dir_);
+  if (!ensure_bpffs(err)) return nullptr;
+
+  x->skel_ = xsktun_bpf__open();
+  if (!x->skel_) {
+    *err = "cannot open the BPF object";
+    return nullptr;
+  }
+  x->prog_ = xdp_program__from_bpf_obj(x->skel_->obj, "xdp");
+  if (libxdp_get_error(x->prog_)) {
+    *err = "libxdp: " + xdp_error(static_cast<int>(libxdp_get_error(x->prog_)));
+    x->prog_ = nullptr;
+    return nullptr;
+  }
+  int rc = -1;
+  if (o.mode != AttachMode::kGeneric) {
+    rc = xdp_program__attach(x->prog_, x->ifindex_, XDP_MODE_NATIVE, 0);
+    if (rc == 0) {
+      x->attach_mode_ = "native";
+      x->xdp_mode_ = XDP_MODE_NATIVE;
+    } else if (o.mode == AttachMode::kNative) {
+      *err = "native XDP attach to " + o.nic + " failed: " + xdp_error(rc);
+      return nullptr;
+    } else {
+      XLOG_WARN("native XDP on %s failed (%s); falling back to generic (SKB) mode", o.nic.c_str(),
+                xdp_error(rc).c_str());
+    }
+  }
+  if (rc != 0) {
+    rc = xdp_program__attach(x->prog_, x->ifindex_, XDP_MODE_SKB, 0);
+    if (rc != 0) {
+      *err = "XDP attach to " + o.nic + " failed: " + xdp_error(rc);
+      return nullptr;
+    }
+    x->attach_mode_ = "generic";
+    x->xdp_mode_ = XDP_MODE_SKB;
+  }
+  if (!x->pin_maps(err)) return nullptr;
+  if (x->set_listen_port(o.listen_port) != 0) {
+    *err = "cannot write the config map";
+    return nullptr;
+  }
+  return x;
+}
+
+XdpPlane::~XdpPlane() {
+  if (prog_) {
+    if (!attach_mode_.empty()) xdp_program__detach(prog_, ifindex_, static_cast<xdp_attach_mode>(xdp_mode_), 0);
+    xdp_program__close(prog_);
+  }
+  unpin_maps();
+  if (skel_) xsktun_bpf__destroy(skel_);
+}
+
+bool XdpPlane::pin_maps(std::string* err) {
+  mkdir(XSKTUN_PIN_ROOT, 0700);
+  if (mkdir(pin_dir_.c_str(), 0700) != 0 && errno != EEXIST) {
+    *err = "cannot create " + pin_dir_ + ": " + strerror(errno);
+    return false;
+  }
+  bpf_map* maps[] = {skel_->maps.allowed_ips_v4, skel_->maps.allowed_ips_v6, skel_->maps.peers,
+                     skel_->maps.sessions,       skel_->maps.xsks,           skel_->maps.stats,
+                     skel_->maps.config,         skel_->maps.ratelimit};
+  for (bpf_map* m : maps) {
+    std::string path = pin_dir_ + "/" + bpf_map__name(m);
+    int rc = bpf_map__pin(m, path.c_str());
+    if (rc != 0) {
+      *err = "cannot pin " + path + ": " + strerror(-rc);
+      return false;
+    }
+  }
+  return true;
+}
+
+void XdpPlane::unpin_maps() {
+  if (!pin_dir_.empty()) remove_dir(pin_dir_);
+  rmdir(XSKTUN_PIN_ROOT);  // only succeeds when no other interface uses it
+}
+
+MapFds XdpPlane::map_fds() const {
+  return MapFds{bpf_map__fd(skel_->maps.sessions), bpf_map__fd(skel_->maps.peers),
+                bpf_map__fd(skel_->maps.allowed_ips_v4), bpf_map__fd(skel_->maps.allowed_ips_v6)};
+}
+
+int XdpPlane::xsks_map_fd() const { return bpf_map__fd(skel_->maps.xsks); }
+
+int XdpPlane::set_listen_port(uint16_t port) {
+  uint32_t key = 0;
+  xsktun_config cfg{};
+  cfg.listen_port = port;
+  cfg.ratelimit_enabled = 1;
+  return bpf_map_update_elem(bpf_map__fd(skel_->maps.config), &key, &cfg, BPF_ANY);
+}
+
+std::array<uint64_t, XSKTUN_STAT__MAX> XdpPlane::stats() const {
+  std::array<uint64_t, XSKTUN_STAT__MAX> out{};
+  int ncpu = libbpf_num_possible_cpus();
+  std::vector<uint64_t> per(static_cast<size_t>(ncpu > 0 ? ncpu : 1));
+  for (uint32_t k = 0; k < XSKTUN_STAT__MAX; ++k)
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.stats), &k, per.data()) == 0)
+      for (auto v : per) out[k] += v;
+  return out;
+}
+
+bool XdpPlane::attached() const {
+  std::string where;
+  return has_xsktun_program(ifindex_, &where);
+}
+
+}  // namespace xsktun::xdp

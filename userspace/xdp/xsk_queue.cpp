@@ -1,0 +1,182 @@
+#include "xsktun/xdp/xsk_queue.h"
+
+#include <linux/if_xdp.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace xsktun::xdp {
+
+namespace {
+constexpr uint32_t kRingSize = 2048;
+}
+
+std::unique_ptr<XskQueue> XskQueue::create(const XskOptions& o, std::string* err) {
+  std::unique_ptr<XskQueue> q(new XskQueue());
+  q->queue_ = o.queue;
+  q->frame_size_ = o.frame_size;
+  q->area_size_ = size_t{o.frames} * o.frame_size;
+  q->area_ = mmap(nullptr, q->area_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (q->area_ == MAP_FAILED) {
+    q->area_ = nullptr;
+    *err = std::string("mmap UMEM: ") + strerror(errno);
+    return nullptr;
+  }
+  xsk_umem_config ucfg{};
+  ucfg.fill_size = kRingSize;
+  ucfg.comp_size = kRingSize;
+  ucfg.frame_size = o.frame_size;
+  ucfg.frame_headroom = 0;
+  int rc = xsk_umem__create(&q->umem_, q->area_, q->area_size_, &q->fill_, &q->comp_, &ucfg);
+  if (rc) {
+    *err = std::string("xsk_umem__create: ") + strerror(-rc);
+    return nullptr;
+  }
+  xsk_socket_config scfg{};
+  scfg.rx_size = kRingSize;
+  scfg.tx_size = kRingSize;
+  scfg.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;  // our own program steers to us
+  // Zero-copy first (real NICs), copy mode as the fallback (veth has no zero-copy).
+  bool try_zc = o.zerocopy != XskOptions::ZeroCopy::kOff;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    bool zc = try_zc && attempt == 0;
+    if (!try_zc && attempt == 0) continue;
+    if (o.zerocopy == XskOptions::ZeroCopy::kOn && !zc) break;
+    scfg.bind_flags = XDP_USE_NEED_WAKEUP | (zc ? XDP_ZEROCOPY : XDP_COPY);
+    rc = xsk_socket__create(&q->xsk_, o.ifname.c_str(), o.queue, q->umem_, &q->rx_, &q->tx_, &scfg);
+    if (rc == 0) {
+      q->zerocopy_ = zc;
+      break;
+    }
+    q->xsk_ = nullptr;
+  }
+  if (!q->xsk_) {
+    *err = "AF_XDP bind on " + o.ifname + " queue " + std::to_string(o.queue) + ": " + strerror(-rc);
+    return nullptr;
+  }
+  if (o.xsks_map_fd >= 0 && (rc = xsk_socket__update_xskmap(q->xsk_, o.xsks_map_fd)) != 0) {
+    *err = std::string("xsks map update: ") + strerror(-rc);
+    return nullptr;
+  }
+  // Fill the RX ring with the first half of the frames; the rest are for TX.
+  uint32_t half = o.frames / 2, idx = 0;
+  uint32_t n = std::min(half, kRingSize);
+  if (xsk_ring_prod__reserve(&q->fill_, n, &idx) != n) {
+    *err = "cannot reserve fill ring";
+    return nullptr;
+  }
+  for (uint32_t i = 0; i < n; ++i) *xsk_ring_prod__fill_addr(&q->fill_, idx + i) = uint64_t{i} * o.frame_size;
+  xsk_ring_prod__submit(&q->fill_, n);
+  for (uint32_t i = half; i < o.frames; ++i) q->tx_free_.push_back(uint64_t{i} * o.frame_size);
+  q->wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  return q;
+}
+
+XskQueue::~XskQueue() {
+  if (xsk_) xsk_socket__delete(xsk_);
+  if (umem_) xsk_umem__delete(umem_);
+  if (area_) munmap(area_, area_size_);
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+void XskQueue::wake() {
+  uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof one);
+}
+
+void XskQueue::recycle_previous(std::vector<std::pair<ParsedFrame, bool>>*) {
+  if (held_.empty()) return;
+  uint32_t idx = 0;
+  uint32_t n = static_cast<uint32_t>(held_.size());
+  // The fill ring has room for every RX frame, so this cannot fail short.
+  while (xsk_ring_prod__reserve(&fill_, n, &idx) != n) {
+  }
+  for (uint32_t i = 0; i < n; ++i) *xsk_ring_prod__fill_addr(&fill_, idx + i) = held_[i];
+  xsk_ring_prod__submit(&fill_, n);
+  held_.clear();
+  held_parsed_.clear();
+}
+
+int XskQueue::peek_rx(std::span<io::PacketBuf> bufs, int timeout_ms) {
+  uint32_t idx = 0;
+  uint32_t got = xsk_ring_cons__peek(&rx_, static_cast<uint32_t>(bufs.size()), &idx);
+  if (got == 0) {
+    // need_wakeup: the kernel wants a syscall to refill; poll() both waits and kicks it.
+    pollfd pfd[2] = {{xsk_socket__fd(xsk_), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    int rc = poll(pfd, 2, timeout_ms);
+    if (rc < 0 && errno != EINTR) return -errno;
+    if (pfd[1].revents) {
+      uint64_t v;
+      (void)!read(wake_fd_, &v, sizeof v);
+      return 0;
+    }
+    got = xsk_ring_cons__peek(&rx_, static_cast<uint32_t>(bufs.size()), &idx);
+    if (got == 0) return 0;
+  }
+  int out = 0;
+  for (uint32_t i = 0; i < got; ++i) {
+    const xdp_desc* d = xsk_ring_cons__rx_desc(&rx_, idx + i);
+    uint64_t addr = xsk_umem__extract_addr(d->addr);
+    uint8_t* frame = static_cast<uint8_t*>(xsk_umem__get_data(area_, d->addr));
+    held_.push_back(addr);
+    ParsedFrame pf;
+    if (!parse_frame(frame, d->len, &pf)) continue;  // the program only redirects parseable frames
+    auto& b = bufs[static_cast<size_t>(out++)];
+    b.data = const_cast<uint8_t*>(pf.payload);
+    b.len = pf.payload_len;
+    b.cap = pf.payload_len;
+    b.endpoint = pf.source;
+    b.authenticated = false;
+    held_parsed_.resize(static_cast<size_t>(out));
+    held_parsed_[static_cast<size_t>(out - 1)] = pf;
+  }
+  xsk_ring_cons__release(&rx_, got);
+  return out;
+}
+
+void XskQueue::reclaim_completions() {
+  uint32_t idx = 0;
+  uint32_t n = xsk_ring_cons__peek(&comp_, kRingSize, &idx);
+  for (uint32_t i = 0; i < n; ++i) tx_free_.push_back(*xsk_ring_cons__comp_addr(&comp_, idx + i));
+  if (n) xsk_ring_cons__release(&comp_, n);
+}
+
+int XskQueue::send(std::span<const io::PacketBuf> bufs, std::span<const Path* const> paths) {
+  std::lock_guard lock(tx_mu_);
+  reclaim_completions();
+  // Reserve exactly what will be submitted: the ring's cached producer index must not run
+  // ahead of what we fill.
+  uint32_t fits = 0;
+  for (size_t i = 0; i < bufs.size() && fits < tx_free_.size(); ++i)
+    if (header_len(*paths[i], bufs[i].endpoint.addr.family) + bufs[i].len <= frame_size_) ++fits;
+  uint32_t idx = 0;
+  uint32_t n = fits ? xsk_ring_prod__reserve(&tx_, fits, &idx) : 0;
+  uint32_t used = 0;
+  for (size_t i = 0; i < bufs.size() && used < n; ++i) {
+    const auto& b = bufs[i];
+    const Path& path = *paths[i];
+    size_t hl = header_len(path, b.endpoint.addr.family);
+    if (hl + b.len > frame_size_) continue;
+    uint64_t addr = tx_free_.back();
+    tx_free_.pop_back();
+    uint8_t* frame = static_cast<uint8_t*>(xsk_umem__get_data(area_, addr));
+    std::memcpy(frame + hl, b.data, b.len);
+    xdp_desc* d = xsk_ring_prod__tx_desc(&tx_, idx + used);
+    d->addr = addr;
+    d->len = static_cast<uint32_t>(build_headers(frame, path, b.endpoint, b.len));
+    d->options = 0;
+    ++used;
+  }
+  if (used) xsk_ring_prod__submit(&tx_, used);
+  // Copy mode needs a syscall to transmit; zero-copy only when the driver asks (need_wakeup).
+  if (!zerocopy_ || xsk_ring_prod__needs_wakeup(&tx_))
+    sendto(xsk_socket__fd(xsk_), nullptr, 0, MSG_DONTWAIT, nullptr, 0);
+  return static_cast<int>(used);
+}
+
+}  // namespace xsktun::xdp
