@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "xsktun/protocol/crypto.h"
+#include "xsktun/protocol/data_aead.h"
 
 namespace xsktun::proto {
 
@@ -41,7 +41,7 @@ size_t seal(Keypair& kp, const uint8_t* plaintext, size_t len, size_t mtu, uint8
   std::memset(hdr->header.reserved, 0, sizeof hdr->header.reserved);
   hdr->receiver_index = le32(kp.remote_index);
   hdr->counter = le64(counter);
-  crypto::aead_encrypt(payload, crypto::Bytes(payload, plen), counter, kp.send_key.data(), {});
+  aead::seal(payload, payload, plen, counter, kp.send_key.data());
   if (counter_used) *counter_used = counter;
   return kDataHeaderLen + plen + kTagLen;
 }
@@ -65,7 +65,7 @@ OpenResult open(Keypair& kp, uint8_t* msg, size_t len, Nanos now, size_t* plain_
   if (counter >= kRejectAfterMessages) return OpenResult::kReplay;
   uint8_t* payload = msg + kDataHeaderLen;
   size_t clen = len - kDataHeaderLen;
-  if (!crypto::aead_decrypt(payload, crypto::Bytes(payload, clen), counter, kp.recv_key.data(), {}))
+  if (!aead::open(payload, payload, clen, counter, kp.recv_key.data()))
     return OpenResult::kAuthFailed;
   {
     std::lock_guard lock(kp.replay_mu);

@@ -1,0 +1,109 @@
+#include "xsktun/protocol/data_aead.h"
+
+#include <openssl/evp.h>
+#include <sodium.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+namespace xsktun::proto::aead {
+
+namespace {
+
+void nonce12(uint8_t n[12], uint64_t counter) {
+  std::memset(n, 0, 4);
+  for (int i = 0; i < 8; ++i) n[4 + i] = static_cast<uint8_t>(counter >> (8 * i));
+}
+
+Backend initial_backend() {
+  const char* e = getenv("XSKTUN_AEAD");
+  if (e && std::strcmp(e, "libsodium") == 0) return Backend::kLibsodium;
+  return Backend::kOpenssl;
+}
+std::atomic<Backend> g_backend{initial_backend()};
+
+// One cipher context per thread, set up once; each packet only sets key and nonce.
+struct Ctx {
+  EVP_CIPHER_CTX* enc = EVP_CIPHER_CTX_new();
+  EVP_CIPHER_CTX* dec = EVP_CIPHER_CTX_new();
+  Ctx() {
+    EVP_EncryptInit_ex(enc, EVP_chacha20_poly1305(), nullptr, nullptr, nullptr);
+    EVP_DecryptInit_ex(dec, EVP_chacha20_poly1305(), nullptr, nullptr, nullptr);
+  }
+  ~Ctx() {
+    EVP_CIPHER_CTX_free(enc);  // cleanses the key schedule
+    EVP_CIPHER_CTX_free(dec);
+  }
+};
+Ctx& ctx() {
+  thread_local Ctx c;
+  return c;
+}
+
+void ossl_seal(uint8_t* out, const uint8_t* in, size_t len, uint64_t counter, const uint8_t key[32]) {
+  uint8_t n[12];
+  nonce12(n, counter);
+  EVP_CIPHER_CTX* c = ctx().enc;
+  int outl = 0;
+  EVP_EncryptInit_ex(c, nullptr, nullptr, key, n);
+  if (len) EVP_EncryptUpdate(c, out, &outl, in, static_cast<int>(len));
+  EVP_EncryptFinal_ex(c, out + outl, &outl);
+  EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, 16, out + len);
+}
+
+bool ossl_open(uint8_t* out, const uint8_t* in, size_t len_with_tag, uint64_t counter, const uint8_t key[32]) {
+  if (len_with_tag < 16) return false;
+  size_t len = len_with_tag - 16;
+  uint8_t n[12], tag[16];
+  std::memcpy(tag, in + len, 16);  // in place: read the tag before the output can overlap it
+  nonce12(n, counter);
+  EVP_CIPHER_CTX* c = ctx().dec;
+  int outl = 0;
+  EVP_DecryptInit_ex(c, nullptr, nullptr, key, n);
+  if (len) EVP_DecryptUpdate(c, out, &outl, in, static_cast<int>(len));
+  EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, 16, tag);
+  return EVP_DecryptFinal_ex(c, out + outl, &outl) > 0;
+}
+
+void sodium_seal(uint8_t* out, const uint8_t* in, size_t len, uint64_t counter, const uint8_t key[32]) {
+  uint8_t n[12];
+  nonce12(n, counter);
+  unsigned long long clen = 0;
+  crypto_aead_chacha20poly1305_ietf_encrypt(out, &clen, in, len, nullptr, 0, nullptr, n, key);
+}
+
+bool sodium_open(uint8_t* out, const uint8_t* in, size_t len_with_tag, uint64_t counter, const uint8_t key[32]) {
+  if (len_with_tag < 16) return false;
+  uint8_t n[12];
+  nonce12(n, counter);
+  unsigned long long plen = 0;
+  return crypto_aead_chacha20poly1305_ietf_decrypt(out, &plen, nullptr, in, len_with_tag, nullptr, 0, n, key) == 0;
+}
+
+}  // namespace
+
+const char* name(Backend b) { return b == Backend::kOpenssl ? "openssl" : "libsodium"; }
+Backend backend() { return g_backend.load(std::memory_order_relaxed); }
+void set_backend(Backend b) { g_backend.store(b, std::memory_order_relaxed); }
+
+void seal_with(Backend b, uint8_t* out, const uint8_t* in, size_t len, uint64_t counter, const uint8_t key[32]) {
+  if (b == Backend::kOpenssl) ossl_seal(out, in, len, counter, key);
+  else sodium_seal(out, in, len, counter, key);
+}
+
+bool open_with(Backend b, uint8_t* out, const uint8_t* in, size_t len_with_tag, uint64_t counter,
+               const uint8_t key[32]) {
+  return b == Backend::kOpenssl ? ossl_open(out, in, len_with_tag, counter, key)
+                                : sodium_open(out, in, len_with_tag, counter, key);
+}
+
+void seal(uint8_t* out, const uint8_t* in, size_t len, uint64_t counter, const uint8_t key[32]) {
+  seal_with(backend(), out, in, len, counter, key);
+}
+
+bool open(uint8_t* out, const uint8_t* in, size_t len_with_tag, uint64_t counter, const uint8_t key[32]) {
+  return open_with(backend(), out, in, len_with_tag, counter, key);
+}
+
+}  // namespace xsktun::proto::aead
