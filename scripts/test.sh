@@ -21,4 +21,19 @@ cmake -S "$ROOT" -B "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DXSKTUN_SANITIZ
 cmake --build "$ROOT/build-asan" -j"$JOBS"
 ctest --test-dir "$ROOT/build-asan" --output-on-failure -j"$JOBS" -R '^unit\.' --timeout 300
 
+echo "== libFuzzer smoke run (${FUZZ_SECONDS:-5} s per target) =="
+CC=clang CXX=clang++ cmake -S "$ROOT" -B "$ROOT/build-fuzz" -DXSKTUN_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$ROOT/build-fuzz" -j"$JOBS"
+for t in messages data uapi config; do
+  mkdir -p "$ROOT/build-fuzz/corpus-$t"
+  log="$ROOT/build-fuzz/fuzz_$t.log"
+  if ! "$ROOT/build-fuzz/tests/fuzz/fuzz_$t" -max_total_time="${FUZZ_SECONDS:-5}" -max_len=4096 \
+      "$ROOT/build-fuzz/corpus-$t" "$ROOT/tests/fuzz/seeds" >"$log" 2>&1; then
+    tail -40 "$log" >&2
+    echo "fuzz_$t found a crash (reproducer in $ROOT/build-fuzz, see above)" >&2
+    exit 1
+  fi
+  echo "fuzz_$t: $(grep -E '^Done' "$log")"
+done
+
 echo "== all tests passed =="
