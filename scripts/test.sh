@@ -21,6 +21,11 @@ cmake -S "$ROOT" -B "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DXSKTUN_SANITIZ
 cmake --build "$ROOT/build-asan" -j"$JOBS"
 ctest --test-dir "$ROOT/build-asan" --output-on-failure -j"$JOBS" -R '^unit\.' --timeout 300
 
+echo "== multi-threaded device tests under ThreadSanitizer =="
+cmake -S "$ROOT" -B "$ROOT/build-tsan" -DCMAKE_BUILD_TYPE=Debug -DXSKTUN_TSAN=ON >/dev/null
+cmake --build "$ROOT/build-tsan" -j"$JOBS" --target device_threads_test
+TSAN_OPTIONS="halt_on_error=1 suppressions=$ROOT/tests/tsan.supp" "$ROOT/build-tsan/device_threads_test"
+
 echo "== libFuzzer smoke run (${FUZZ_SECONDS:-5} s per target) =="
 CC=clang CXX=clang++ cmake -S "$ROOT" -B "$ROOT/build-fuzz" -DXSKTUN_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$ROOT/build-fuzz" -j"$JOBS"

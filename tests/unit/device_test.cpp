@@ -57,6 +57,28 @@ TEST_F(DeviceTest, ResponderInitiatesToo) {
   EXPECT_EQ(b.counter(Counter::handshake_initiations_tx), 1u);
 }
 
+TEST_F(DeviceTest, SimultaneousInitiationResolvesOnRetry) {
+  // Both sides initiate at once: each consumes the other's initiation, which supersedes its own,
+  // so both responses are dropped (kernel behaviour). The jittered 5 s retries break the tie.
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "from a"));
+  b.tun.inject(ipv4_packet("10.0.0.2", "10.0.0.1", "from b"));
+  run();
+  for (int i = 0; i < 3000; ++i) {  // 30 s in 10 ms steps
+    clock.advance(10 * proto::kMillisecond);
+    a.dev->tick();
+    b.dev->tick();
+    run();
+    if (a.counter(Counter::handshakes_completed) && b.counter(Counter::handshakes_completed)) break;
+  }
+  EXPECT_GE(a.counter(Counter::handshakes_completed) + b.counter(Counter::handshakes_completed), 2u);
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "after"));
+  b.tun.inject(ipv4_packet("10.0.0.2", "10.0.0.1", "after"));
+  run();
+  auto ga = received(a), gb = received(b);
+  EXPECT_NE(std::find(ga.begin(), ga.end(), "after"), ga.end());
+  EXPECT_NE(std::find(gb.begin(), gb.end(), "after"), gb.end());
+}
+
 TEST_F(DeviceTest, WithPresharedKeyAndMismatch) {
   SecretKey psk, other;
   proto::crypto::random_bytes(psk.data(), 32);

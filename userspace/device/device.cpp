@@ -25,7 +25,11 @@ timespec SystemClock::wall() const {
 }
 
 Device::Device(io::TunIo& tun, io::UdpIo& udp, const Clock& clock)
-    : tun_(tun), udp_(udp), clock_(clock), allowed_(std::make_shared<const routing::AllowedIps>()) {
+    : tun_(tun),
+      udp_(udp),
+      clock_(clock),
+      identity_(std::make_shared<const proto::StaticIdentity>()),
+      allowed_(std::make_shared<const routing::AllowedIps>()) {
   proto::crypto::init();
 }
 
@@ -105,10 +109,7 @@ std::shared_ptr<Peer> Device::create_peer(const Key& pub) {
   auto p = std::make_shared<Peer>(proto::crypto::random_u32() | (uint64_t{proto::crypto::random_u32()} << 32));
   p->public_key = pub;
   p->hs.remote_static = pub;
-  {
-    std::shared_lock id_lock(identity_mu_);
-    p->hs.precompute(identity_);
-  }
+  p->hs.precompute(*identity_.load());
   p->cookie.set_remote_public_key(pub);
   std::unique_lock lock(peers_mu_);
   p->id = next_peer_id_++;
@@ -148,10 +149,8 @@ int Device::apply_peer(const control::PeerChange& pc, routing::AllowedIps& table
   if (!p) {
     if (pc.update_only) return 0;
     // A peer with our own public key makes no sense (wireguard-go ignores it too).
-    {
-      std::shared_lock id_lock(identity_mu_);
-      if (identity_.has_private && identity_.public_key == pc.public_key) return 0;
-    }
+    auto id = identity_.load();
+    if (id->has_private && id->public_key == pc.public_key) return 0;
     if (peer_count() >= static_cast<size_t>(proto::kMaxPeers)) return ENOSPC;
     p = create_peer(pc.public_key);
   }
@@ -195,10 +194,10 @@ int Device::apply(const control::ConfigChange& change, std::string* err) {
     udp_.set_fwmark(fwmark_);
   }
   if (change.private_key) {
-    std::unique_lock id_lock(identity_mu_);
-    if (change.private_key->is_zero()) identity_.clear();
-    else identity_.set_private(*change.private_key);
-    cookie_checker_.set_public_key(identity_.public_key);
+    auto id = std::make_shared<proto::StaticIdentity>();
+    if (!change.private_key->is_zero()) id->set_private(*change.private_key);
+    cookie_checker_.set_public_key(id->public_key);
+    identity_.store(std::move(id));
   }
   if (change.private_key) {
     // A new identity invalidates every session and the precomputed static-static DH; a peer
@@ -209,13 +208,14 @@ int Device::apply(const control::ConfigChange& change, std::string* err) {
       for (auto& [id, p] : peers_by_id_) all.push_back(p);
     }
     for (auto& p : all) {
-      if (identity_.has_private && p->public_key == identity_.public_key) {
+      auto id = identity_.load();
+      if (id->has_private && p->public_key == id->public_key) {
         remove_peer_locked(p);
         continue;
       }
       std::lock_guard pl(p->mu);
       zero_keys(*p);
-      p->hs.precompute(identity_);  // apply() is the only writer of identity_, under config_mu_
+      p->hs.precompute(*id);
     }
   }
   auto table = std::make_shared<routing::AllowedIps>(*allowed_.load());
@@ -242,11 +242,10 @@ control::DeviceSnapshot Device::snapshot() const {
   control::DeviceSnapshot s;
   {
     std::lock_guard lock(config_mu_);
-    auto& self = const_cast<Device&>(*this);
-    std::shared_lock id_lock(self.identity_mu_);
-    if (identity_.has_private) {
-      s.private_key = identity_.private_key;
-      s.public_key = identity_.public_key;
+    auto id = identity_.load();
+    if (id->has_private) {
+      s.private_key = id->private_key;
+      s.public_key = id->public_key;
     }
     s.fwmark = fwmark_;
   }

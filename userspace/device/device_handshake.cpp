@@ -105,8 +105,8 @@ void Device::handle_initiation(const MessageInitiation& msg, const Endpoint& src
   Handshake* hs = nullptr;
   HandshakeError e;
   {
-    std::shared_lock id_lock(identity_mu_);
-    e = consume_initiation(msg, identity_, lookup, now, &hs);
+    auto id = identity_.load();
+    e = consume_initiation(msg, *id, lookup, now, &hs);
     if (peer) {
       std::unique_lock pl(peer->mu, std::adopt_lock);
       if (e == HandshakeError::kOk && !peer->removed) {
@@ -114,7 +114,7 @@ void Device::handle_initiation(const MessageInitiation& msg, const Endpoint& src
         uint32_t idx = new_index(peer, nullptr);
         MessageResponse resp;
         free_index(peer->hs.local_index);  // a previous handshake index of ours is superseded
-        if (create_response(&resp, peer->hs, identity_, idx) == HandshakeError::kOk) {
+        if (create_response(&resp, peer->hs, *id, idx) == HandshakeError::kOk) {
           peer->cookie.add_macs(reinterpret_cast<uint8_t*>(&resp), sizeof resp, now);
           install_keypair(*peer, peer);  // the keypair takes over idx
           send_to(*peer, reinterpret_cast<uint8_t*>(&resp), sizeof resp);
@@ -148,9 +148,9 @@ void Device::handle_response(const MessageResponse& msg, const Endpoint& src) {
     counters_.add(Counter::drop_unknown_index);
     return;
   }
-  std::shared_lock id_lock(identity_mu_);
+  auto id = identity_.load();
   std::lock_guard pl(peer->mu);
-  if (peer->removed || consume_response(msg, identity_, peer->hs) != HandshakeError::kOk) {
+  if (peer->removed || consume_response(msg, *id, peer->hs) != HandshakeError::kOk) {
     counters_.add(Counter::drop_handshake_failed);
     return;
   }
@@ -227,14 +227,14 @@ void Device::send_initiation(Peer& p, bool is_retry) {
     counters_.add(Counter::drop_no_endpoint);
     return;
   }
-  std::shared_lock id_lock(identity_mu_);
+  auto id = identity_.load();
   free_index(p.hs.local_index);
   uint32_t idx = new_index(find_peer(p.public_key), nullptr);
   uint8_t ts[kTimestampLen];
   timespec w = clock_.wall();
   tai64n(ts, w.tv_sec, static_cast<uint32_t>(w.tv_nsec));
   MessageInitiation msg;
-  if (create_initiation(&msg, p.hs, identity_, idx, ts) != HandshakeError::kOk) {
+  if (create_initiation(&msg, p.hs, *id, idx, ts) != HandshakeError::kOk) {
     // No private key, or a low-order peer key: never send anything to it.
     free_index(idx);
     p.hs.local_index = 0;

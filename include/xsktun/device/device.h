@@ -150,8 +150,9 @@ class Device {
   Counters counters_;
 
   mutable std::mutex config_mu_;  // serializes apply(), identity changes, peer set changes
-  proto::StaticIdentity identity_;
-  std::shared_mutex identity_mu_;  // readers: handshake processing
+  // Published like the allowed-IPs table: readers load a snapshot, so taking it never orders
+  // against a peer's lock; a replaced identity is wiped when its last reader lets go.
+  std::atomic<std::shared_ptr<const proto::StaticIdentity>> identity_;
   proto::CookieChecker cookie_checker_;
   proto::HandshakeRateLimiter ratelimiter_;
   uint32_t fwmark_ = 0;
