@@ -3,14 +3,19 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <dirent.h>
+#include <linux/ethtool.h>
 #include <linux/magic.h>
+#include <linux/sockios.h>
 #include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 #include <xdp/libxdp.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -82,13 +87,18 @@ bool ensure_bpffs(std::string* err) {
 }
 
 int nic_rx_queues(const std::string& nic) {
-  int n = 0;
-  if (DIR* d = opendir(("/sys/class/net/" + nic + "/queues").c_str())) {
-    while (dirent* e = readdir(d))
-      if (std::strncmp(e->d_name, "rx-", 3) == 0) ++n;
-    closedir(d);
-  }
-  return n > 0 ? n : 1;
+  // ETHTOOL_GCHANNELS, not /sys/class/net: under `nsenter --net` sysfs still shows the host's
+  // namespace, where this NIC may not exist.
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 1;
+  ethtool_channels ch{};
+  ch.cmd = ETHTOOL_GCHANNELS;
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, nic.c_str(), IFNAMSIZ - 1);
+  ifr.ifr_data = reinterpret_cast<char*>(&ch);
+  int n = ioctl(fd, SIOCETHTOOL, &ifr) == 0 ? static_cast<int>(std::max(ch.rx_count, ch.combined_count)) : 1;
+  close(fd);
+  return std::clamp(n, 1, XSKTUN_MAX_QUEUES);
 }
 
 std::unique_ptr<XdpPlane> XdpPlane::create(const XdpPlaneOptions& o, std::string* err) {
