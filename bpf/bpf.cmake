@@ -40,7 +40,8 @@ add_custom_command(
 # Write to a temporary file first so a failing bpftool never leaves a truncated header behind.
 add_custom_command(
   OUTPUT ${XSKTUN_BPF_SKEL}
-  COMMAND sh -c "'${XSKTUN_BPFTOOL}' gen skeleton '${XSKTUN_BPF_OBJ}' name xsktun_bpf > '${XSKTUN_BPF_SKEL}.tmp'"
+  COMMAND sh -c
+          "'${XSKTUN_BPFTOOL}' gen skeleton '${XSKTUN_BPF_OBJ}' name xsktun_bpf > '${XSKTUN_BPF_SKEL}.tmp'"
   COMMAND ${CMAKE_COMMAND} -E rename ${XSKTUN_BPF_SKEL}.tmp ${XSKTUN_BPF_SKEL}
   DEPENDS ${XSKTUN_BPF_OBJ}
   COMMENT "Generating BPF skeleton xsktun.skel.h"

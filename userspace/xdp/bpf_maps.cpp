@@ -26,8 +26,8 @@ std::unique_ptr<XdpObject> XdpObject::open_and_load(std::string* err) {
 
 XdpObject::~XdpObject() { xsktun_bpf__destroy(skel_); }
 
-struct bpf_object* XdpObject::obj() const { return skel_->obj; }
-struct bpf_program* XdpObject::prog() const { return skel_->progs.xsktun_xdp; }
+bpf_object* XdpObject::obj() const { return skel_->obj; }
+bpf_program* XdpObject::prog() const { return skel_->progs.xsktun_xdp; }
 int XdpObject::prog_fd() const { return bpf_program__fd(skel_->progs.xsktun_xdp); }
 
 int XdpObject::allowed_ips_v4_fd() const { return bpf_map__fd(skel_->maps.allowed_ips_v4); }

@@ -28,6 +28,22 @@ namespace {
 constexpr const char* kProgName = "xsktun_xdp";
 constexpr const char* kBpffs = "/sys/fs/bpf";
 
+// libbpf/libxdp chatter (e.g. "skipping unrecognized data section .xdp_run_config") goes to our
+// log at debug level; their warnings stay visible as warnings.
+int bpf_print(enum libbpf_print_level level, const char* fmt, va_list ap) {
+  if (level == LIBBPF_DEBUG || (level == LIBBPF_INFO && log::level() < log::Level::kDebug)) return 0;
+  char buf[512];
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  size_t n = std::strlen(buf);
+  if (n && buf[n - 1] == '\n') buf[n - 1] = 0;
+  if (level == LIBBPF_WARN) XLOG_WARN("libbpf: %s", buf);
+  else XLOG_DEBUG("libbpf: %s", buf);
+  return 0;
+}
+int xdp_print(enum libxdp_print_level level, const char* fmt, va_list ap) {
+  return bpf_print(static_cast<libbpf_print_level>(level), fmt, ap);
+}
+
 std::string xdp_error(int rc) {
   char buf[256];
   libxdp_strerror(rc, buf, sizeof buf);
@@ -102,6 +118,8 @@ int nic_rx_queues(const std::string& nic) {
 }
 
 std::unique_ptr<XdpPlane> XdpPlane::create(const XdpPlaneOptions& o, std::string* err) {
+  libbpf_set_print(bpf_print);
+  libxdp_set_print(xdp_print);
   std::unique_ptr<XdpPlane> x(new XdpPlane());
   x->ifindex_ = static_cast<int>(if_nametoindex(o.nic.c_str()));
   if (x->ifindex_ == 0) {
