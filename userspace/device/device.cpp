@@ -193,13 +193,16 @@ int Device::apply(const control::ConfigChange& change, std::string* err) {
     fwmark_ = *change.fwmark;
     udp_.set_fwmark(fwmark_);
   }
-  if (change.private_key) {
+  // Setting the key it already has is a no-op (kernel netlink.c skip_set_private_key): every
+  // `wg syncconf` sends the private key, and must not force new handshakes.
+  bool key_changes = change.private_key && !change.private_key->equals(identity_.load()->private_key);
+  if (key_changes) {
     auto id = std::make_shared<proto::StaticIdentity>();
     if (!change.private_key->is_zero()) id->set_private(*change.private_key);
     cookie_checker_.set_public_key(id->public_key);
     identity_.store(std::move(id));
   }
-  if (change.private_key) {
+  if (key_changes) {
     // A new identity invalidates every session and the precomputed static-static DH; a peer
     // whose key is now our own is removed (wireguard-go does the same).
     std::vector<std::shared_ptr<Peer>> all;

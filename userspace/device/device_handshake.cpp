@@ -111,6 +111,7 @@ void Device::handle_initiation(const MessageInitiation& msg, const Endpoint& src
       std::unique_lock pl(peer->mu, std::adopt_lock);
       if (e == HandshakeError::kOk && !peer->removed) {
         peer->endpoint = src;
+        peer->rx_bytes.fetch_add(sizeof msg, std::memory_order_relaxed);
         uint32_t idx = new_index(peer, nullptr);
         MessageResponse resp;
         free_index(peer->hs.local_index);  // a previous handshake index of ours is superseded
@@ -155,6 +156,7 @@ void Device::handle_response(const MessageResponse& msg, const Endpoint& src) {
     return;
   }
   peer->endpoint = src;
+  peer->rx_bytes.fetch_add(sizeof msg, std::memory_order_relaxed);
   free_index(peer->hs.local_index);
   install_keypair(*peer, peer);
   peer->timers.any_authenticated_packet_received(now);
@@ -217,6 +219,7 @@ void Device::send_to(Peer& p, uint8_t* data, size_t len) {
   }
   io::PacketBuf out{data, len, len, p.endpoint};
   if (udp_.send_batch(std::span(&out, 1)) != 1) counters_.add(Counter::drop_udp_send);
+  else p.tx_bytes.fetch_add(len, std::memory_order_relaxed);  // like the kernel: every message
 }
 
 void Device::send_initiation(Peer& p, bool is_retry) {
@@ -280,7 +283,6 @@ void Device::flush_staged(Peer& p) {
     send_to(p, pkt.data(), n);
     counters_.add(Counter::tx_packets);
     counters_.add(Counter::tx_bytes, inner);
-    p.tx_bytes += n;
     p.staged.pop_front();
   }
   p.timers.data_sent(now);
