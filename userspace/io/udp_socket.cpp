@@ -1,6 +1,7 @@
 #include "xsktun/io/udp_socket.h"
 
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -8,19 +9,53 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
-
-// TODO(gso-gro, later issue): UDP GSO/GRO hook. On send, coalesce consecutive same-endpoint,
-// same-size datagrams into one sendmsg with a UDP_SEGMENT cmsg; on receive, enable UDP_GRO and
-// split each super-datagram by the UDP_GRO cmsg's segment size into PacketBufs. Both live in
-// send_chunk()/recv_ready() below and need bigger-than-MTU buffers from the caller.
 
 namespace xsktun::io {
 namespace {
 
 // mmsghdr arrays live on the stack; larger batches go in several syscalls.
 constexpr size_t kChunk = 64;
+// Send chunks are larger so that one sendmmsg can carry several GSO messages.
+constexpr size_t kSendChunk = 128;
+
+// GSO limits (net/ipv4/udp.c udp_send_skb): the kernel refuses a message whose skb->len, headers
+// included, exceeds gso_size * UDP_MAX_SEGMENTS (64 before Linux 6.11), so 63 segments plus up to
+// 48 header bytes (IPv6 + UDP) always fit when gso_size >= 48. The IPv4 total length is 16 bits:
+// 65535 - 20 - 8 payload bytes at most (__ip_append_data says EMSGSIZE beyond).
+constexpr size_t kMaxGsoSegments = 63;
+constexpr size_t kMinGsoSize = 48;
+constexpr size_t kMaxGsoBytes = 65507;
+
+// GRO receive slots: a coalesced super-datagram is at most 64 KiB (udp_gro_receive_segment).
+constexpr size_t kRxSlotSize = 65536;
+constexpr size_t kRxSlots = 8;
+
+bool offload_allowed() {
+  const char* v = std::getenv("XSKTUN_UDP_OFFLOAD");
+  return v == nullptr || std::strcmp(v, "0") != 0;
+}
+
+struct GsoCmsg {
+  alignas(cmsghdr) char buf[CMSG_SPACE(sizeof(uint16_t))];
+};
+struct GroCmsg {
+  alignas(cmsghdr) char buf[CMSG_SPACE(sizeof(int))];
+};
+
+// The gso_size the kernel reported for a received datagram (udp_cmsg_recv puts an int), or 0.
+size_t gro_segment_size(msghdr& h) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(&h, c)) {
+    if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+      int size = 0;
+      std::memcpy(&size, CMSG_DATA(c), sizeof size);
+      return size > 0 ? static_cast<size_t>(size) : 0;
+    }
+  }
+  return 0;
+}
 
 void set_buffer(int fd, int force_opt, int opt) {
   int size = kUdpSocketBuffer;
@@ -42,7 +77,88 @@ socklen_t dest_sockaddr(const Endpoint& ep, int family, sockaddr_storage* ss) {
   return mapped.to_sockaddr(ss);
 }
 
+// One plan for a chunk of buffers to send: each message is a run of consecutive buffers to one
+// endpoint (one buffer, or several as a GSO message). Arrays indexed by buffer: iov, to, tolen.
+struct SendPlan {
+  mmsghdr msgs[kSendChunk];
+  GsoCmsg ctrl[kSendChunk];
+  uint16_t first[kSendChunk];  // per message: index of its first buffer
+  uint16_t segs[kSendChunk];   // per message: number of datagrams it carries
+  iovec iov[kSendChunk];
+  sockaddr_storage to[kSendChunk];
+  socklen_t tolen[kSendChunk];  // 0: unreachable endpoint, skipped
+};
+
+// Groups bufs[from..] into messages. With `gso`, a run grows while the endpoint matches, every
+// datagram has the run's size (the last may be shorter, and closes the run) and the limits hold;
+// udp(7): all segments but the last must be exactly gso_size bytes.
+size_t plan_messages(std::span<PacketBuf> bufs, size_t from, bool gso, SendPlan& p) {
+  size_t m = 0;
+  size_t seg = 0;
+  size_t bytes = 0;
+  bool open = false;
+  for (size_t i = from; i < bufs.size(); ++i) {
+    const PacketBuf& b = bufs[i];
+    p.iov[i] = {b.data, b.len};
+    if (p.tolen[i] == 0) {
+      open = false;
+      continue;
+    }
+    if (open && b.len <= seg && p.segs[m - 1] < kMaxGsoSegments && bytes + b.len <= kMaxGsoBytes &&
+        b.endpoint == bufs[p.first[m - 1]].endpoint) {
+      ++p.segs[m - 1];
+      ++p.msgs[m - 1].msg_hdr.msg_iovlen;
+      bytes += b.len;
+      open = b.len == seg;
+      continue;
+    }
+    p.msgs[m] = {};
+    msghdr& h = p.msgs[m].msg_hdr;
+    h.msg_name = &p.to[i];
+    h.msg_namelen = p.tolen[i];
+    h.msg_iov = &p.iov[i];  // the run's buffers are gathered by the kernel: no copy here
+    h.msg_iovlen = 1;
+    p.first[m] = static_cast<uint16_t>(i);
+    p.segs[m] = 1;
+    ++m;
+    seg = bytes = b.len;
+    open = gso && seg >= kMinGsoSize;
+  }
+  for (size_t k = 0; k < m; ++k) {
+    if (p.segs[k] < 2) continue;
+    msghdr& h = p.msgs[k].msg_hdr;
+    h.msg_control = p.ctrl[k].buf;
+    h.msg_controllen = sizeof p.ctrl[k].buf;
+    cmsghdr* c = CMSG_FIRSTHDR(&h);
+    c->cmsg_level = SOL_UDP;
+    c->cmsg_type = UDP_SEGMENT;
+    c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    auto size = static_cast<uint16_t>(p.iov[p.first[k]].iov_len);
+    std::memcpy(CMSG_DATA(c), &size, sizeof size);
+  }
+  return m;
+}
+
+// Errors with which udp_send_skb refuses a GSO message that would have gone out as single
+// datagrams: EIO (no checksum offload on the device, or xfrm), EINVAL (segment larger than the
+// path MTU, SO_NO_CHECK, too many segments), EMSGSIZE (newer kernels, for the MTU case).
+bool gso_refused(int err) { return err == EIO || err == EINVAL || err == EMSGSIZE; }
+
 }  // namespace
+
+struct UdpSocket::RxState {
+  struct Slot {
+    size_t len = 0;
+    size_t seg = 0;  // gso_size from the UDP_GRO cmsg; 0: a single datagram
+    bool trunc = false;
+    Endpoint from;
+  };
+  std::unique_ptr<uint8_t[]> arena;  // kRxSlots * kRxSlotSize, allocated on first GRO receive
+  Slot slots[kRxSlots];
+  size_t count = 0;  // slots filled by the last recvmmsg
+  size_t next = 0;   // first slot not fully delivered
+  size_t off = 0;    // bytes of slots[next] already delivered
+};
 
 UdpSocket::Sock::~Sock() {
   if (fd >= 0) close(fd);
@@ -70,6 +186,15 @@ std::shared_ptr<UdpSocket::Sock> UdpSocket::open_sock(uint16_t port, uint32_t ma
   if (mark != 0 && setsockopt(s->fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) < 0) {
     *err = errno;
     return nullptr;
+  }
+  if (offload_allowed()) {
+    // Probe GSO with a read: kernels before 4.18 fail with ENOPROTOOPT, and would otherwise
+    // ignore the SOL_UDP cmsg and send one oversized datagram.
+    int seg = 0;
+    socklen_t seg_len = sizeof seg;
+    s->gso = getsockopt(s->fd, SOL_UDP, UDP_SEGMENT, &seg, &seg_len) == 0;
+    int one = 1;
+    s->gro = setsockopt(s->fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
   }
   Endpoint any;
   any.addr.family = static_cast<uint8_t>(s->family);  // all-zero bytes: INADDR_ANY / in6addr_any
@@ -104,7 +229,8 @@ std::unique_ptr<UdpSocket> UdpSocket::open(uint16_t port, std::string* err) {
   return std::unique_ptr<UdpSocket>(new UdpSocket(std::move(s), wake_fd));
 }
 
-UdpSocket::UdpSocket(std::shared_ptr<Sock> sock, int wake_fd) : sock_(std::move(sock)), wake_fd_(wake_fd) {}
+UdpSocket::UdpSocket(std::shared_ptr<Sock> sock, int wake_fd)
+    : sock_(std::move(sock)), wake_fd_(wake_fd), rx_(std::make_unique<RxState>()) {}
 
 UdpSocket::~UdpSocket() { close(wake_fd_); }
 
@@ -115,7 +241,8 @@ std::shared_ptr<UdpSocket::Sock> UdpSocket::current() const {
 
 uint16_t UdpSocket::port() const { return current()->port; }
 
-int UdpSocket::recv_ready(const Sock& s, std::span<PacketBuf> bufs) {
+// Without GRO every datagram fits a caller buffer or is truncated anyway: receive in place.
+int UdpSocket::recv_direct(const Sock& s, std::span<PacketBuf> bufs) {
   size_t total = 0;
   while (total < bufs.size()) {
     size_t want = std::min(kChunk, bufs.size() - total);
@@ -149,6 +276,93 @@ int UdpSocket::recv_ready(const Sock& s, std::span<PacketBuf> bufs) {
   return static_cast<int>(total);
 }
 
+// Reads up to `want` (super-)datagrams into the GRO slots. Returns how many, 0 if none is
+// queued, or -errno. Only called when every earlier slot was delivered.
+int UdpSocket::fill_slots(const Sock& s, size_t want) {
+  RxState& rx = *rx_;
+  if (!rx.arena) rx.arena = std::make_unique<uint8_t[]>(kRxSlots * kRxSlotSize);
+  mmsghdr msgs[kRxSlots];
+  iovec iov[kRxSlots];
+  sockaddr_storage from[kRxSlots];
+  GroCmsg ctrl[kRxSlots];
+  std::memset(msgs, 0, sizeof(mmsghdr) * want);
+  for (size_t i = 0; i < want; ++i) {
+    iov[i] = {rx.arena.get() + i * kRxSlotSize, kRxSlotSize};
+    msghdr& h = msgs[i].msg_hdr;
+    h.msg_name = &from[i];
+    h.msg_namelen = sizeof from[i];
+    h.msg_iov = &iov[i];
+    h.msg_iovlen = 1;
+    h.msg_control = ctrl[i].buf;
+    h.msg_controllen = sizeof ctrl[i].buf;
+  }
+  int r;
+  do {
+    r = recvmmsg(s.fd, msgs, static_cast<unsigned>(want), MSG_DONTWAIT, nullptr);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) return errno == EAGAIN ? 0 : -errno;
+  for (int i = 0; i < r; ++i) {
+    RxState::Slot& slot = rx.slots[i];
+    slot.len = msgs[i].msg_len;
+    slot.trunc = msgs[i].msg_hdr.msg_flags & MSG_TRUNC;
+    slot.seg = gro_segment_size(msgs[i].msg_hdr);
+    slot.from = Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&from[i]));
+    if (slot.seg != 0 && slot.len > slot.seg) gro_receives_.fetch_add(1, std::memory_order_relaxed);
+  }
+  rx.count = static_cast<size_t>(r);
+  rx.next = rx.off = 0;
+  return r;
+}
+
+// Hands out pending segments in order, one per caller buffer. A segment (or plain datagram)
+// longer than its buffer is delivered with len 0 and counted, like a truncated recvmmsg.
+size_t UdpSocket::drain_pending(std::span<PacketBuf> bufs) {
+  RxState& rx = *rx_;
+  size_t n = 0;
+  while (n < bufs.size() && rx.next < rx.count) {
+    const RxState::Slot& slot = rx.slots[rx.next];
+    const uint8_t* data = rx.arena.get() + rx.next * kRxSlotSize + rx.off;
+    size_t take = slot.trunc ? 0 : std::min(slot.seg != 0 ? slot.seg : slot.len, slot.len - rx.off);
+    PacketBuf& b = bufs[n++];
+    b.endpoint = slot.from;
+    if (slot.trunc || take > b.cap) {
+      truncated_.fetch_add(1, std::memory_order_relaxed);
+      b.len = 0;
+    } else {
+      std::memcpy(b.data, data, take);
+      b.len = take;
+    }
+    rx.off += take;
+    if (slot.trunc || rx.off >= slot.len) {
+      ++rx.next;
+      rx.off = 0;
+    }
+  }
+  return n;
+}
+
+int UdpSocket::recv_ready(const Sock& s, std::span<PacketBuf> bufs) {
+  std::lock_guard lk(rx_mu_);
+  size_t total = drain_pending(bufs);  // leftovers first, even from a socket since replaced
+  if (total == bufs.size()) return static_cast<int>(total);
+  if (!s.gro) {
+    int r = recv_direct(s, bufs.subspan(total));
+    if (r < 0) return total > 0 ? static_cast<int>(total) : r;
+    return static_cast<int>(total) + r;
+  }
+  while (total < bufs.size()) {
+    size_t want = std::min(kRxSlots, bufs.size() - total);
+    int r = fill_slots(s, want);
+    if (r < 0) {
+      if (total > 0) break;
+      return r;
+    }
+    total += drain_pending(bufs.subspan(total));
+    if (static_cast<size_t>(r) < want) break;  // queue drained
+  }
+  return static_cast<int>(total);
+}
+
 int UdpSocket::recv_batch(std::span<PacketBuf> bufs) {
   if (bufs.empty()) return 0;
   for (;;) {
@@ -165,40 +379,43 @@ int UdpSocket::recv_batch(std::span<PacketBuf> bufs) {
   }
 }
 
-int UdpSocket::send_chunk(const Sock& s, std::span<PacketBuf> bufs, int* first_err) {
-  mmsghdr msgs[kChunk];
-  iovec iov[kChunk];
-  sockaddr_storage to[kChunk];
-  size_t m = 0;
-  std::memset(msgs, 0, sizeof(mmsghdr) * bufs.size());
-  for (PacketBuf& b : bufs) {
-    socklen_t len = dest_sockaddr(b.endpoint, s.family, &to[m]);
-    if (len == 0) {  // no endpoint yet, or IPv6 peer on an IPv4-only host
-      if (*first_err == 0) *first_err = b.endpoint.valid() ? EAFNOSUPPORT : EDESTADDRREQ;
+int UdpSocket::send_chunk(Sock& s, std::span<PacketBuf> bufs, int* first_err) {
+  SendPlan p;
+  for (size_t i = 0; i < bufs.size(); ++i) {
+    p.tolen[i] = dest_sockaddr(bufs[i].endpoint, s.family, &p.to[i]);
+    if (p.tolen[i] == 0) {  // no endpoint yet, or IPv6 peer on an IPv4-only host
+      if (*first_err == 0) *first_err = bufs[i].endpoint.valid() ? EAFNOSUPPORT : EDESTADDRREQ;
       send_errors_.fetch_add(1, std::memory_order_relaxed);
-      continue;
     }
-    iov[m] = {b.data, b.len};
-    msgs[m].msg_hdr.msg_name = &to[m];
-    msgs[m].msg_hdr.msg_namelen = len;
-    msgs[m].msg_hdr.msg_iov = &iov[m];
-    msgs[m].msg_hdr.msg_iovlen = 1;
-    ++m;
   }
+  size_t m = plan_messages(bufs, 0, s.gso.load(std::memory_order_relaxed), p);
   int sent = 0;
   size_t done = 0;
   while (done < m) {
-    int r = sendmmsg(s.fd, msgs + done, static_cast<unsigned>(m - done), 0);
+    int r = sendmmsg(s.fd, p.msgs + done, static_cast<unsigned>(m - done), 0);
     if (r > 0) {
+      for (size_t k = done; k < done + static_cast<size_t>(r); ++k) {
+        sent += p.segs[k];
+        if (p.segs[k] > 1) gso_sends_.fetch_add(1, std::memory_order_relaxed);
+      }
       done += static_cast<size_t>(r);
-      sent += r;
       continue;
     }
     if (r < 0 && errno == EINTR) continue;
-    // sendmmsg stops at the first failing datagram (and reports its errno only if it was the
+    int err = r < 0 ? errno : EIO;
+    if (p.segs[done] > 1 && gso_refused(err)) {
+      // Like wireguard-go: a device without checksum offload will refuse every GSO message,
+      // so stop trying on this socket. EMSGSIZE is about one path's MTU: retry without GSO
+      // for this chunk only. Either way the refused datagrams go out again one by one.
+      if (err != EMSGSIZE) s.gso.store(false, std::memory_order_relaxed);
+      m = plan_messages(bufs, p.first[done], false, p);
+      done = 0;
+      continue;
+    }
+    // sendmmsg stops at the first failing message (and reports its errno only if it was the
     // first of the call): skip exactly that one and go on with the rest.
-    if (*first_err == 0) *first_err = r < 0 ? errno : EIO;
-    send_errors_.fetch_add(1, std::memory_order_relaxed);
+    if (*first_err == 0) *first_err = err;
+    send_errors_.fetch_add(p.segs[done], std::memory_order_relaxed);
     ++done;
   }
   return sent;
@@ -208,8 +425,8 @@ int UdpSocket::send_batch(std::span<PacketBuf> bufs) {
   std::shared_ptr<Sock> s = current();
   int sent = 0;
   int first_err = 0;
-  for (size_t off = 0; off < bufs.size(); off += kChunk) {
-    sent += send_chunk(*s, bufs.subspan(off, std::min(kChunk, bufs.size() - off)), &first_err);
+  for (size_t off = 0; off < bufs.size(); off += kSendChunk) {
+    sent += send_chunk(*s, bufs.subspan(off, std::min(kSendChunk, bufs.size() - off)), &first_err);
   }
   return sent > 0 || first_err == 0 ? sent : -first_err;
 }

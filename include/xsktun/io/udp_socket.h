@@ -1,6 +1,12 @@
 // The real outer side: one dual-stack UDP socket ([::]:port with IPV6_V6ONLY=0) using
 // recvmmsg/sendmmsg. One socket serves IPv4 and IPv6 peers (the kernel's wg_socket_init opens
 // one of each instead); IPv4 peers appear on it as ::ffff:a.b.c.d.
+//
+// UDP offloads, invisible to callers (who always see single datagrams): on send, runs of
+// same-endpoint, same-size datagrams go out as one UDP_SEGMENT (GSO) message; on receive, UDP_GRO
+// lets the kernel hand over coalesced super-datagrams, which are split back by their gso_size
+// (udp(7); kernel >= 4.18 for GSO, >= 5.0 for GRO). XSKTUN_UDP_OFFLOAD=0 in the environment turns
+// both off for sockets opened (or rebound) afterwards.
 #pragma once
 
 #include <atomic>
@@ -30,17 +36,24 @@ class UdpSocket final : public UdpIo {
   // Receives up to bufs.size() queued datagrams (recvmmsg); when none is queued, blocks until
   // one is or until wake(). Sources are reported as IPv4 endpoints for v4-mapped addresses. A
   // datagram longer than its buffer gets len 0 (it was truncated; callers drop short packets)
-  // and is counted in truncated(). Returns the count, 0 after wake(), or -errno.
+  // and is counted in truncated(). Segments of a GRO super-datagram that do not fit in `bufs`
+  // stay pending inside the socket and come first in the next call. Returns the count, 0 after
+  // wake(), or -errno.
   int recv_batch(std::span<PacketBuf> bufs) override;
   // Sends each buffer to its endpoint (sendmmsg; IPv4 as ::ffff:a.b.c.d). A datagram the kernel
   // refuses (no route, invalid endpoint, EPERM from a firewall, ...) is skipped and counted in
-  // send_errors(). Returns the number sent; -errno of the first failure if none was sent.
+  // send_errors(). Returns the number of datagrams sent (a GSO message counts as its segments);
+  // -errno of the first failure if none was sent. If the kernel refuses UDP_SEGMENT (EIO: no
+  // checksum offload on the route's device; EINVAL), GSO is turned off for this socket and the
+  // datagrams are resent one by one.
   int send_batch(std::span<PacketBuf> bufs) override;
   uint16_t port() const override;
   // Opens and binds a new socket on `port` first, then swaps it in, so on failure (e.g.
   // -EADDRINUSE) the old socket stays. Rebinding to the current non-zero port is a no-op (as in
   // the kernel's set_port). Safe while other threads are in recv_batch/send_batch: a blocked
-  // receiver is woken and moves to the new socket. Datagrams queued on the old one are lost.
+  // receiver is woken and moves to the new socket. Datagrams queued on the old one are lost
+  // (segments already read from it and pending are still delivered). Offloads are probed and
+  // enabled again on the new socket.
   int rebind(uint16_t port) override;
   // SO_MARK on the current socket and on every future one (0 clears it). Needs CAP_NET_ADMIN.
   void set_fwmark(uint32_t mark) override { try_set_fwmark(mark); }
@@ -51,6 +64,13 @@ class UdpSocket final : public UdpIo {
 
   uint64_t send_errors() const { return send_errors_.load(std::memory_order_relaxed); }
   uint64_t truncated() const { return truncated_.load(std::memory_order_relaxed); }
+  // Offload state of the current socket, and how often each offload actually carried traffic.
+  bool gso_enabled() const { return current()->gso.load(std::memory_order_relaxed); }
+  bool gro_enabled() const { return current()->gro; }
+  uint64_t gso_sends() const { return gso_sends_.load(std::memory_order_relaxed); }   // messages
+  uint64_t gro_receives() const { return gro_receives_.load(std::memory_order_relaxed); }  // >1 seg
+  // The current socket's fd, for tests and diagnostics only: rebind() replaces (and closes) it.
+  int native_handle() const { return current()->fd; }
 
  private:
   // One bound socket. Threads hold a shared_ptr while using its fd, so rebind() can replace
@@ -59,13 +79,19 @@ class UdpSocket final : public UdpIo {
     int fd = -1;
     int family = 0;  // AF_INET6 (dual-stack) or AF_INET (host without IPv6)
     uint16_t port = 0;
+    std::atomic<bool> gso{false};  // cleared once the kernel refuses UDP_SEGMENT on this socket
+    bool gro = false;
     ~Sock();
   };
+  struct RxState;  // GRO receive slots and the not yet delivered segments (udp_socket.cpp)
   UdpSocket(std::shared_ptr<Sock> sock, int wake_fd);
   static std::shared_ptr<Sock> open_sock(uint16_t port, uint32_t mark, int* err);
   std::shared_ptr<Sock> current() const;
   int recv_ready(const Sock& s, std::span<PacketBuf> bufs);
-  int send_chunk(const Sock& s, std::span<PacketBuf> bufs, int* first_err);
+  int recv_direct(const Sock& s, std::span<PacketBuf> bufs);
+  int fill_slots(const Sock& s, size_t want);
+  size_t drain_pending(std::span<PacketBuf> bufs);
+  int send_chunk(Sock& s, std::span<PacketBuf> bufs, int* first_err);
 
   mutable std::mutex mu_;  // guards sock_; held across rebind/set_fwmark so they serialize
   std::shared_ptr<Sock> sock_;
@@ -73,6 +99,10 @@ class UdpSocket final : public UdpIo {
   std::atomic<uint32_t> fwmark_{0};
   std::atomic<uint64_t> send_errors_{0};
   std::atomic<uint64_t> truncated_{0};
+  std::atomic<uint64_t> gso_sends_{0};
+  std::atomic<uint64_t> gro_receives_{0};
+  std::mutex rx_mu_;  // guards rx_: concurrent receivers must not split the same super-datagram
+  std::unique_ptr<RxState> rx_;
 };
 
 }  // namespace xsktun::io
