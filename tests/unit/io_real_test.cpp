@@ -21,6 +21,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -422,11 +423,13 @@ TEST(TunDevice, CreatesAnUpInterfaceWithTheMtu) {
   });
 }
 
-TEST(TunDevice, KernelAnswersEchoRequestsWrittenInABatch) {
-  in_netns([] {
+// With and without the virtio header (offloads), the same packets go through.
+void echo_batch(TunOffload mode) {
+  in_netns([mode] {
     std::string err;
-    auto tun = TunDevice::create("xsktst%d", kDefaultTunMtu, &err);
+    auto tun = TunDevice::create("xsktst%d", kDefaultTunMtu, &err, mode);
     ASSERT_TRUE(tun) << err;
+    EXPECT_EQ(tun->features().vnet_hdr, mode == TunOffload::kOn);
     set_ipv4(tun->name(), "192.0.2.1");
     constexpr int kN = 8;
     Batch out(kN + 1);
@@ -456,6 +459,9 @@ TEST(TunDevice, KernelAnswersEchoRequestsWrittenInABatch) {
     EXPECT_FALSE(tun->gone());
   });
 }
+
+TEST(TunDevice, KernelAnswersEchoRequestsWrittenInABatch) { echo_batch(TunOffload::kOn); }
+TEST(TunDevice, KernelAnswersEchoRequestsWrittenInABatchWithoutOffloads) { echo_batch(TunOffload::kOff); }
 
 TEST(TunDevice, WakeUnblocksRead) {
   in_netns([] {
@@ -497,6 +503,270 @@ TEST(TunDevice, ReportsTheInterfaceGoneWhenDeleted) {
     Batch out(1);
     out.set(0, echo_request(0));
     EXPECT_LT(tun->write_batch(out.bufs), 0);
+  });
+}
+
+// ---- TunDevice offloads: a tiny TCP peer on the far side of the TUN ----
+
+TEST(TunDevice, OffloadsAreNegotiatedAndCanBeTurnedOff) {
+  in_netns([] {
+    auto on = TunDevice::create("xsktst%d", kDefaultTunMtu, nullptr, TunOffload::kOn);
+    ASSERT_TRUE(on);
+    EXPECT_TRUE(on->features().vnet_hdr);
+    EXPECT_TRUE(on->features().tso);  // TUN_F_TSO4/6 predate every kernel we run on
+    auto off = TunDevice::create("xsktst%d", kDefaultTunMtu, nullptr, TunOffload::kOff);
+    ASSERT_TRUE(off);
+    EXPECT_FALSE(off->features().vnet_hdr);
+    EXPECT_FALSE(off->features().tso);
+    setenv("XSKTUN_TUN_OFFLOAD", "0", 1);  // only in this forked child
+    auto env_off = TunDevice::create("xsktst%d", kDefaultTunMtu, nullptr);
+    ASSERT_TRUE(env_off);
+    EXPECT_FALSE(env_off->features().vnet_hdr);
+  });
+}
+
+constexpr uint8_t kSyn = 0x02, kPsh = 0x08, kAck = 0x10;
+constexpr uint16_t kPeerPort = 7777;
+
+uint32_t get32(const uint8_t* p) { return uint32_t{p[0]} << 24 | p[1] << 16 | p[2] << 8 | p[3]; }
+void put32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (24 - 8 * i));
+}
+
+// RFC 9293 checksum over the IPv4 pseudo-header and the segment, byte by byte.
+uint16_t tcp4_checksum(const Bytes& pkt) {
+  size_t tl = pkt.size() - 20;
+  Bytes ph(pkt.begin() + 12, pkt.begin() + 20);
+  ph.insert(ph.end(), {0, 6, static_cast<uint8_t>(tl >> 8), static_cast<uint8_t>(tl)});
+  ph.insert(ph.end(), pkt.begin() + 20, pkt.end());
+  return inet_checksum(ph.data(), ph.size());
+}
+
+// A TCP segment from kPeer:kPeerPort to `dst`:`port`, window scale 7 on SYNs.
+Bytes tcp4(uint16_t port, uint32_t seq, uint32_t ack, uint8_t flags, const Bytes& payload = {},
+           const uint8_t* dst = kSelf) {
+  Bytes opts;
+  if (flags & kSyn) opts = {2, 4, 0x05, 0x64, 1, 3, 3, 7};  // MSS 1380, NOP, WS 7
+  Bytes p(20 + 20 + opts.size() + payload.size());
+  p[0] = 0x45;
+  p[2] = static_cast<uint8_t>(p.size() >> 8);
+  p[3] = static_cast<uint8_t>(p.size());
+  p[8] = 64;
+  p[9] = 6;
+  std::memcpy(&p[12], kPeer, 4);
+  std::memcpy(&p[16], dst, 4);
+  uint16_t c = inet_checksum(p.data(), 20);
+  p[10] = static_cast<uint8_t>(c >> 8);
+  p[11] = static_cast<uint8_t>(c);
+  uint8_t* t = &p[20];
+  t[0] = kPeerPort >> 8;
+  t[1] = kPeerPort & 0xff;
+  t[2] = static_cast<uint8_t>(port >> 8);
+  t[3] = static_cast<uint8_t>(port);
+  put32(t + 4, seq);
+  put32(t + 8, ack);
+  t[12] = static_cast<uint8_t>((20 + opts.size()) / 4 << 4);
+  t[13] = flags;
+  t[14] = t[15] = 0xff;  // window 65535 (<< 7 once established)
+  std::copy(opts.begin(), opts.end(), t + 20);
+  std::copy(payload.begin(), payload.end(), t + 20 + opts.size());
+  c = tcp4_checksum(p);
+  t[16] = static_cast<uint8_t>(c >> 8);
+  t[17] = static_cast<uint8_t>(c);
+  return p;
+}
+
+struct Seg {
+  uint16_t port = 0;  // the source port
+  uint32_t seq = 0, ack = 0;
+  uint16_t window = 0;
+  uint8_t flags = 0;
+  Bytes payload;
+};
+
+// A TCP packet to `dst`:`dport`, else nullopt; fails the test unless both checksums verify.
+std::optional<Seg> parse_tcp4(const Bytes& p, const uint8_t* dst, uint16_t dport) {
+  if (p.size() < 40 || p[0] != 0x45 || p[9] != 6 || std::memcmp(&p[16], dst, 4) != 0) return std::nullopt;
+  const uint8_t* t = &p[20];
+  if (((t[2] << 8) | t[3]) != dport) return std::nullopt;
+  EXPECT_EQ(inet_checksum(p.data(), 20), 0) << "IPv4 header checksum";
+  EXPECT_EQ(tcp4_checksum(p), 0) << "TCP checksum";
+  EXPECT_EQ(static_cast<size_t>((p[2] << 8) | p[3]), p.size());
+  Seg s;
+  s.port = static_cast<uint16_t>((t[0] << 8) | t[1]);
+  s.seq = get32(t + 4);
+  s.ack = get32(t + 8);
+  s.flags = t[13];
+  s.window = static_cast<uint16_t>((t[14] << 8) | t[15]);
+  s.payload.assign(p.begin() + 20 + (t[12] >> 4) * 4, p.end());
+  return s;
+}
+std::optional<Seg> parse_to_peer(const Bytes& p) { return parse_tcp4(p, kPeer, kPeerPort); }
+
+// Reads until a segment to `dst`:`dport` satisfies `want`. One packet per call, so nothing
+// read is lost between calls.
+Seg await_to(TunDevice& tun, const uint8_t* dst, uint16_t dport,
+             const std::function<bool(const Seg&)>& want = [](const Seg&) { return true; }) {
+  Batch in(1);
+  for (;;) {
+    int n = tun.read_batch(in.bufs);
+    if (n <= 0) {
+      ADD_FAILURE() << "read_batch returned " << n;
+      return {};
+    }
+    auto s = parse_tcp4(in.get(0), dst, dport);
+    if (s && want(*s)) return *s;
+  }
+}
+Seg await_segment(TunDevice& tun, const std::function<bool(const Seg&)>& want) {
+  return await_to(tun, kPeer, kPeerPort, want);
+}
+
+sockaddr_in sin4(const uint8_t* addr, uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  std::memcpy(&a.sin_addr, addr, 4);
+  return a;
+}
+
+Bytes pattern(size_t n) {
+  Bytes b(n);
+  for (size_t i = 0; i < n; ++i) b[i] = static_cast<uint8_t>(i * 7 + (i >> 10));
+  return b;
+}
+
+// The kernel sends a bulk TCP transfer as TSO super-packets; read_batch must hand out
+// MTU-sized segments with valid checksums and contiguous sequence numbers.
+TEST(TunDevice, TsoSuperPacketsAreReadAsValidMtuSizedSegments) {
+  in_netns([] {
+    std::string err;
+    auto tun = TunDevice::create("xsktst%d", kDefaultTunMtu, &err, TunOffload::kOn);
+    ASSERT_TRUE(tun) << err;
+    set_ipv4(tun->name(), "192.0.2.1");
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    sockaddr_in to = sin4(kPeer, kPeerPort);
+    ASSERT_NE(connect(s, reinterpret_cast<sockaddr*>(&to), sizeof to), 0);
+    ASSERT_EQ(errno, EINPROGRESS);
+    Seg syn = await_segment(*tun, [](const Seg& g) { return g.flags & kSyn; });
+    constexpr uint32_t kIsn = 5000;
+    Batch out(1);
+    out.set(0, tcp4(syn.port, kIsn, syn.seq + 1, kSyn | kAck));
+    ASSERT_EQ(tun->write_batch(out.bufs), 1);
+
+    const Bytes data = pattern(400000);
+    size_t sent = 0, got = 0, largest = 0;
+    uint32_t base = syn.seq + 1;
+    Batch in(64);
+    while (got < data.size()) {
+      ssize_t w = send(s, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+      if (w > 0) sent += static_cast<size_t>(w);
+      int n = tun->read_batch(in.bufs);
+      ASSERT_GT(n, 0);
+      for (int i = 0; i < n; ++i) {
+        auto g = parse_to_peer(in.get(i));
+        if (!g || g->payload.empty()) continue;
+        ASSERT_LE(in.bufs[i].len, kDefaultTunMtu);
+        largest = std::max(largest, g->payload.size());
+        size_t off = g->seq - base;
+        if (off < got) continue;  // a retransmission
+        ASSERT_EQ(off, got) << "gap in the sequence space";
+        ASSERT_LE(off + g->payload.size(), data.size());
+        ASSERT_TRUE(std::equal(g->payload.begin(), g->payload.end(), data.begin() + off));
+        got += g->payload.size();
+      }
+      out.set(0, tcp4(syn.port, kIsn + 1, base + static_cast<uint32_t>(got), kAck));
+      ASSERT_EQ(tun->write_batch(out.bufs), 1);
+    }
+    EXPECT_GT(tun->split_packets(), 0u) << "the kernel never sent a super-packet";
+    EXPECT_EQ(largest, 1380u);  // MSS from the MTU (1420 - 40)
+    EXPECT_EQ(tun->read_drops(), 0u);
+    close(s);
+  });
+}
+
+// A run of segments written in one batch reaches a local socket as one super-packet, intact.
+TEST(TunDevice, CoalescedSegmentsReachALocalSocketIntact) {
+  in_netns([] {
+    std::string err;
+    auto tun = TunDevice::create("xsktst%d", kDefaultTunMtu, &err, TunOffload::kOn);
+    ASSERT_TRUE(tun) << err;
+    set_ipv4(tun->name(), "192.0.2.1");
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in me = sin4(kSelf, 7778);
+    ASSERT_EQ(bind(ls, reinterpret_cast<sockaddr*>(&me), sizeof me), 0) << std::strerror(errno);
+    ASSERT_EQ(listen(ls, 1), 0);
+    constexpr uint32_t kIsn = 0xfffffc00;  // the sequence space wraps inside the run
+    Batch out(32, 2048);
+    out.set(0, tcp4(7778, kIsn, 0, kSyn));
+    ASSERT_EQ(tun->write_batch(std::span(out.bufs).first(1)), 1);
+    Seg synack = await_segment(*tun, [](const Seg& g) { return (g.flags & (kSyn | kAck)) == (kSyn | kAck); });
+    out.set(0, tcp4(7778, kIsn + 1, synack.seq + 1, kAck));
+    ASSERT_EQ(tun->write_batch(std::span(out.bufs).first(1)), 1);
+    int cs = accept(ls, nullptr, nullptr);
+    ASSERT_GE(cs, 0) << std::strerror(errno);
+
+    // Stay inside the initial receive window (about 10 segments, tcp_select_initial_window).
+    size_t seg = 1000, n = std::min<size_t>(12, synack.window / seg);
+    ASSERT_GE(n, 4u);
+    const Bytes data = pattern(seg * n - 300);  // the last one shorter
+    for (size_t i = 0; i < n; ++i) {
+      Bytes chunk(data.begin() + i * seg, data.begin() + std::min(data.size(), (i + 1) * seg));
+      uint8_t flags = i + 1 == n ? kAck | kPsh : kAck;
+      out.set(i, tcp4(7778, kIsn + 1 + static_cast<uint32_t>(i * seg), synack.seq + 1, flags, chunk));
+    }
+    ASSERT_EQ(tun->write_batch(std::span(out.bufs).first(n)), static_cast<int>(n));
+    EXPECT_EQ(tun->coalesced_packets(), n);
+    EXPECT_EQ(tun->write_errors(), 0u);
+    Bytes got;
+    uint8_t buf[4096];
+    while (got.size() < data.size()) {
+      ssize_t r = recv(cs, buf, sizeof buf, 0);
+      ASSERT_GT(r, 0) << std::strerror(errno);
+      got.insert(got.end(), buf, buf + r);
+    }
+    EXPECT_EQ(got, data);
+    close(cs);
+    close(ls);
+  });
+}
+
+void write_sysctl(const std::string& path, const char* value) {
+  std::ofstream f("/proc/sys/net/" + path);
+  f << value;
+  EXPECT_TRUE(f.good()) << path;
+}
+
+// A super-packet forwarded to a device without TSO is segmented by the kernel (tcp_gso_segment
+// from our pseudo-header checksum, then skb_checksum_help): every segment must verify. This is
+// what proves the checksum convention of the GSO write, which local delivery never checks.
+TEST(TunDevice, ForwardedSuperPacketIsResegmentedWithValidChecksums) {
+  in_netns([] {
+    std::string err;
+    auto in = TunDevice::create("xsktst%d", kDefaultTunMtu, &err, TunOffload::kOn);
+    auto out = TunDevice::create("xsktst%d", kDefaultTunMtu, &err, TunOffload::kOff);
+    ASSERT_TRUE(in && out) << err;
+    set_ipv4(in->name(), "192.0.2.1");
+    set_ipv4(out->name(), "198.51.100.1");
+    write_sysctl("ipv4/ip_forward", "1");
+    constexpr uint8_t kFar[4] = {198, 51, 100, 2};  // TEST-NET-2, behind `out`
+    constexpr size_t kN = 10, kSeg = 1200;
+    const Bytes data = pattern(kN * kSeg);
+    Batch w(kN, 2048);
+    for (size_t i = 0; i < kN; ++i) {
+      Bytes chunk(data.begin() + i * kSeg, data.begin() + (i + 1) * kSeg);
+      w.set(i, tcp4(80, 1 + static_cast<uint32_t>(i * kSeg), 1, kAck, chunk, kFar));
+    }
+    ASSERT_EQ(in->write_batch(w.bufs), static_cast<int>(kN));
+    EXPECT_EQ(in->coalesced_packets(), kN);
+    size_t got = 0;
+    while (got < data.size()) {
+      Seg s = await_to(*out, kFar, 80);
+      ASSERT_EQ(s.seq, 1 + got);
+      ASSERT_EQ(s.payload.size(), kSeg);
+      ASSERT_TRUE(std::equal(s.payload.begin(), s.payload.end(), data.begin() + got));
+      got += s.payload.size();
+    }
   });
 }
 

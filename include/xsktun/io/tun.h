@@ -1,13 +1,22 @@
-// The real inner side: a Linux TUN device (IFF_TUN | IFF_NO_PI, one queue).
+// The real inner side: a Linux TUN device (IFF_TUN | IFF_NO_PI, one queue), with the kernel's
+// segmentation offloads when available (IFF_VNET_HDR + TUNSETOFFLOAD, as wireguard-go does): the
+// kernel hands over TCP/UDP super-packets of up to 64 KiB, which read_batch splits, and
+// write_batch coalesces TCP segments of a flow into super-packets. Callers still see single
+// MTU-sized IP packets either way; only the number of syscalls changes.
 #pragma once
+
+#include <sys/uio.h>
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
+#include <vector>
 
+#include "xsktun/io/offload.h"
 #include "xsktun/io/packet_io.h"
 
 namespace xsktun::io {
@@ -16,27 +25,42 @@ namespace xsktun::io {
 // and tag), the default of wg-quick.
 inline constexpr size_t kDefaultTunMtu = 1420;
 
+// kAuto: offloads on unless the environment has XSKTUN_TUN_OFFLOAD=0 (for benchmarking both).
+// kOff: the plain device, no virtio-net header at all.
+enum class TunOffload { kAuto, kOn, kOff };
+
+// What the kernel accepted; each falls back on its own (older kernels lack USO, Linux < 6.2).
+struct TunFeatures {
+  bool vnet_hdr = false;  // IFF_VNET_HDR: every read and write starts with a virtio_net_hdr
+  bool tso = false;       // TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6: TCP super-packets both ways
+  bool uso = false;       // TUN_F_USO4 | TUN_F_USO6: UDP super-packets on read
+};
+
 class TunDevice final : public TunIo {
  public:
   // Creates (or attaches to) TUN interface `name` in the caller's network namespace, sets its
   // MTU and brings it up. `name` may be a kernel pattern such as "xsk%d"; name() then holds the
   // interface the kernel picked. Needs CAP_NET_ADMIN. Returns nullptr and fills *err (if not
-  // null) on failure.
+  // null) on failure. Offloads the kernel refuses are silently left off (see features()).
   static std::unique_ptr<TunDevice> create(const std::string& name, size_t mtu = kDefaultTunMtu,
-                                           std::string* err = nullptr);
+                                           std::string* err = nullptr,
+                                           TunOffload offload = TunOffload::kAuto);
   // Closing the last fd of a non-persistent TUN makes the kernel delete the interface.
   ~TunDevice() override;
   TunDevice(const TunDevice&) = delete;
   TunDevice& operator=(const TunDevice&) = delete;
 
   // Drains up to bufs.size() ready packets; when none is ready, blocks in poll() until one is or
-  // until wake(). A packet longer than its buffer is truncated by the kernel (bufs[i].len ==
-  // cap), so size buffers for the MTU. Returns the count, 0 after wake(), or -errno: -EBADFD /
-  // -ENODEV / -EIO mean the interface was deleted under us (gone() turns true).
+  // until wake(). A packet longer than its buffer is truncated (bufs[i].len == cap), so size
+  // buffers for the MTU. Super-packets are split into one packet per buffer (written at
+  // bufs[i].data, nothing before it touched); segments that do not fit in this call stay
+  // pending for the next. Returns the count, 0 after wake(), or -errno: -EBADFD / -ENODEV /
+  // -EIO mean the interface was deleted under us (gone() turns true).
   int read_batch(std::span<PacketBuf> bufs) override;
-  // write(2)s each packet. Packets the kernel rejects (EINVAL: not IP / malformed; EIO: link
-  // down; anything else per-packet) are skipped and counted in write_errors(). Returns the
-  // number written, or -errno if the interface is gone.
+  // Writes each packet, TCP runs of one flow coalesced into one write when TSO is on. Packets
+  // the kernel rejects (EINVAL: not IP / malformed; EIO: link down; anything else per-packet)
+  // are skipped and counted in write_errors(). Returns the number of input packets written, or
+  // -errno if the interface is gone. Safe to call from several threads at once.
   int write_batch(std::span<PacketBuf> bufs) override;
   size_t mtu() const override { return mtu_; }
   // Sticky: once called, every read_batch that finds no packet ready returns 0 at once.
@@ -46,19 +70,45 @@ class TunDevice final : public TunIo {
   // True once a read or write saw the interface disappear (e.g. `ip link del`).
   bool gone() const { return gone_.load(std::memory_order_relaxed); }
   uint64_t write_errors() const { return write_errors_.load(std::memory_order_relaxed); }
+  const TunFeatures& features() const { return features_; }
+  // Offload statistics: super-packets read and split, packets that went out merged into a
+  // super-packet, and read packets dropped as malformed (bad virtio header or checksum offsets).
+  uint64_t split_packets() const { return split_.load(std::memory_order_relaxed); }
+  uint64_t coalesced_packets() const { return coalesced_.load(std::memory_order_relaxed); }
+  uint64_t read_drops() const { return read_drops_.load(std::memory_order_relaxed); }
 
  private:
-  TunDevice(int fd, int wake_fd, std::string name, size_t mtu);
+  TunDevice(int fd, int wake_fd, std::string name, size_t mtu, TunFeatures features);
   // Non-blocking reads until EAGAIN or `bufs` is full: count, or -errno on a fatal error.
   int drain(std::span<PacketBuf> bufs);
+  int drain_vnet(std::span<PacketBuf> bufs);
+  // Hands out pending segments of the last super-packet into bufs[n..]; returns the new n.
+  size_t emit_pending(std::span<PacketBuf> bufs, size_t n);
+  // Takes the `len` bytes one read left in rx_ (virtio header first): returns the new n.
+  size_t accept_read(std::span<PacketBuf> bufs, size_t n, size_t len);
+  int write_plain(std::span<PacketBuf> bufs);
+  // One write(v); 0, or the errno.
+  int write_iov(const iovec* iov, int cnt);
   int fail_gone(int err);
 
   int fd_;
   int wake_fd_;  // eventfd; readable once wake() was called
   std::string name_;
   size_t mtu_;
+  TunFeatures features_;
   std::atomic<bool> gone_{false};
   std::atomic<uint64_t> write_errors_{0};
+  std::atomic<uint64_t> split_{0};
+  std::atomic<uint64_t> coalesced_{0};
+  std::atomic<uint64_t> read_drops_{0};
+
+  // Read side (vnet mode): one read lands here, header first; a super-packet stays here while
+  // its segments are handed out. Serialised by rx_mu_ (one reader at a time).
+  std::mutex rx_mu_;
+  std::vector<uint8_t> rx_;
+  size_t rx_len_ = 0;  // packet bytes after the header
+  offload::GsoPacket rx_gso_;
+  size_t rx_next_ = 0;  // next segment to hand out; rx_gso_.segments when none pending
 };
 
 }  // namespace xsktun::io
