@@ -203,8 +203,9 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   for (size_t q = 0; xsk && q < xsk->queue_count(); ++q)
     runner.add_receiver([b = xsk.get(), q](std::span<io::PacketBuf> bufs) { return b->recv_xsk(q, bufs, 100); });
   runner.start();
-  XLOG_INFO("%s up: mode %s, listening on UDP port %u, MTU %zu", o.ifname.c_str(), mode.mode.c_str(),
-            outer->port(), dev.mtu());
+  XLOG_INFO("%s up: mode %s, listening on UDP port %u, MTU %zu, TUN offloads: %s%s", o.ifname.c_str(),
+            mode.mode.c_str(), outer->port(), dev.mtu(), tun->features().tso ? "TSO/GRO" : "off",
+            tun->features().uso ? "+USO" : "");
   ready.report("ok");
 
   const char* why = "signal";
