@@ -139,6 +139,19 @@ int XskQueue::peek_rx(std::span<io::PacketBuf> bufs, int timeout_ms) {
   return out;
 }
 
+void XskQueue::kick_tx() {
+  // Copy mode transmits only inside sendto(), at most 32 frames per call (TX_BATCH_SIZE in
+  // net/xdp/xsk.c), answering EAGAIN while more are queued: kick until the ring is drained,
+  // or frames sit in the ring until the next batch and the ring fills under load. Zero-copy
+  // drivers need a kick only when they ask for one (need_wakeup).
+  if (zerocopy_ && !xsk_ring_prod__needs_wakeup(&tx_)) return;
+  for (int i = 0; i < 1 + static_cast<int>(kRingSize / 32); ++i) {
+    if (sendto(xsk_socket__fd(xsk_), nullptr, 0, MSG_DONTWAIT, nullptr, 0) >= 0) return;
+    if (errno != EAGAIN && errno != EBUSY && errno != EINTR) return;
+    reclaim_completions();  // EAGAIN/EBUSY can also mean a full completion ring
+  }
+}
+
 void XskQueue::reclaim_completions() {
   uint32_t idx = 0;
   uint32_t n = xsk_ring_cons__peek(&comp_, kRingSize, &idx);
@@ -173,9 +186,7 @@ int XskQueue::send(std::span<const io::PacketBuf> bufs, std::span<const Path* co
     ++used;
   }
   if (used) xsk_ring_prod__submit(&tx_, used);
-  // Copy mode needs a syscall to transmit; zero-copy only when the driver asks (need_wakeup).
-  if (!zerocopy_ || xsk_ring_prod__needs_wakeup(&tx_))
-    sendto(xsk_socket__fd(xsk_), nullptr, 0, MSG_DONTWAIT, nullptr, 0);
+  kick_tx();
   return static_cast<int>(used);
 }
 

@@ -48,6 +48,7 @@ class XskQueue {
   XskQueue() = default;
   void recycle_previous(std::vector<std::pair<ParsedFrame, bool>>* learned);
   void reclaim_completions();
+  void kick_tx();
   int peek_rx(std::span<io::PacketBuf> bufs, int timeout_ms);
 
   uint32_t queue_ = 0;
