@@ -14,6 +14,8 @@
 # initiating; 2 iperf3 and transfer counters; 3 preshared keys; 4 roaming; 5 allowed-IPs source
 # filter; 6 live `wg set` / syncconf; 7 xsktun <-> xsktun; 8 wg-quick; 9 daemon lifecycle.
 # An xsktun bug that is known and reported is flagged "KNOWN BUG" and skips only its assertion.
+# XSKTUN_TEST_MODE=xdp runs xsktun in XDP mode on its veth; tests/netns/xdp.sh runs cases 1 and
+# 3-7 so (its case 3 replaces case 2 there; cases 8-9 are socket-mode tests).
 #
 # Exit codes: 0 pass, 1 fail, 77 skip (not root / tools missing).
 set -eEu -o pipefail
@@ -100,7 +102,7 @@ case_ping() {
   local outer
   for outer in 4 6; do
     pair_up $outer
-    expect_eq "xsktun show: mode" "$(xsktun_json_field "$XS_IF" mode)" socket
+    expect_eq "xsktun show: mode" "$(xsktun_json_field "$XS_IF" mode)" "$XSKTUN_UP_MODE"
     ping_all_ok "$NS1" $IN4_2 $IN6_2
     wait_handshake "$XS_IF" "$(pub go)"
     wait_handshake "$GO_IF" "$(pub xs)"

@@ -8,15 +8,22 @@
 # per-run suffix because the UAPI sockets in /var/run/wireguard are not separated by netns.
 #
 # The caller sets XSKTUN_BIN (absolute path of the xsktun binary) before calling netns_init.
+#
+# XSKTUN_TEST_MODE=xdp (environment) runs every xsktun started through xsktun_start in XDP mode
+# on the first veth end created in its namespace (veth_new), unless the caller passes --nic; the
+# teardown checks then also cover the XDP program and the pinned maps (tests/netns/xdp.sh).
 
 XSKTUN_RUN_DIR=/var/run/xsktun
 WG_RUN_DIR=/var/run/wireguard
+XSKTUN_PIN_ROOT=/sys/fs/bpf/xsktun   # bpf/xsktun_shared.h XSKTUN_PIN_ROOT
 
 declare -a _NS_LIST=()       # namespaces created by this run
 declare -a _IF_LIST=()       # tunnel interface names used by this run (xsktun and wireguard-go)
 declare -A _WGGO_PID=()      # wireguard-go interface -> pid
 declare -A _IF_NS=()         # tunnel interface -> namespace
 declare -A _IF_KIND=()       # tunnel interface -> xsktun | wggo
+declare -A _IF_NIC=()        # xsktun interface in XDP mode -> underlay NIC it attached to
+declare -A _NS_NIC=()        # namespace -> its first veth end (the default --nic in XDP mode)
 declare -a _BG_PIDS=()       # other background helpers (iperf3 servers, ...)
 _IF_SEQ=0
 _DIAG_DONE=0
@@ -42,6 +49,14 @@ netns_require() {
       exit 77
     fi
   done
+  if [[ $XSKTUN_UP_MODE == xdp ]]; then
+    for t in bpftool xdp-loader python3; do
+      if ! command -v "$t" >/dev/null 2>&1; then
+        echo "SKIP: missing tool '$t' for XDP mode (scripts/install-deps.sh installs it)"
+        exit 77
+      fi
+    done
+  fi
   if [[ -z ${XSKTUN_BIN:-} || ! -x $XSKTUN_BIN ]]; then
     echo "FAIL: xsktun binary '${XSKTUN_BIN:-}' is not executable" >&2
     exit 1
@@ -74,6 +89,7 @@ reap_stale_netns() {
     fi
     ip netns del "$ns" || true
   done
+  reap_stale_pins
   local d
   for d in /tmp/xsktun-netns.*; do
     [[ -d $d ]] || continue
@@ -82,6 +98,26 @@ reap_stale_netns() {
     [[ $owner =~ ^[0-9]+$ ]] && ! kill -0 "$owner" 2>/dev/null && rm -rf "$d"
   done
   return 0
+}
+
+# Pin directories of XDP-mode daemons that a killed run SIGKILLed (their programs went with the
+# veths of the deleted namespaces). Only names of the new_ifname pattern, with no live daemon,
+# untouched for a minute: never a pin directory another user's xsktun is just creating.
+reap_stale_pins() {
+  local d name pid
+  for d in "$XSKTUN_PIN_ROOT"/*; do
+    [[ -d $d ]] || continue
+    name=${d##*/}
+    [[ $name =~ ^[a-z]{2,4}[0-9a-f]{4}[0-9]+$ ]] || continue
+    pid=$(cat "$XSKTUN_RUN_DIR/$name.pid" 2>/dev/null || true)
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && continue
+    [[ -n $(find "$d" -maxdepth 0 -mmin +1 2>/dev/null) ]] || continue
+    info "removing pin directory $d (and $name's run files) left by a killed run"
+    rm -rf "$d"
+    rm -f "$XSKTUN_RUN_DIR/$name.pid" "$XSKTUN_RUN_DIR/$name.sock"
+    [[ -S $WG_RUN_DIR/$name.sock ]] && ! wg show "$name" >/dev/null 2>&1 && rm -f "$WG_RUN_DIR/$name.sock"
+  done
+  rmdir "$XSKTUN_PIN_ROOT" 2>/dev/null || true
 }
 
 netns_init() {
@@ -126,12 +162,21 @@ netns_del() {
   return 0
 }
 
-# veth_new NS1 IF1 NS2 IF2: a veth pair with its ends directly inside the two namespaces.
+# veth_new NS1 IF1 NS2 IF2 [QUEUES]: a veth pair with its ends directly inside the two
+# namespaces, with QUEUES (default 1) RX and TX queues on each end.
 veth_new() {
-  ip -n "$1" link add "$2" type veth peer name "$4" netns "$3"
+  local q=${5:-1}
+  ip -n "$1" link add "$2" numtxqueues "$q" numrxqueues "$q" type veth \
+    peer name "$4" numtxqueues "$q" numrxqueues "$q" netns "$3"
   ip -n "$1" link set "$2" up
   ip -n "$3" link set "$4" up
+  [[ -n ${_NS_NIC[$1]:-} ]] || _NS_NIC[$1]=$2
+  [[ -n ${_NS_NIC[$3]:-} ]] || _NS_NIC[$3]=$4
 }
+
+# nsx NS CMD...: CMD in the network namespace only (host mounts, so /sys/fs/bpf is the host's
+# bpffs: what XDP-mode daemons pin to and bpftool must read; `ip netns exec` hides it).
+nsx() { local ns=$1; shift; nsenter --net="/var/run/netns/$ns" "$@"; }
 
 # addr_add NS IF ADDR/LEN...: IPv6 addresses get nodad.
 addr_add() {
@@ -164,10 +209,17 @@ netns_cleanup() {
   for i in "${_IF_LIST[@]}"; do
     if [[ ${_IF_KIND[$i]} == xsktun ]]; then xsktun_kill "$i"; else wggo_kill "$i"; fi
   done
+  # XDP programs of SIGKILLed daemons go with the veths when the namespaces are deleted below;
+  # their pins would stay.
+  for i in "${!_IF_NIC[@]}"; do
+    [[ -n ${_IF_NS[$i]:-} ]] && nsx "${_IF_NS[$i]}" ip link set dev "${_IF_NIC[$i]}" xdp off 2>/dev/null
+  done
   for i in "${_NS_LIST[@]}"; do ip netns del "$i" 2>/dev/null; done
   for i in "${_IF_LIST[@]}"; do
     rm -f "$WG_RUN_DIR/$i.sock" "$XSKTUN_RUN_DIR/$i.sock" "$XSKTUN_RUN_DIR/$i.pid" "$WG_RUN_DIR/$i.name"
+    [[ ${_IF_KIND[$i]} == xsktun && -d $XSKTUN_PIN_ROOT/$i ]] && rm -rf "${XSKTUN_PIN_ROOT:?}/$i"
   done
+  rmdir "$XSKTUN_PIN_ROOT" 2>/dev/null
   [[ -n $TEST_TMP && -d $TEST_TMP ]] && rm -rf "$TEST_TMP"
   exit "$rc"
 }
@@ -187,6 +239,11 @@ diag_dump() {
     if [[ ${_IF_KIND[$i]} == xsktun ]]; then
       echo "---- xsktun show $i --json" >&2
       "$XSKTUN_BIN" show "$i" --json >&2 2>&1
+    fi
+    if [[ -n ${_IF_NIC[$i]:-} ]]; then
+      echo "---- [$ns] XDP on ${_IF_NIC[$i]}, pins of $i" >&2
+      ip -d -n "$ns" link show "${_IF_NIC[$i]}" >&2 2>&1
+      ls -l "$XSKTUN_PIN_ROOT/$i" >&2 2>&1
     fi
   done
   for i in "${_IF_LIST[@]}"; do
@@ -231,16 +288,41 @@ die() {
 _register_if() { _IF_LIST+=("$1"); _IF_NS[$1]=$2; _IF_KIND[$1]=$3; }
 
 # xsktun_start NS IF [extra `xsktun up` args...]: returns once the daemon reported ready, in
-# mode $XSKTUN_UP_MODE (XDP tests set it to xdp and pass --nic). nsenter enters only the network
-# namespace, so the daemon keeps the host's /sys/fs/bpf (XDP mode pins there).
-XSKTUN_UP_MODE=socket
+# mode $XSKTUN_UP_MODE (from XSKTUN_TEST_MODE; in xdp mode --nic defaults to the namespace's first
+# veth end). nsenter enters only the network namespace, so the daemon keeps the host's
+# /sys/fs/bpf (XDP mode pins there).
+XSKTUN_UP_MODE=${XSKTUN_TEST_MODE:-socket}
+case $XSKTUN_UP_MODE in
+  socket | xdp) ;;
+  *) echo "FAIL: XSKTUN_TEST_MODE must be socket or xdp, not '$XSKTUN_UP_MODE'" >&2; exit 1 ;;
+esac
 xsktun_start() {
   local ns=$1 ifn=$2
   shift 2
+  local args=("$@") nic=""
   _register_if "$ifn" "$ns" xsktun
-  nsenter --net="/var/run/netns/$ns" "$XSKTUN_BIN" up "$ifn" --mode "$XSKTUN_UP_MODE" --log-level debug \
-    --log-file "$TEST_TMP/$ifn.log" "$@" || die "xsktun up $ifn failed"
+  if [[ $XSKTUN_UP_MODE == xdp ]]; then
+    nic=$(_arg_after --nic "$@")
+    if [[ -z $nic ]]; then
+      nic=${_NS_NIC[$ns]:-}
+      [[ -n $nic ]] || die "xsktun_start $ifn: XDP mode but no veth in $ns and no --nic"
+      args+=(--nic "$nic")
+    fi
+    _IF_NIC[$ifn]=$nic
+  fi
+  nsx "$ns" "$XSKTUN_BIN" up "$ifn" --mode "$XSKTUN_UP_MODE" --log-level debug \
+    --log-file "$TEST_TMP/$ifn.log" "${args[@]}" || die "xsktun up $ifn failed"
   [[ -S $WG_RUN_DIR/$ifn.sock ]] || die "xsktun up $ifn returned but $WG_RUN_DIR/$ifn.sock is missing"
+}
+
+_arg_after() {  # _arg_after OPT ARGS...: the value following OPT in ARGS, if any
+  local opt=$1
+  shift
+  while (($# > 1)); do
+    [[ $1 == "$opt" ]] && { echo "$2"; return 0; }
+    shift
+  done
+  return 0
 }
 
 xsktun_pid() { cat "$XSKTUN_RUN_DIR/$1.pid" 2>/dev/null; }
@@ -376,6 +458,12 @@ assert_xsktun_gone() {
   [[ ! -e $WG_RUN_DIR/$ifn.sock ]] || die "$WG_RUN_DIR/$ifn.sock left behind"
   if [[ -n $ns ]] && ip -n "$ns" link show "$ifn" >/dev/null 2>&1; then die "TUN $ifn left behind in $ns"; fi
   if pgrep -f "xsktun.* $ifn( |$)" >/dev/null; then die "an xsktun process for $ifn is still running"; fi
+  [[ ! -e $XSKTUN_PIN_ROOT/$ifn ]] || die "pinned maps $XSKTUN_PIN_ROOT/$ifn left behind"
+  local nic=${_IF_NIC[$ifn]:-}
+  if [[ -n $nic ]] && ip -n "$ns" link show "$nic" | grep -q 'prog/xdp'; then
+    die "XDP program left on $nic: $(ip -n "$ns" link show "$nic")"
+  fi
+  return 0
 }
 
 # --- traffic ---------------------------------------------------------------------------------

@@ -142,6 +142,7 @@ void Device::process_tun(std::span<io::PacketBuf> bufs) {
   auto table = allowed_.load(std::memory_order_acquire);
   std::vector<io::PacketBuf> out;
   out.reserve(bufs.size());
+  std::vector<SentRun> runs;
   size_t i = 0;
   while (i < bufs.size()) {
     auto pid = table->route_packet(bufs[i].data, bufs[i].len);
@@ -154,12 +155,31 @@ void Device::process_tun(std::span<io::PacketBuf> bufs) {
     size_t j = i + 1;
     while (j < bufs.size() && table->route_packet(bufs[j].data, bufs[j].len) == pid) ++j;
     auto peer = peer_by_id(*pid);
-    if (peer) send_run(*peer, bufs.subspan(i, j - i), out, now);
+    if (peer) {
+      size_t before = out.size();
+      send_run(*peer, bufs.subspan(i, j - i), out, now);
+      if (out.size() > before) runs.push_back(SentRun{std::move(peer), before, out.size()});
+    }
     i = j;
   }
   if (out.empty()) return;
   int n = udp_.send_batch(out);
-  if (n < static_cast<int>(out.size())) counters_.add(Counter::drop_udp_send, out.size() - (n < 0 ? 0 : n));
+  size_t sent = n < 0 ? 0 : static_cast<size_t>(n);
+  if (sent < out.size()) counters_.add(Counter::drop_udp_send, out.size() - sent);
+  // Count only what left (kernel socket.c: tx_bytes only on success). A short send leaves the
+  // tail unsent (the AF_XDP ring fills from the front; socket errors are rare and per datagram).
+  uint64_t packets = 0, inner = 0;
+  for (const auto& r : runs) {
+    uint64_t wire = 0;
+    for (size_t k = r.begin; k < r.end && k < sent; ++k) {
+      wire += out[k].len;
+      inner += out[k].len - kDataOverhead;  // padded inner length
+      ++packets;
+    }
+    r.peer->tx_bytes.fetch_add(wire, std::memory_order_relaxed);
+  }
+  counters_.add(Counter::tx_packets, packets);
+  counters_.add(Counter::tx_bytes, inner);
 }
 
 void Device::send_run(Peer& p, std::span<io::PacketBuf> run, std::vector<io::PacketBuf>& out, Nanos now) {
@@ -181,7 +201,6 @@ void Device::send_run(Peer& p, std::span<io::PacketBuf> run, std::vector<io::Pac
     send_initiation(p, false);
     return;
   }
-  uint64_t bytes = 0, wire = 0, packets = 0;
   for (auto& b : run) {
     if (padded_len(b.len, mtu()) + kTagLen > b.cap) {  // no room for padding and tag
       counters_.add(Counter::drop_too_big);
@@ -190,14 +209,8 @@ void Device::send_run(Peer& p, std::span<io::PacketBuf> run, std::vector<io::Pac
     uint8_t* hdr = b.data - kDataHeaderLen;
     size_t n = seal(*kp, b.data, b.len, mtu(), hdr, now);
     if (n == 0) break;
-    bytes += b.len;
-    wire += n;
-    ++packets;
     out.push_back(io::PacketBuf{hdr, n, n, p.endpoint});
   }
-  counters_.add(Counter::tx_packets, packets);
-  counters_.add(Counter::tx_bytes, bytes);
-  p.tx_bytes.fetch_add(wire, std::memory_order_relaxed);
   p.timers.data_sent(now);
   p.timers.any_authenticated_packet_sent(now);
   p.timers.any_authenticated_packet_traversal(now);

@@ -132,8 +132,9 @@ std::unique_ptr<XdpPlane> XdpPlane::create(const XdpPlaneOptions& o, std::string
   bool stale_prog = has_xsktun_program(x->ifindex_, &where);
   bool stale_pins = stat(x->pin_dir_.c_str(), &st) == 0;
   if ((stale_prog || stale_pins) && !o.force) {
-    *err = o.nic + " already carries an xsktun XDP program (" + (stale_prog ? where : "pins at " + x->pin_dir_) +
-           "), from a crashed or running instance; use --force to replace it";
+    *err = stale_prog ? o.nic + " already carries an xsktun XDP program (" + where +
+                            "), from a crashed or running instance; use --force to replace it"
+                      : "stale pins at " + x->pin_dir_ + " from a crashed or running instance; use --force to replace them";
     return nullptr;
   }
   if (stale_prog) detach_xsktun_programs(x->ifindex_);

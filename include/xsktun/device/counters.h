@@ -11,7 +11,7 @@ namespace xsktun::device {
   X(rx_packets)              /* data messages authenticated */                              \
   X(rx_bytes)                /* inner bytes written to the TUN */                           \
   X(tx_packets)              /* data messages sent (keepalives included) */                 \
-  X(tx_bytes)                /* inner bytes encrypted */                                    \
+  X(tx_bytes)                /* inner bytes sent, with their padding */                     \
   X(keepalives_rx)                                                                          \
   X(keepalives_tx)                                                                          \
   X(handshake_initiations_rx)                                                               \

@@ -140,6 +140,10 @@ class Device {
   void publish_allowed(std::shared_ptr<const routing::AllowedIps> t);
 
   // device_data.cpp
+  struct SentRun {  // out[begin, end) were sealed for peer
+    std::shared_ptr<Peer> peer;
+    size_t begin, end;
+  };
   void receive_data(io::PacketBuf& b, std::vector<io::PacketBuf>& to_tun);
   void send_run(Peer& p, std::span<io::PacketBuf> run, std::vector<io::PacketBuf>& out, Nanos now);
   bool validate_inner(const uint8_t* pkt, size_t* len);
