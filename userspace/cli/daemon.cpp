@@ -132,6 +132,13 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   signal(SIGPIPE, SIG_IGN);
 
   auto tun = io::TunDevice::create(o.ifname, o.mtu, &err);
+  // A TUN of the same name whose owner just died is unregistered asynchronously and answers
+  // EBUSY for a moment (seen right after a SIGKILLed daemon): give it up to 3 s.
+  for (int i = 0; !tun && i < 30 && err.find(strerror(EBUSY)) != std::string::npos; ++i) {
+    usleep(100 * 1000);
+    err.clear();
+    tun = io::TunDevice::create(o.ifname, o.mtu, &err);
+  }
   if (!tun) {
     ready.report("cannot create TUN " + o.ifname + ": " + err);
     return 1;
