@@ -93,31 +93,7 @@ std::optional<UapiError> peer_line(PeerChange& p, std::string_view key, std::str
 
 }  // namespace
 
-std::optional<Endpoint> parse_numeric_endpoint(std::string_view s) {
-  std::string_view host, port;
-  bool bracketed = !s.empty() && s.front() == '[';
-  if (bracketed) {
-    auto close = s.find(']');
-    if (close == std::string_view::npos || close + 1 >= s.size() || s[close + 1] != ':') return std::nullopt;
-    host = s.substr(1, close - 1);
-    port = s.substr(close + 2);
-  } else {
-    auto colon = s.rfind(':');
-    if (colon == std::string_view::npos) return std::nullopt;
-    host = s.substr(0, colon);
-    port = s.substr(colon + 1);
-    if (host.find(':') != std::string_view::npos) return std::nullopt;  // IPv6 needs brackets
-  }
-  auto ip = IpAddr::parse(host);
-  auto num = parse_decimal<uint16_t>(port);
-  if (!ip || !num) return std::nullopt;
-  if ((ip->family == AF_INET6) != bracketed) return std::nullopt;  // "[1.2.3.4]:5" is invalid
-  static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (ip->family == AF_INET6 && std::memcmp(ip->bytes.data(), kMapped, 12) == 0) {
-    *ip = IpAddr::v4(ip->bytes.data() + 12);
-  }
-  return Endpoint{*ip, *num};
-}
+std::optional<Endpoint> parse_numeric_endpoint(std::string_view s) { return Endpoint::parse(s); }
 
 std::optional<Prefix> parse_strict_prefix(std::string_view s) {
   auto slash = s.find('/');

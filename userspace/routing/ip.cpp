@@ -65,8 +65,11 @@ std::optional<Prefix> Prefix::parse(std::string_view s) {
 std::string Prefix::str() const { return addr.str() + "/" + std::to_string(cidr); }
 
 std::optional<Endpoint> Endpoint::parse(std::string_view s) {
+  // "a.b.c.d:port" or "[v6]:port" (brackets required for IPv6, refused for IPv4, as wg does);
+  // a v4-mapped IPv6 address is stored as IPv4.
   std::string_view host, port;
-  if (!s.empty() && s.front() == '[') {
+  bool bracketed = !s.empty() && s.front() == '[';
+  if (bracketed) {
     auto close = s.find(']');
     if (close == std::string_view::npos || close + 1 >= s.size() || s[close + 1] != ':') return std::nullopt;
     host = s.substr(1, close - 1);
@@ -81,6 +84,9 @@ std::optional<Endpoint> Endpoint::parse(std::string_view s) {
   unsigned v = 0;
   auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), v);
   if (!ip || port.empty() || ec != std::errc() || end != port.data() + port.size() || v > 65535) return std::nullopt;
+  if ((ip->family == AF_INET6) != bracketed) return std::nullopt;
+  static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (ip->family == AF_INET6 && std::memcmp(ip->bytes.data(), kMapped, 12) == 0) *ip = IpAddr::v4(ip->bytes.data() + 12);
   return Endpoint{*ip, static_cast<uint16_t>(v)};
 }
 
