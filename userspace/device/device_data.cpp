@@ -106,8 +106,9 @@ void Device::receive_data(io::PacketBuf& b, std::vector<io::PacketBuf>& to_tun) 
 }
 
 void Device::process_udp(std::span<io::PacketBuf> bufs) {
-  std::vector<io::PacketBuf> to_tun;
-  to_tun.reserve(bufs.size());
+  // Per-thread scratch: no allocation per batch once warmed up.
+  thread_local std::vector<io::PacketBuf> to_tun;
+  to_tun.clear();
   for (auto& b : bufs) {
     switch (classify(b.data, b.len)) {
       case kMessageData:
@@ -140,20 +141,23 @@ void Device::process_udp(std::span<io::PacketBuf> bufs) {
 void Device::process_tun(std::span<io::PacketBuf> bufs) {
   Nanos now = clock_.now();
   auto table = allowed_.load(std::memory_order_acquire);
-  std::vector<io::PacketBuf> out;
-  out.reserve(bufs.size());
-  std::vector<SentRun> runs;
+  thread_local std::vector<io::PacketBuf> out;
+  thread_local std::vector<SentRun> runs;
+  out.clear();
+  runs.clear();
   size_t i = 0;
+  std::optional<routing::PeerId> pid = bufs.empty() ? std::nullopt : table->route_packet(bufs[0].data, bufs[0].len);
   while (i < bufs.size()) {
-    auto pid = table->route_packet(bufs[i].data, bufs[i].len);
     if (!pid) {
       counters_.add(Counter::drop_no_route);
-      ++i;
+      if (++i < bufs.size()) pid = table->route_packet(bufs[i].data, bufs[i].len);
       continue;
     }
-    // A run of consecutive packets to the same peer shares one lock and one keypair lookup.
+    // A run of consecutive packets to the same peer shares one lock and one keypair lookup;
+    // each packet is routed exactly once (the one ending a run starts the next).
     size_t j = i + 1;
-    while (j < bufs.size() && table->route_packet(bufs[j].data, bufs[j].len) == pid) ++j;
+    std::optional<routing::PeerId> next;
+    while (j < bufs.size() && (next = table->route_packet(bufs[j].data, bufs[j].len)) == pid) ++j;
     auto peer = peer_by_id(*pid);
     if (peer) {
       size_t before = out.size();
@@ -161,6 +165,7 @@ void Device::process_tun(std::span<io::PacketBuf> bufs) {
       if (out.size() > before) runs.push_back(SentRun{std::move(peer), before, out.size()});
     }
     i = j;
+    pid = j < bufs.size() ? next : std::nullopt;
   }
   if (out.empty()) return;
   int n = udp_.send_batch(out);

@@ -1,5 +1,7 @@
 #include "xsktun/xdp/frame.h"
 
+#include "xsktun/io/offload.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -17,18 +19,13 @@ void wr16(uint8_t* p, uint16_t v) {
   p[1] = static_cast<uint8_t>(v);
 }
 
-uint32_t sum16(const uint8_t* p, size_t len, uint32_t acc) {
-  for (size_t i = 0; i + 1 < len; i += 2) acc += rd16(p + i);
-  if (len & 1) acc += static_cast<uint32_t>(p[len - 1]) << 8;
-  return acc;
-}
-uint16_t fold(uint32_t acc) {
-  while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
-  return static_cast<uint16_t>(~acc);
-}
 }  // namespace
 
-uint16_t ipv4_checksum(const uint8_t* hdr, size_t len) { return fold(sum16(hdr, len, 0)); }
+// RFC 1071 sums shared with the TUN offload code (io/offload.h).
+uint16_t ipv4_checksum(const uint8_t* hdr, size_t len) {
+  uint16_t c = static_cast<uint16_t>(~io::offload::csum_fold(io::offload::csum_add(hdr, len)));
+  return ntohs(c);  // the sum is in host order; callers store with wr16 (network order)
+}
 
 bool parse_frame(const uint8_t* f, size_t len, ParsedFrame* out) {
   if (len < kEthLen) return false;
@@ -120,12 +117,10 @@ size_t build_headers(uint8_t* f, const Path& path, const Endpoint& dst, size_t p
   wr16(udp + 4, static_cast<uint16_t>(udp_total));
   wr16(udp + 6, 0);
   if (!v4) {
-    // Pseudo-header (addresses, length, next header) + UDP header + payload.
-    uint32_t acc = sum16(ip + 8, 32, 0);
-    acc += static_cast<uint32_t>(udp_total) + IPPROTO_UDP;
-    acc = sum16(udp, udp_total, acc);
-    uint16_t c = fold(acc);
-    wr16(udp + 6, c == 0 ? 0xffff : c);
+    uint64_t acc = io::offload::pseudo_header_sum(ip, true, IPPROTO_UDP, udp_total);
+    uint16_t c = static_cast<uint16_t>(~io::offload::csum_fold(io::offload::csum_add(udp, udp_total, acc)));
+    if (c == 0) c = 0xffff;  // RFC 8200 8.1: zero means "no checksum", not allowed over IPv6
+    std::memcpy(udp + 6, &c, 2);  // host-order sum stored host-order lands in network order
   }
   return static_cast<size_t>(udp - f) + udp_total;
 }

@@ -52,10 +52,14 @@ int XskBind::recv_xsk(size_t i, std::span<io::PacketBuf> bufs, int timeout_ms) {
 
 int XskBind::send_batch(std::span<io::PacketBuf> bufs) {
   // Split by whether the return path is known; one lock for the whole batch.
-  std::vector<io::PacketBuf> fast, slow;
-  std::vector<Path> fast_paths;
-  fast.reserve(bufs.size());
-  fast_paths.reserve(bufs.size());
+  // Per-thread scratch (several threads send): no allocation per batch once warmed up.
+  thread_local std::vector<io::PacketBuf> fast, slow;
+  thread_local std::vector<Path> fast_paths;
+  thread_local std::vector<const Path*> ptrs;
+  fast.clear();
+  slow.clear();
+  fast_paths.clear();
+  ptrs.clear();
   {
     std::lock_guard lock(paths_mu_);
     for (auto& b : bufs) {
@@ -70,8 +74,6 @@ int XskBind::send_batch(std::span<io::PacketBuf> bufs) {
   }
   int sent = 0;
   if (!fast.empty()) {
-    std::vector<const Path*> ptrs;
-    ptrs.reserve(fast_paths.size());
     for (auto& p : fast_paths) ptrs.push_back(&p);
     int n = queues_[0]->send(fast, ptrs);
     counters_->add(Counter::xsk_tx_packets, static_cast<uint64_t>(n));
