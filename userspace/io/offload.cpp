@@ -191,58 +191,71 @@ namespace {
 
 struct Segment {
   bool v6;
+  uint8_t proto;   // kProtoTcp or kProtoUdp
   uint8_t ip_len;
-  uint8_t tcp_len;
+  uint8_t tcp_len;  // L4 header length (8 for UDP)
   uint32_t payload;
   uint32_t seq;
   bool psh;
 };
 
-// A TCP segment that may take part in GRO: IPv4 without options or fragmentation, or IPv6
-// without extension headers; length fields matching the packet; flags ACK or ACK|PSH (no
-// SYN/FIN/RST/URG/ECE/CWR); some payload.
-std::optional<Segment> gro_candidate(const uint8_t* p, size_t len) {
-  if (len < 40 || len > kMaxPacket) return std::nullopt;
+// A TCP segment or UDP datagram that may take part in GRO: IPv4 without options or
+// fragmentation, or IPv6 without extension headers; length fields matching the packet; some
+// payload. TCP: flags ACK or ACK|PSH (no SYN/FIN/RST/URG/ECE/CWR). UDP (only when `udp`, i.e. the
+// TUN takes USO): a UDP length that matches and, over IPv4, a checksum (0 = none: left alone).
+std::optional<Segment> gro_candidate(const uint8_t* p, size_t len, bool udp) {
+  if (len < 28 || len > kMaxPacket) return std::nullopt;
   Segment s{};
+  auto wanted = [udp](uint8_t proto) { return proto == kProtoTcp || (udp && proto == kProtoUdp); };
   if (p[0] == 0x45) {
-    if (p[9] != kProtoTcp || be16(p + 2) != len || (be16(p + 6) & 0x3fff) != 0) return std::nullopt;
+    if (!wanted(p[9]) || be16(p + 2) != len || (be16(p + 6) & 0x3fff) != 0) return std::nullopt;
+    s.proto = p[9];
     s.ip_len = 20;
   } else if ((p[0] >> 4) == 6) {
-    if (len < 60 || p[6] != kProtoTcp || size_t{be16(p + 4)} + 40 != len) return std::nullopt;
+    if (len < 48 || !wanted(p[6]) || size_t{be16(p + 4)} + 40 != len) return std::nullopt;
+    s.proto = p[6];
     s.v6 = true;
     s.ip_len = 40;
   } else {
     return std::nullopt;
   }
-  const uint8_t* tcp = p + s.ip_len;
-  s.tcp_len = static_cast<uint8_t>((tcp[12] >> 4) * 4);
+  const uint8_t* l4 = p + s.ip_len;
+  if (s.proto == kProtoUdp) {
+    if (be16(l4 + 4) != len - s.ip_len || len == s.ip_len + 8u || (!s.v6 && be16(l4 + 6) == 0))
+      return std::nullopt;
+    s.tcp_len = 8;
+    s.payload = static_cast<uint32_t>(len - s.ip_len - 8);
+    return s;
+  }
+  if (len < s.ip_len + 20u) return std::nullopt;
+  s.tcp_len = static_cast<uint8_t>((l4[12] >> 4) * 4);
   if (s.tcp_len < 20 || size_t{s.ip_len} + s.tcp_len >= len) return std::nullopt;
-  uint8_t flags = tcp[kTcpFlagsOff];
+  uint8_t flags = l4[kTcpFlagsOff];
   if (flags != kTcpAck && flags != (kTcpAck | kTcpPsh)) return std::nullopt;
   s.psh = flags & kTcpPsh;
   s.payload = static_cast<uint32_t>(len - s.ip_len - s.tcp_len);
-  s.seq = be32(tcp + 4);
+  s.seq = be32(l4 + 4);
   return s;
 }
 
-// Addresses, ports and ACK number: a cheap filter before same_flow.
+// Addresses, ports and (TCP) ACK number: a cheap filter before same_flow.
 uint32_t flow_hash(const uint8_t* p, const Segment& s) {
-  const uint8_t* tcp = p + s.ip_len;
-  uint32_t h = be32(tcp) * 0x9e3779b1u ^ be32(tcp + 8);
+  const uint8_t* l4 = p + s.ip_len;
+  uint32_t h = be32(l4) * 0x9e3779b1u ^ (s.proto == kProtoTcp ? be32(l4 + 8) : kProtoUdp);
   size_t a = s.v6 ? 8 : 12, n = s.v6 ? 32 : 8;
   for (size_t i = 0; i < n; i += 4) h = (h ^ be32(p + a + i)) * 0x9e3779b1u;
   return h ^ (s.v6 ? 1u : 0u);
 }
 
 bool same_flow(const uint8_t* p, const Segment& s, const uint8_t* head, const GroGroup& g) {
-  if (s.v6 != g.v6) return false;
+  if (s.v6 != g.v6 || s.proto != g.proto) return false;
   size_t a = s.v6 ? 8 : 12, n = s.v6 ? 32 : 8;
-  return std::memcmp(p + a, head + a, n) == 0 &&                  // addresses
-         std::memcmp(p + s.ip_len, head + g.ip_len, 4) == 0 &&    // ports
-         std::memcmp(p + s.ip_len + 8, head + g.ip_len + 8, 4) == 0;  // ACK number
+  return std::memcmp(p + a, head + a, n) == 0 &&                // addresses
+         std::memcmp(p + s.ip_len, head + g.ip_len, 4) == 0 &&  // ports
+         (s.proto == kProtoUdp || std::memcmp(p + s.ip_len + 8, head + g.ip_len + 8, 4) == 0);  // ACK
 }
 
-// The IP header fields GRO requires to be equal, and the TCP options.
+// The IP header fields GRO requires to be equal, and the TCP options (UDP has none).
 bool headers_match(const uint8_t* p, const Segment& s, const uint8_t* head, const GroGroup& g) {
   if (s.tcp_len != g.tcp_len) return false;
   if (s.v6) {
@@ -252,11 +265,12 @@ bool headers_match(const uint8_t* p, const Segment& s, const uint8_t* head, cons
     // TOS; reserved and DF bits; TTL
     if (p[1] != head[1] || (p[6] >> 5) != (head[6] >> 5) || p[8] != head[8]) return false;
   }
-  return std::memcmp(p + s.ip_len + 20, head + g.ip_len + 20, s.tcp_len - 20u) == 0;
+  return s.proto == kProtoUdp || std::memcmp(p + s.ip_len + 20, head + g.ip_len + 20, s.tcp_len - 20u) == 0;
 }
 
 bool can_append(const PacketBuf& b, const Segment& s, const GroGroup& g, const PacketBuf& head) {
-  return g.open && !g.psh && s.seq == g.next_seq && g.last_payload == g.gso_size &&
+  // UDP (udp_gro_receive): datagrams of one size, the last may be shorter; no sequence to follow.
+  return g.open && !g.psh && (s.proto == kProtoUdp || s.seq == g.next_seq) && g.last_payload == g.gso_size &&
          s.payload <= g.gso_size && g.count < kMaxGroSegments && g.total_len + s.payload <= kMaxPacket &&
          headers_match(b.data, s, head.data, g);
 }
@@ -270,6 +284,7 @@ GroGroup& new_group(GroBatch& out, uint32_t i) {
 void open_group(GroGroup& g, const uint8_t* p, const Segment& s) {
   g.open = true;
   g.v6 = s.v6;
+  g.proto = s.proto;
   g.psh = s.psh;
   g.ip_len = s.ip_len;
   g.tcp_len = s.tcp_len;
@@ -291,11 +306,48 @@ void finish_group(GroGroup& g, const PacketBuf& head) {
     put_be16(h + 2, g.total_len);
     set_ipv4_checksum(h);
   }
-  uint8_t* tcp = h + g.ip_len;
-  if (g.psh) tcp[kTcpFlagsOff] |= kTcpPsh;
-  put_csum(tcp + kTcpCsumOff, csum_fold(pseudo_header_sum(h, g.v6, kProtoTcp, g.total_len - g.ip_len)));
-  g.vnet = VirtioNetHdr{kFlagNeedsCsum, g.v6 ? kGsoTcpV6 : kGsoTcpV4, static_cast<uint16_t>(hl),
-                        static_cast<uint16_t>(g.gso_size), g.ip_len, kTcpCsumOff};
+  uint8_t* l4 = h + g.ip_len;
+  size_t l4_len = g.total_len - g.ip_len;
+  uint16_t csum_off = kTcpCsumOff;
+  uint8_t gso = g.v6 ? kGsoTcpV6 : kGsoTcpV4;
+  if (g.proto == kProtoUdp) {
+    // __udp_gso_segment rewrites the length per segment and adjusts the checksum by the
+    // difference, so both start from the merged length.
+    put_be16(l4 + 4, l4_len);
+    csum_off = kUdpCsumOff;
+    gso = kGsoUdpL4;
+  } else if (g.psh) {
+    l4[kTcpFlagsOff] |= kTcpPsh;
+  }
+  put_csum(l4 + csum_off, csum_fold(pseudo_header_sum(h, g.v6, g.proto, l4_len)));
+  g.vnet = VirtioNetHdr{kFlagNeedsCsum, gso, static_cast<uint16_t>(hl), static_cast<uint16_t>(g.gso_size), g.ip_len,
+                        csum_off};
+}
+
+// A packet that cannot join its flow's group (not a candidate, or a bad checksum) closes it, so
+// nothing of that flow written later can overtake it (the kernel's GRO flushes a flow the same
+// way). Packets without ports (other protocols, later fragments) belong to no group.
+void close_flow(GroBatch& out, std::span<const PacketBuf> pkts, const uint8_t* p, size_t len) {
+  bool v6 = false;
+  size_t ip_len = 40;
+  uint8_t proto;
+  if (len >= 20 && (p[0] >> 4) == 4) {
+    if (be16(p + 6) & 0x1fff) return;
+    ip_len = (p[0] & 0xfu) * 4;
+    proto = p[9];
+  } else if (len >= 40 && (p[0] >> 4) == 6) {
+    v6 = true;
+    proto = p[6];
+  } else {
+    return;
+  }
+  if ((proto != kProtoTcp && proto != kProtoUdp) || len < ip_len + 4) return;
+  size_t a = v6 ? 8 : 12, n = v6 ? 32 : 8;
+  for (GroGroup& g : out.groups) {
+    if (!g.open || g.v6 != v6 || g.proto != proto) continue;
+    const uint8_t* h = pkts[g.first].data;
+    if (std::memcmp(p + a, h + a, n) == 0 && std::memcmp(p + ip_len, h + g.ip_len, 4) == 0) g.open = false;
+  }
 }
 
 }  // namespace
@@ -306,13 +358,14 @@ void gro_singletons(size_t n, GroBatch& out) {
   for (size_t i = 0; i < n; ++i) new_group(out, static_cast<uint32_t>(i));
 }
 
-void gro_coalesce(std::span<const PacketBuf> pkts, GroBatch& out) {
+void gro_coalesce(std::span<const PacketBuf> pkts, GroBatch& out, bool udp) {
   out.clear();
   out.next.assign(pkts.size(), -1);
   for (uint32_t i = 0; i < pkts.size(); ++i) {
     const PacketBuf& b = pkts[i];
-    auto s = gro_candidate(b.data, b.len);
+    auto s = gro_candidate(b.data, b.len, udp);
     if (!s) {
+      close_flow(out, pkts, b.data, b.len);
       new_group(out, i);
       continue;
     }
@@ -330,9 +383,9 @@ void gro_coalesce(std::span<const PacketBuf> pkts, GroBatch& out) {
       const PacketBuf& head = pkts[flow->first];
       if (!flow->head_checked) {
         flow->head_checked = true;
-        if (!l4_checksum_ok({head.data, head.len}, flow->ip_len, kProtoTcp)) flow->open = false;
+        if (!l4_checksum_ok({head.data, head.len}, flow->ip_len, flow->proto)) flow->open = false;
       }
-      bool ok = l4_checksum_ok(bytes, s->ip_len, kProtoTcp);
+      bool ok = l4_checksum_ok(bytes, s->ip_len, s->proto);
       if (flow->open && ok) {
         out.next[flow->last] = static_cast<int32_t>(i);
         flow->last = i;
@@ -344,6 +397,7 @@ void gro_coalesce(std::span<const PacketBuf> pkts, GroBatch& out) {
         continue;
       }
       if (!ok) {  // a bad checksum goes out alone, for the kernel to reject
+        flow->open = false;
         new_group(out, i);
         continue;
       }

@@ -297,7 +297,7 @@ int TunDevice::write_batch(std::span<PacketBuf> bufs) {
     return write_iov(v, 2);
   };
   if (features_.tso) {
-    offload::gro_coalesce(bufs, gro);
+    offload::gro_coalesce(bufs, gro, features_.uso);
   } else {
     offload::gro_singletons(bufs.size(), gro);
   }

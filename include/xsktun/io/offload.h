@@ -103,6 +103,10 @@ size_t write_segment(const GsoPacket& g, std::span<const uint8_t> pkt, size_t i,
 // byte-identical, flags are ACK or ACK|PSH with PSH only on the last, every payload but the
 // last has the same size (the last may be smaller), each checksum verifies (the merged packet
 // is CHECKSUM_PARTIAL, so the kernel would not check it again) and the result is <= 64 KiB.
+// UDP (udp_gro_receive, wireguard-go's udpGRO), only if the TUN takes USO: datagrams of one flow
+// (addresses, ports) and equal size merge into one GSO_UDP_L4 super-packet, the last may be
+// shorter; the same IP header rules and checksum checks apply. Saves a write and a trip through
+// the TUN per datagram; the kernel splits it again before any socket without UDP_GRO sees it.
 
 inline constexpr size_t kMaxGroHeader = 40 + 60;  // IPv6 + TCP with full options
 inline constexpr size_t kMaxGroSegments = 64;
@@ -116,12 +120,13 @@ struct GroGroup {
   std::array<uint8_t, kMaxGroHeader> head{};  // count > 1: rewritten IP + TCP header
 
   // Bookkeeping while coalescing.
-  bool open = false;          // a TCP candidate that may still take segments
+  bool open = false;          // a TCP/UDP candidate that may still take segments
   bool head_checked = false;  // the head's checksum verified
   bool v6 = false;
-  bool psh = false;  // the last member has PSH: nothing may follow
+  uint8_t proto = 0;  // kProtoTcp or kProtoUdp
+  bool psh = false;   // the last member has PSH: nothing may follow
   uint8_t ip_len = 0;
-  uint8_t tcp_len = 0;
+  uint8_t tcp_len = 0;  // L4 header length (8 for UDP); 0: not a candidate
   uint32_t flow_hash = 0;
   uint32_t next_seq = 0;
   uint32_t gso_size = 0;      // payload of the head
@@ -138,8 +143,9 @@ struct GroBatch {
   }
 };
 
-// Groups `pkts` (whole IP packets, len = IP length) into `out`; reuses out's storage.
-void gro_coalesce(std::span<const PacketBuf> pkts, GroBatch& out);
+// Groups `pkts` (whole IP packets, len = IP length) into `out`; reuses out's storage. UDP
+// datagrams are merged only if `udp` (the TUN was given TUN_F_USO4|6).
+void gro_coalesce(std::span<const PacketBuf> pkts, GroBatch& out, bool udp = false);
 // Every packet on its own (offloads off): one group each.
 void gro_singletons(size_t n, GroBatch& out);
 // The bytes of group `g` as the kernel would see them after the virtio header (for tests).
