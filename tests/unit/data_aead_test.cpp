@@ -68,5 +68,25 @@ TEST(DataAead, BackendSwitchApplies) {
   set_backend(before);
 }
 
+TEST(DataAead, SmallPacketsTakeLibsodiumOnlyUnderOpenssl) {
+  Backend before = backend();
+  set_backend(Backend::kOpenssl);
+  EXPECT_EQ(for_len(0), Backend::kLibsodium);
+  EXPECT_EQ(for_len(kSmallPacket - 1), Backend::kLibsodium);
+  EXPECT_EQ(for_len(kSmallPacket), Backend::kOpenssl);
+  EXPECT_EQ(for_len(1500), Backend::kOpenssl);
+  set_backend(Backend::kLibsodium);
+  EXPECT_EQ(for_len(1500), Backend::kLibsodium);
+  // Whatever backend each side picks, the lengths around the switch interoperate.
+  uint8_t key[32] = {7}, in[300] = {1, 2, 3}, sealed[316], out[300];
+  for (size_t n : {kSmallPacket - 17, kSmallPacket - 16, kSmallPacket - 1, kSmallPacket, kSmallPacket + 1}) {
+    set_backend(Backend::kOpenssl);
+    seal(sealed, in, n, 5, key);
+    set_backend(Backend::kLibsodium);
+    EXPECT_TRUE(open(out, sealed, n + 16, 5, key)) << n;
+  }
+  set_backend(before);
+}
+
 }  // namespace
 }  // namespace xsktun::proto::aead

@@ -16,6 +16,12 @@ const char* name(Backend b);
 Backend backend();
 void set_backend(Backend b);
 
+// Below this many bytes seal/open use libsodium even when the backend is OpenSSL (its fixed
+// per-call cost dominates there; see data_aead.cpp).
+inline constexpr size_t kSmallPacket = 128;
+// Backend that seal/open use for a message of `len` bytes.
+Backend for_len(size_t len);
+
 // out may equal in (in place). seal writes len + 16 bytes; open reads len_with_tag bytes and
 // writes len_with_tag - 16, returning false (output unspecified, never to be used) on a bad tag.
 void seal(uint8_t* out, const uint8_t* in, size_t len, uint64_t counter, const uint8_t key[32]);
