@@ -134,6 +134,37 @@ TEST_F(DeviceTest, ReplayedDataDeliversNothing) {
   EXPECT_GE(b.counter(Counter::drop_replay), 1u);
 }
 
+// One receive batch mixing a run of good messages with a forgery, an unknown index and a replay:
+// each is judged on its own (the run shares only the index lookup and the peer bookkeeping), and
+// the good ones reach the TUN in order.
+TEST_F(DeviceTest, MixedReceiveBatchJudgesEachMessage) {
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "warmup"));
+  run();
+  ASSERT_EQ(received(b).size(), 1u);
+  net.clear_capture();
+  net.set_drop(true);
+  for (const char* s : {"p0", "p1", "p2", "p3"}) a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", s));
+  run();
+  net.set_drop(false);
+  std::vector<io::Datagram> d;
+  for (auto& x : net.capture())
+    if (x.to == b.udp->local() && x.bytes[0] == proto::kMessageData) d.push_back(x);
+  ASSERT_EQ(d.size(), 4u);
+  auto forged = d[2].bytes;
+  forged.back() ^= 1;
+  auto unknown = d[1].bytes;
+  unknown[4] ^= 0x5a;  // receiver index
+  uint64_t rx_before = b.counter(Counter::rx_packets);
+  for (const auto& bytes : {d[0].bytes, d[1].bytes, forged, unknown, d[2].bytes, d[1].bytes, d[3].bytes})
+    b.udp->inject(d[0].from, bytes);
+  receive_only(b);
+  EXPECT_EQ(received(b), (std::vector<std::string>{"p0", "p1", "p2", "p3"}));
+  EXPECT_EQ(b.counter(Counter::rx_packets) - rx_before, 4u);
+  EXPECT_EQ(b.counter(Counter::drop_decrypt), 1u);
+  EXPECT_EQ(b.counter(Counter::drop_unknown_index), 1u);
+  EXPECT_EQ(b.counter(Counter::drop_replay), 1u);
+}
+
 TEST_F(DeviceTest, GarbageIsCountedAndTunnelContinues) {
   a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "before"));
   run();

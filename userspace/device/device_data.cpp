@@ -1,6 +1,6 @@
 // The data path: TUN -> encrypt -> UDP and UDP -> decrypt -> TUN (whitepaper 5.4.6; kernel
-// send.c and receive.c). Locks are taken per batch or per peer run, never per packet, except
-// the replay window's.
+// send.c and receive.c). Locks are taken per batch or per run of packets of one peer (keypair),
+// never per packet, except the replay window's.
 #include <arpa/inet.h>
 
 #include <cstring>
@@ -35,10 +35,13 @@ bool Device::validate_inner(const uint8_t* pkt, size_t* len) {
   return false;
 }
 
-void Device::receive_data(io::PacketBuf& b, std::vector<io::PacketBuf>& to_tun) {
+void Device::receive_run(std::span<io::PacketBuf> run, const routing::AllowedIps& table,
+                         std::vector<io::PacketBuf>& to_tun) {
+  // One index lookup and one peer lock for a run of messages to the same receiver index; only
+  // the AEAD and the replay window are per packet.
   Nanos now = clock_.now();
   uint32_t receiver;
-  std::memcpy(&receiver, b.data + 4, 4);
+  std::memcpy(&receiver, run[0].data + 4, 4);
   IndexEntry entry;
   {
     std::shared_lock lock(index_mu_);
@@ -46,89 +49,110 @@ void Device::receive_data(io::PacketBuf& b, std::vector<io::PacketBuf>& to_tun) 
     if (it != index_.end() && it->second.keypair) entry = it->second;
   }
   if (!entry.keypair) {
-    counters_.add(Counter::drop_unknown_index);
+    counters_.add(Counter::drop_unknown_index, run.size());
     return;
   }
-  size_t plen = 0;
-  switch (open(*entry.keypair, b.data, b.len, now, &plen)) {
-    case OpenResult::kOk: break;
-    case OpenResult::kMalformed: counters_.add(Counter::drop_malformed); return;
-    case OpenResult::kExpired: counters_.add(Counter::drop_keypair_expired); return;
-    case OpenResult::kAuthFailed: counters_.add(Counter::drop_decrypt); return;
-    case OpenResult::kReplay: counters_.add(Counter::drop_replay); return;
+  thread_local std::vector<uint32_t> plen;  // plaintext length per packet; kFailed: rejected
+  constexpr uint32_t kFailed = UINT32_MAX;
+  plen.assign(run.size(), kFailed);
+  size_t ok = 0, last_ok = 0, wire_bytes = 0;
+  bool data = false;
+  for (size_t i = 0; i < run.size(); ++i) {
+    io::PacketBuf& b = run[i];
+    size_t n = 0;
+    switch (open(*entry.keypair, b.data, b.len, now, &n)) {
+      case OpenResult::kOk: break;
+      case OpenResult::kMalformed: counters_.add(Counter::drop_malformed); continue;
+      case OpenResult::kExpired: counters_.add(Counter::drop_keypair_expired); continue;
+      case OpenResult::kAuthFailed: counters_.add(Counter::drop_decrypt); continue;
+      case OpenResult::kReplay: counters_.add(Counter::drop_replay); continue;
+    }
+    b.authenticated = true;
+    plen[i] = static_cast<uint32_t>(n);
+    data |= n > 0;
+    wire_bytes += b.len;
+    last_ok = i;
+    ++ok;
   }
+  if (ok == 0) return;
   Peer& p = *entry.peer;
-  b.authenticated = true;
-  counters_.add(Counter::rx_packets);
-  p.rx_bytes.fetch_add(b.len, std::memory_order_relaxed);
-  {
-    std::lock_guard pl(p.mu);
-    if (p.removed) return;
-    std::shared_ptr<Keypair> dropped;
-    if (p.keypairs.received_with(entry.keypair.get(), &dropped)) {
-      // Responder: the initiator used the new keypair, so the handshake is complete.
-      free_keypair_index(dropped);
-      p.timers.handshake_complete(now);
-      timespec w = clock_.wall();
-      p.last_handshake_sec = w.tv_sec;
-      p.last_handshake_nsec = w.tv_nsec;
-      counters_.add(Counter::handshakes_completed);
-      if (!p.staged.empty()) flush_staged(p);
+  counters_.add(Counter::rx_packets, ok);
+  p.rx_bytes.fetch_add(wire_bytes, std::memory_order_relaxed);
+  if (!authenticated_from(p, entry.keypair, run[last_ok].endpoint, data, now)) return;
+  for (size_t i = 0; i < run.size(); ++i) {
+    if (plen[i] == kFailed) continue;
+    size_t n = plen[i];
+    if (n == 0) {
+      counters_.add(Counter::keepalives_rx);
+      continue;
     }
-    // Roaming (whitepaper 2.1): the endpoint follows the last authenticated packet.
-    if (!(p.endpoint == b.endpoint)) {
-      p.endpoint = b.endpoint;
-      if (observer_) observer_->peer_updated(p.id, p.public_key, p.endpoint);
+    uint8_t* inner = run[i].data + kDataHeaderLen;
+    if (!validate_inner(inner, &n)) {
+      counters_.add(Counter::drop_inner_malformed);
+      continue;
     }
-    p.timers.any_authenticated_packet_received(now);
-    p.timers.any_authenticated_packet_traversal(now);
-    if (plen > 0) p.timers.data_received(now);
-    auto cur = p.keypairs.current();
-    if (cur.get() == entry.keypair.get() &&
-        p.timers.want_rekey_on_receive(entry.keypair->birthdate, entry.keypair->i_am_initiator, now))
-      send_initiation(p, false);
+    if (!table.source_allowed(p.id, inner, n)) {
+      counters_.add(Counter::drop_disallowed_source);
+      continue;
+    }
+    to_tun.push_back(io::PacketBuf{inner, n, n, {}});
   }
-  if (plen == 0) {
-    counters_.add(Counter::keepalives_rx);
-    return;
+}
+
+bool Device::authenticated_from(Peer& p, const std::shared_ptr<Keypair>& kp, const Endpoint& from, bool data,
+                                Nanos now) {
+  std::lock_guard pl(p.mu);
+  if (p.removed) return false;
+  std::shared_ptr<Keypair> dropped;
+  if (p.keypairs.received_with(kp.get(), &dropped)) {
+    // Responder: the initiator used the new keypair, so the handshake is complete.
+    free_keypair_index(dropped);
+    p.timers.handshake_complete(now);
+    timespec w = clock_.wall();
+    p.last_handshake_sec = w.tv_sec;
+    p.last_handshake_nsec = w.tv_nsec;
+    counters_.add(Counter::handshakes_completed);
+    if (!p.staged.empty()) flush_staged(p);
   }
-  uint8_t* inner = b.data + kDataHeaderLen;
-  if (!validate_inner(inner, &plen)) {
-    counters_.add(Counter::drop_inner_malformed);
-    return;
+  // Roaming (whitepaper 2.1): the endpoint follows the last authenticated packet.
+  if (!(p.endpoint == from)) {
+    p.endpoint = from;
+    if (observer_) observer_->peer_updated(p.id, p.public_key, p.endpoint);
   }
-  auto table = allowed_.load(std::memory_order_acquire);
-  if (!table->source_allowed(p.id, inner, plen)) {
-    counters_.add(Counter::drop_disallowed_source);
-    return;
-  }
-  to_tun.push_back(io::PacketBuf{inner, plen, plen, {}});
+  p.timers.any_authenticated_packet_received(now);
+  p.timers.any_authenticated_packet_traversal(now);
+  if (data) p.timers.data_received(now);
+  auto cur = p.keypairs.current();
+  if (cur.get() == kp.get() && p.timers.want_rekey_on_receive(kp->birthdate, kp->i_am_initiator, now))
+    send_initiation(p, false);
+  return true;
 }
 
 void Device::process_udp(std::span<io::PacketBuf> bufs) {
   // Per-thread scratch: no allocation per batch once warmed up.
   thread_local std::vector<io::PacketBuf> to_tun;
   to_tun.clear();
-  for (auto& b : bufs) {
-    switch (classify(b.data, b.len)) {
-      case kMessageData:
-        receive_data(b, to_tun);
-        break;
-      case kMessageHandshakeInitiation:
-      case kMessageHandshakeResponse:
-      case kMessageHandshakeCookie: {
-        std::lock_guard lock(hs_queue_mu_);
-        if (hs_queue_.size() >= static_cast<size_t>(kMaxQueuedIncomingHandshakes)) {
-          counters_.add(Counter::drop_handshake_queue_full);
-          break;
-        }
-        hs_queue_.push_back(QueuedHandshake{std::vector<uint8_t>(b.data, b.data + b.len), b.endpoint});
-        hs_queue_cv_.notify_one();
-        break;
-      }
-      default:
-        counters_.add(Counter::drop_malformed);
+  auto table = allowed_.load(std::memory_order_acquire);
+  for (size_t i = 0; i < bufs.size();) {
+    io::PacketBuf& b = bufs[i];
+    uint8_t type = classify(b.data, b.len);
+    if (type == kMessageData) {
+      // A run: consecutive data messages to the same receiver index (a GRO batch from one peer).
+      size_t j = i + 1;
+      while (j < bufs.size() && classify(bufs[j].data, bufs[j].len) == kMessageData &&
+             std::memcmp(bufs[j].data + 4, b.data + 4, 4) == 0)
+        ++j;
+      receive_run(bufs.subspan(i, j - i), *table, to_tun);
+      i = j;
+      continue;
     }
+    if (type == kMessageHandshakeInitiation || type == kMessageHandshakeResponse ||
+        type == kMessageHandshakeCookie) {
+      queue_handshake(b);
+    } else {
+      counters_.add(Counter::drop_malformed);
+    }
+    ++i;
   }
   if (to_tun.empty()) return;
   uint64_t bytes = 0;
@@ -136,6 +160,16 @@ void Device::process_udp(std::span<io::PacketBuf> bufs) {
   int n = tun_.write_batch(to_tun);
   if (n < static_cast<int>(to_tun.size())) counters_.add(Counter::drop_tun_write, to_tun.size() - (n < 0 ? 0 : n));
   counters_.add(Counter::rx_bytes, bytes);
+}
+
+void Device::queue_handshake(const io::PacketBuf& b) {
+  std::lock_guard lock(hs_queue_mu_);
+  if (hs_queue_.size() >= static_cast<size_t>(kMaxQueuedIncomingHandshakes)) {
+    counters_.add(Counter::drop_handshake_queue_full);
+    return;
+  }
+  hs_queue_.push_back(QueuedHandshake{std::vector<uint8_t>(b.data, b.data + b.len), b.endpoint});
+  hs_queue_cv_.notify_one();
 }
 
 void Device::process_tun(std::span<io::PacketBuf> bufs) {

@@ -144,7 +144,13 @@ class Device {
     std::shared_ptr<Peer> peer;
     size_t begin, end;
   };
-  void receive_data(io::PacketBuf& b, std::vector<io::PacketBuf>& to_tun);
+  void receive_run(std::span<io::PacketBuf> run, const routing::AllowedIps& table,
+                   std::vector<io::PacketBuf>& to_tun);
+  // Bookkeeping after packets of `p` authenticated with `kp` (the last from `from`): keypair
+  // confirmation, roaming, timers. False if the peer was removed meanwhile.
+  bool authenticated_from(Peer& p, const std::shared_ptr<proto::Keypair>& kp, const Endpoint& from, bool data,
+                          Nanos now);
+  void queue_handshake(const io::PacketBuf& b);
   void send_run(Peer& p, std::span<io::PacketBuf> run, std::vector<io::PacketBuf>& out, Nanos now);
   bool validate_inner(const uint8_t* pkt, size_t* len);
 
