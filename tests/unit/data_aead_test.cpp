@@ -68,6 +68,20 @@ TEST(DataAead, BackendSwitchApplies) {
   set_backend(before);
 }
 
+// OpenSSL keeps the last key's schedule per thread: alternating keys must never reuse a stale one.
+TEST(DataAead, AlternatingKeysNeverReuseAStaleKeySchedule) {
+  uint8_t k1[32] = {1}, k2[32] = {2}, in[600] = {9}, a[616], b[616], out[600];
+  for (int round = 0; round < 3; ++round) {
+    for (const uint8_t* k : {k1, k2, k1, k1, k2}) {
+      seal_with(Backend::kOpenssl, a, in, sizeof in, 3, k);
+      seal_with(Backend::kLibsodium, b, in, sizeof in, 3, k);
+      ASSERT_EQ(std::memcmp(a, b, sizeof a), 0);
+      EXPECT_TRUE(open_with(Backend::kOpenssl, out, a, sizeof a, 3, k));
+      EXPECT_FALSE(open_with(Backend::kOpenssl, out, a, sizeof a, 3, k == k1 ? k2 : k1));
+    }
+  }
+}
+
 TEST(DataAead, SmallPacketsTakeLibsodiumOnlyUnderOpenssl) {
   Backend before = backend();
   set_backend(Backend::kOpenssl);
