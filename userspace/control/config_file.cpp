@@ -7,6 +7,7 @@
 #include <cctype>
 #include <charconv>
 #include <unordered_set>
+#include <vector>
 
 #include "xsktun/control/keys.h"
 #include "xsktun/control/uapi.h"
@@ -71,6 +72,7 @@ class Parser {
   Section section_ = Section::kNone;
   bool peer_has_key_ = false;
   size_t peer_line_ = 0;
+  std::vector<size_t> key_lines_;  // per peer, the line of its PublicKey (to name duplicates)
   size_t line_no_ = 0;
   size_t err_line_ = 0;  // set when an error belongs to an earlier line than the current one
 };
@@ -111,6 +113,7 @@ std::optional<std::string> Parser::line(std::string_view raw) {
       if (auto err = finish_peer()) return err;
       section_ = Section::kPeer;
       cc_.peers.emplace_back().replace_allowed_ips = true;
+      key_lines_.push_back(0);
       peer_has_key_ = false;
       peer_line_ = line_no_;
     } else {
@@ -151,10 +154,16 @@ std::optional<std::string> Parser::peer_key(const std::string& key, std::string_
   if (key == "publickey") {
     auto k = key_from_base64(value);
     if (!k) return std::string("PublicKey is not a 44-character base64 key");
+    // Applied in order, a second [Peer] would silently merge into (or override) the first one,
+    // which is never what a hand-written file means: name both places instead.
     for (size_t i = 0; i + 1 < cc_.peers.size(); ++i) {
-      if (cc_.peers[i].public_key == *k) return "duplicate peer " + std::string(value);
+      if (cc_.peers[i].public_key == *k) {
+        return "duplicate peer " + std::string(value) + ": already defined on line " +
+               std::to_string(key_lines_[i]);
+      }
     }
     p.public_key = *k;
+    key_lines_.back() = line_no_;
     peer_has_key_ = true;
   } else if (key == "presharedkey") {
     auto k = secret_from_base64(value);
@@ -207,6 +216,16 @@ std::optional<std::string> Parser::endpoint(std::string_view value) {
   auto port = parse_number(value.substr(colon + 1), 10, 65535);
   if (!port) return "Endpoint port is not 0-65535: `" + std::string(value) + "'";
   std::string host(value.substr(0, colon));
+  // Stricter than wg, which hands any such host to getaddrinfo: an unbracketed IPv6 address is
+  // ambiguous ("fd00::1:51820" is also an address without a port), and a host of digits and
+  // dots that is not a.b.c.d would be read by inet_aton's legacy rules ("10.1" = 10.0.0.1) or
+  // sent to DNS; an all-numeric name is no hostname (RFC 1123 2.1, RFC 3696 2).
+  if (host.find(':') != std::string::npos) {
+    return "Endpoint IPv6 address must be in brackets, [addr]:port: `" + std::string(value) + "'";
+  }
+  if (host.find_first_not_of("0123456789.") == std::string::npos) {
+    return "Endpoint address `" + host + "' is not a valid IPv4 address a.b.c.d";
+  }
   auto res = resolver_ ? resolver_(host, static_cast<uint16_t>(*port))
                        : resolve_endpoint(host, static_cast<uint16_t>(*port));
   if (auto* err = std::get_if<std::string>(&res)) return "Endpoint `" + std::string(value) + "': " + *err;

@@ -28,9 +28,15 @@ std::optional<T> parse_decimal(std::string_view s) {
   return static_cast<T>(v);
 }
 
-std::string quoted(std::string_view key, std::string_view value) {
-  return std::string(key) + "=" + std::string(value);
+// Input echoed into an error message, cut short: a 1 MB garbage line must give a readable
+// error (and log line), not a 1 MB one.
+std::string shown(std::string_view s) {
+  constexpr size_t kMaxShown = 64;
+  if (s.size() <= kMaxShown) return std::string(s);
+  return std::string(s.substr(0, kMaxShown)) + "... (" + std::to_string(s.size()) + " bytes)";
 }
+
+std::string quoted(std::string_view key, std::string_view value) { return shown(key) + "=" + shown(value); }
 
 std::optional<UapiError> device_line(ConfigChange& cc, std::string_view key, std::string_view value) {
   if (key == "private_key") {
@@ -47,20 +53,20 @@ std::optional<UapiError> device_line(ConfigChange& cc, std::string_view key, std
     if (!mark) return invalid("invalid fwmark: " + quoted(key, value));
     cc.fwmark = *mark;
   } else if (key == "replace_peers") {
-    if (value != "true") return invalid("failed to set replace_peers, invalid value: " + std::string(value));
+    if (value != "true") return invalid("failed to set replace_peers, invalid value: " + shown(value));
     cc.replace_peers = true;
   } else {
-    return invalid("invalid UAPI device key: " + std::string(key));
+    return invalid("invalid UAPI device key: " + shown(key));
   }
   return std::nullopt;
 }
 
 std::optional<UapiError> peer_line(PeerChange& p, std::string_view key, std::string_view value) {
   if (key == "update_only") {
-    if (value != "true") return invalid("failed to set update only, invalid value: " + std::string(value));
+    if (value != "true") return invalid("failed to set update only, invalid value: " + shown(value));
     p.update_only = true;
   } else if (key == "remove") {
-    if (value != "true") return invalid("failed to set remove, invalid value: " + std::string(value));
+    if (value != "true") return invalid("failed to set remove, invalid value: " + shown(value));
     p.remove = true;
   } else if (key == "preshared_key") {
     auto k = secret_from_hex(value);
@@ -68,25 +74,25 @@ std::optional<UapiError> peer_line(PeerChange& p, std::string_view key, std::str
     p.preshared_key = *k;
   } else if (key == "endpoint") {
     auto ep = parse_numeric_endpoint(value);
-    if (!ep) return invalid("failed to set endpoint " + std::string(value));
+    if (!ep) return invalid("failed to set endpoint " + shown(value));
     p.endpoint = *ep;
   } else if (key == "persistent_keepalive_interval") {
     auto secs = parse_decimal<uint16_t>(value);
-    if (!secs) return invalid("failed to set persistent keepalive interval: " + std::string(value));
+    if (!secs) return invalid("failed to set persistent keepalive interval: " + shown(value));
     p.persistent_keepalive = *secs;
   } else if (key == "replace_allowed_ips") {
-    if (value != "true") return invalid("failed to replace allowedips, invalid value: " + std::string(value));
+    if (value != "true") return invalid("failed to replace allowedips, invalid value: " + shown(value));
     // Lines are applied in order in wireguard-go: earlier allowed_ip lines are wiped too.
     p.replace_allowed_ips = true;
     p.allowed_ips.clear();
   } else if (key == "allowed_ip") {
     auto prefix = parse_strict_prefix(value);
-    if (!prefix) return invalid("failed to set allowed ip: " + std::string(value));
+    if (!prefix) return invalid("failed to set allowed ip: " + shown(value));
     p.allowed_ips.push_back(*prefix);
   } else if (key == "protocol_version") {
-    if (value != "1") return invalid("invalid protocol version: " + std::string(value));
+    if (value != "1") return invalid("invalid protocol version: " + shown(value));
   } else {
-    return invalid("invalid UAPI peer key: " + std::string(key));
+    return invalid("invalid UAPI peer key: " + shown(key));
   }
   return std::nullopt;
 }
@@ -114,7 +120,7 @@ SetResult parse_uapi_set(std::string_view body) {
     if (line.empty()) break;  // the blank line ends the operation
     size_t eq = line.find('=');
     if (eq == std::string_view::npos) {
-      return UapiError{EPROTO, "failed to parse line \"" + std::string(line) + "\""};
+      return UapiError{EPROTO, "failed to parse line \"" + shown(line) + "\""};
     }
     std::string_view key = line.substr(0, eq), value = line.substr(eq + 1);
     if (key == "public_key") {

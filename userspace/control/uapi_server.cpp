@@ -262,12 +262,16 @@ bool UapiServer::flush(Client& c) {
 // Consumes one line if a complete one is buffered. Returns false when more input is needed.
 bool UapiServer::process_one(Client& c) {
   size_t nl = c.in.find('\n', c.scanned);
+  // The cap also applies to a line whose newline is already buffered: checking only partial
+  // lines made the limit depend on how the bytes happened to be split between reads.
+  size_t len = (nl == std::string::npos ? c.in.size() : nl) - c.head;
+  if (len > kMaxLine) {
+    c.out = format_uapi_errno(EMSGSIZE);
+    c.closing = true;  // the stream cannot be resynchronised after a truncated line
+    return false;
+  }
   if (nl == std::string::npos) {
     c.scanned = c.in.size();
-    if (c.in.size() - c.head > kMaxLine) {
-      c.out = format_uapi_errno(EMSGSIZE);
-      c.closing = true;  // the stream cannot be resynchronised after a truncated line
-    }
     return false;
   }
   on_line(c, std::string_view(c.in).substr(c.head, nl - c.head));

@@ -12,8 +12,10 @@
 // line is dropped before parsing, section names and keys are case-insensitive, a later value
 // overrides an earlier one (AllowedIPs accumulate). wg-quick's own [Interface] keys (Address,
 // DNS, MTU, Table, Pre/PostUp, Pre/PostDown, SaveConfig) are ignored so unstripped wg-quick
-// files load. Stricter than wg: unknown keys or sections, a public key used by two peers, and
-// lines over 4096 bytes are errors; incremental AllowedIPs ("+10.0.0.0/8", "-...") are refused.
+// files load. Stricter than wg: unknown keys or sections, a public key used by two peers (the
+// error names both lines), lines over 4096 bytes, an unbracketed IPv6 Endpoint and an Endpoint
+// host of digits and dots that is not a.b.c.d are errors; incremental AllowedIPs
+// ("+10.0.0.0/8", "-...") are refused. Any error returns no change at all.
 #pragma once
 
 #include <cstdint>

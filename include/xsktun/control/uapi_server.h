@@ -8,8 +8,11 @@
 //    key=value lines, "\n"; each is answered with the get body and/or "errno=N\n\n";
 //  - an unknown command closes the connection without a reply.
 // Differences, on purpose: a set is applied only when its terminating blank line arrives (a
-// client that disconnects mid-command changes nothing), and input lines longer than kMaxLine or
-// set bodies over kMaxSetBody get "errno=-EMSGSIZE" and a hang-up instead of unbounded memory.
+// client that disconnects mid-command changes nothing; one that disconnects after it still gets
+// it applied), and input lines longer than kMaxLine or set bodies over kMaxSetBody get
+// "errno=-EMSGSIZE" and a hang-up instead of unbounded memory (wireguard-go buffers without
+// limit). With kMaxClients connections, the server holds at most about
+// kMaxClients * (kMaxSetBody + kMaxLine + 128 KiB) of requests.
 //
 // One thread runs a poll() loop over the listening socket, the clients and an eventfd used to
 // stop it; the handler is therefore called from that thread, one command at a time.
@@ -41,8 +44,12 @@ class UapiHandler {
 
 class UapiServer {
  public:
-  static constexpr size_t kMaxLine = 1 << 20;
-  static constexpr size_t kMaxSetBody = 64 << 20;
+  // The longest legitimate line is an IPv6 endpoint (under 70 bytes): 64 KiB is only a guard.
+  static constexpr size_t kMaxLine = 64 << 10;
+  // One set carries a whole `wg setconf`: about 270 bytes per fully specified peer, 25 per extra
+  // allowed_ip, so 16 MiB is ~60k peers or ~600k allowed IPs in one atomic transaction. Bigger
+  // configurations must be split into several sets.
+  static constexpr size_t kMaxSetBody = 16 << 20;
   static constexpr size_t kMaxClients = 64;  // beyond this, new connections wait in the backlog
 
   explicit UapiServer(UapiHandler& handler);
