@@ -301,7 +301,10 @@ veth_tx_msgs() {
 case_bypass() {
   pair_up 0
   pair_ping
-  local j=$TEST_TMP/iperf tcp_up tcp_down udp_up udp_down w0 w1 xs0 go0
+  local j=$TEST_TMP/iperf tcp_up tcp_down udp_up udp_down w0 w1 xs0 go0 fd0 fd1
+  # The daemon checks every 200 ms that its program is still attached; that check once leaked
+  # a program fd per call (libxdp's multiprog query): the fd count must not move.
+  fd0=$(ls "/proc/$(xsktun_pid "$XS_IF")/fd" | wc -l)
   read -r -a xs0 <<<"$(peer_transfer "$XS_IF" "$(pub go)")"
   read -r -a go0 <<<"$(peer_transfer "$GO_IF" "$(pub xs)")"
   read -r -a w0 <<<"$(veth_tx_msgs "$NSX" vx0)"
@@ -341,6 +344,9 @@ case_bypass() {
   expect_ge "xsktun rx bytes vs iperf3 payload" "${xs[0]}" $((tcp_down + udp_down + 1))
   expect_eq "xsktun drop_decrypt after bulk traffic" "${c[drop_decrypt]}" 0
   expect_eq "xsktun drop_replay after bulk traffic" "${c[drop_replay]}" 0
+  fd1=$(ls "/proc/$(xsktun_pid "$XS_IF")/fd" | wc -l)
+  info "xsktun open fds: $fd0 before, $fd1 after ~12 s of traffic"
+  (( fd1 <= fd0 + 2 )) || die "xsktun's open fds grew from $fd0 to $fd1 in XDP mode (a leak)"
   pair_down
 }
 

@@ -49,6 +49,8 @@ class XdpPlane {
   xdp_program* prog_ = nullptr;
   int ifindex_ = 0;
   int xdp_mode_ = 0;  // enum xdp_attach_mode
+  uint32_t attached_id_ = 0;  // kernel id of what we attached (program or dispatcher)
+  int query_flags() const;  // XDP_FLAGS_* of our attach mode, for bpf_xdp_query_id
   std::string attach_mode_;
   std::string pin_dir_;
   uint32_t prog_id_ = 0;
