@@ -4,6 +4,7 @@
 # run the system under test. Interleaved rounds (A B C A B C ...); per metric the report gives
 # median, min-max and the ratio to wireguard-go. What each number means: docs/benchmark.md.
 # Builds nothing: pass --xsktun PATH (default build/xsktun). Needs root. ^C cleans up.
+# --soak SECONDS runs the soak test instead (scripts/bench_soak.sh; docs/benchmark.md, "Soak mode").
 set -Eeuo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 REPORT_PY=$ROOT/scripts/bench_report.py
@@ -25,6 +26,7 @@ TESTS=ping,tcp,udp,bisect,udp64,flood
 TESTS2=tcp,udp,udp64
 OUT=
 QUICK=0
+SOAK=
 SET=""  # options given explicitly
 
 usage() {
@@ -48,6 +50,9 @@ Usage: sudo $0 [options]
   --out DIR            output directory (default: bench-results/DATE in the repository)
   --quick              smoke run: 1 round, 3 s, first profile only, no bisection (options
                        given explicitly override these)
+  --soak SECONDS       instead of the matrix: one xsktun tunnel (XDP mode on side A, socket mode
+                       on side B) under mixed traffic, rekeys and peer churn for SECONDS (reference
+                       run: 3600); samples RSS/fds every 10 s; PASS/FAIL verdict, exit 1 on FAIL
   -h, --help
 EOF
 }
@@ -71,6 +76,7 @@ while [ $# -gt 0 ]; do
     --tests2) TESTS2=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --quick) QUICK=1; shift ;;
+    --soak) SOAK=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "bench.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -96,6 +102,11 @@ if [ "$ROUNDS" -lt 1 ] || [ "$DURATION" -lt 2 ] || [ "$UDP_DURATION" -lt 1 ]; th
   die "need --rounds >= 1, --duration >= 2, --udp-duration >= 1"
 fi
 [ "$UDP_SIZE" -ge 64 ] || die "--udp-size must be at least 64"
+if [ -n "$SOAK" ]; then
+  if ! is_uint "$SOAK" || [ "$SOAK" -lt 60 ]; then
+    die "--soak needs a whole number of seconds >= 60 (reference run: 3600), got '$SOAK'"
+  fi
+fi
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, XDP); run with sudo"
 [ "$TESTS2" != same ] || TESTS2=$TESTS
 for t in ${TESTS//,/ } ${TESTS2//,/ }; do has ping,tcp,udp,bisect,udp64,flood "$t" || die "unknown test '$t'"; done
@@ -126,7 +137,12 @@ available() {
     *) return 2 ;;
   esac
 }
-if [ -z "$SYSTEMS" ]; then
+if [ -n "$SOAK" ]; then  # one fixed topology: both xsktun modes at once
+  available xsktun-xdp || die "--soak: no xsktun binary at $XSKTUN. Build it with: cmake -S . -B build" \
+    "-DCMAKE_BUILD_TYPE=Release && cmake --build build --target xsktun"
+  command -v bpftool >/dev/null || echo "bench.sh: bpftool not found: no BPF map entry counts in the soak samples" >&2
+  SYSTEMS=xsktun-xdp,xsktun-socket
+elif [ -z "$SYSTEMS" ]; then
   for s in xsktun-xdp xsktun-socket wireguard-go peer-impl veth; do
     if available $s; then SYSTEMS+=${SYSTEMS:+,}$s
     elif [ $s != peer-impl ]; then echo "bench.sh: skipping $s (not available)" >&2; fi
@@ -142,7 +158,7 @@ else
   done
 fi
 
-OUT=${OUT:-$ROOT/bench-results/$(date +%Y%m%d-%H%M%S)}
+OUT=${OUT:-$ROOT/bench-results/${SOAK:+soak-}$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT/raw"
 OUT=$(cd "$OUT" && pwd)
 SAMPLES=$OUT/samples.jsonl
@@ -194,7 +210,10 @@ on_exit() {
   trap - EXIT INT TERM
   stop_cell
   rm -rf "$TMP"
-  if [ $rc != 0 ] && [ -s "$SAMPLES" ]; then
+  if [ $rc != 0 ] && [ -n "$SOAK" ] && [ -s "$OUT/soak.jsonl" ] && [ ! -s "$OUT/soak.md" ]; then
+    echo "bench.sh: exit $rc; soak samples so far in $OUT/soak.jsonl; a partial report:" \
+      "$PY $REPORT_PY soak --dir $OUT" >&2
+  elif [ $rc != 0 ] && [ -s "$SAMPLES" ]; then
     echo "bench.sh: exit $rc; samples so far in $SAMPLES; a partial report:" \
       "$PY $REPORT_PY report --dir $OUT --meta $OUT/meta.json --samples $SAMPLES" >&2
   fi
@@ -377,6 +396,7 @@ start_system() {
   case $SYS in
     xsktun-xdp) start_xsktun "$NA" "$IFA" "$VA" xdp; start_xsktun "$NB" "$IFB" "$VB" xdp ;;
     xsktun-socket) start_xsktun "$NA" "$IFA" "$VA" socket; start_xsktun "$NB" "$IFB" "$VB" socket ;;
+    xsktun-mixed) start_xsktun "$NA" "$IFA" "$VA" xdp; start_xsktun "$NB" "$IFB" "$VB" socket ;;  # --soak
     wireguard-go) start_wglike "$WGGO" "$NA" "$IFA"; start_wglike "$WGGO" "$NB" "$IFB" ;;
     peer-impl) start_wglike "$PEER_IMPL" "$NA" "$IFA"; start_wglike "$PEER_IMPL" "$NB" "$IFB" ;;
   esac
@@ -535,6 +555,11 @@ BUSY_PCT=$(awk -v b0="$B0" -v t0="$T0" -v b1="$(cpu_ticks_busy)" '/^cpu /{ s = 0
 [ "$BUSY_PCT" -lt 15 ] || echo "bench.sh: WARNING: the machine is already ${BUSY_PCT}% busy before the benchmark; numbers will be noisy" >&2
 XSK_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [ -z "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ] || XSK_REV+="-dirty"
+if [ -n "$SOAK" ]; then
+  # shellcheck source=SCRIPTDIR/bench_soak.sh
+  . "$ROOT/scripts/bench_soak.sh"
+  soak_main  # exits
+fi
 "$PY" "$REPORT_PY" meta --out "$OUT/meta.json" "command=$CMDLINE" "date=$(date -Is)" \
   "host=$(hostname)" "cpus=$(nproc)" "kernel=$(uname -r)" "rounds=$ROUNDS" "duration=$DURATION" \
   "udp_duration=$UDP_DURATION" "udp_size=$UDP_SIZE" "bisect_steps=$BISECT_STEPS" "tests=$TESTS" "tests2=$TESTS2" \

@@ -8,6 +8,9 @@ Subcommands (bench.sh is the only intended caller; see docs/benchmark.md):
   loss     print "<loss percent> <offered bit/s> <delivered bit/s>" of a UDP iperf3 -J file
   flood    send junk WireGuard messages to HOST:PORT in a tight loop until SIGTERM
   report   aggregate the samples: median and min-max per metric, ratio to wireguard-go
+  soak-sample  (bench.sh --soak) one sample of a tunnel daemon: RSS, fds, threads, CPU, counters
+  soak     (bench.sh --soak) judge the soak samples: PASS/FAIL per criterion (exit 1 on FAIL),
+           soak.md, soak.json and soak.png
 
 Python standard library only; matplotlib is used for the PNG when it can be imported.
 """
@@ -21,6 +24,7 @@ import re
 import signal
 import socket
 import statistics
+import subprocess
 import sys
 import time
 
@@ -371,6 +375,357 @@ def cmd_meta(a):
     return 0
 
 
+# ------------------------------------------------------------------------------------------- soak
+
+SOAK_BPF_MAPS = ("peers", "sessions", "allowed_ips_v4", "allowed_ips_v6")
+
+
+def proc_stats(pid):
+    """RSS, peak RSS (kB), threads, open fds and CPU seconds of a live process, or None."""
+    try:
+        st = {}
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("VmRSS", "VmHWM", "Threads"):
+                    st[k] = int(v.split()[0])
+        kinds = {}
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue  # closed meanwhile
+            # "socket:[123]" -> socket, "anon_inode:bpf-map" -> bpf-map, "anon_inode:[eventfd]" ->
+            # eventfd, "/dev/net/tun" -> file
+            if target.startswith("anon_inode:"):
+                kind = target[len("anon_inode:"):].strip("[]")
+            else:
+                kind = target.split(":[", 1)[0] if ":[" in target else "file"
+            kinds[kind] = kinds.get(kind, 0) + 1
+        fds = sum(kinds.values())
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        if fields[0] == "Z":
+            return None
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return {"rss_kb": st.get("VmRSS"), "hwm_kb": st.get("VmHWM"), "threads": st.get("Threads"),
+            "fds": fds, "fd_kinds": kinds, "cpu_s": cpu}
+
+
+def bpf_entries(pin_dir):
+    """Entry count of each pinned map that grows with state (bpftool map dump), -1 if unreadable."""
+    out = {}
+    for name in SOAK_BPF_MAPS:
+        try:
+            r = subprocess.run(["bpftool", "-j", "map", "dump", "pinned", os.path.join(pin_dir, name)],
+                               capture_output=True, timeout=10, check=True)
+            out[name] = len(json.loads(r.stdout or b"[]"))
+        except (OSError, ValueError, subprocess.SubprocessError):
+            out[name] = -1
+    return out
+
+
+def cmd_soak_sample(a):
+    rec = {"t": a.t, "time": time.time(), "side": a.side, "mode": a.mode, "ifname": a.ifname, "pid": a.pid}
+    ps = proc_stats(a.pid)
+    rec["alive"] = ps is not None
+    rec.update(ps or {})
+    try:
+        with open(a.show) as f:
+            show = json.load(f)
+        rec["counters"] = show.get("counters", {})
+        rec["peers"] = len(show.get("peers", []))
+        rec["allowed_ips"] = sum(len(p.get("allowed_ips", [])) for p in show.get("peers", []))
+    except (OSError, ValueError):
+        rec["counters"] = None  # the daemon did not answer `show` in time
+    if a.ping:
+        try:
+            with open(a.ping) as f:
+                rec["ping_replies"] = sum(1 for line in f if "bytes from" in line and "DUP!" not in line)
+        except OSError:
+            pass
+    if a.pin_dir and rec["alive"]:
+        rec["bpf_entries"] = bpf_entries(a.pin_dir)
+    with open(a.out, "a") as f:
+        f.write(json.dumps(rec, sort_keys=True) + "\n")
+    if not rec["alive"]:
+        print("%s/%s: pid %d GONE" % (a.side, a.mode, a.pid))
+        return 1
+    c = rec["counters"] or {}
+    print("%s/%s rss %.1fM fd %d thr %d hs %s peers %s" %
+          (a.side, a.mode, rec["rss_kb"] / 1024.0, rec["fds"], rec["threads"],
+           c.get("handshakes_completed", "?"), rec.get("peers", "?")))
+    return 0
+
+
+def ping_summary(path, interval):
+    """Loss of a `ping -D -i INTERVAL -w S` run and the times (s from its start) of lost probes."""
+    seqs, tx = set(), None
+    try:
+        with open(path) as f:
+            for line in f:
+                m = re.search(r"icmp_seq=(\d+) .*time=", line)
+                if m and "DUP!" not in line:
+                    seqs.add(int(m.group(1)))
+                m = re.search(r"(\d+) packets transmitted", line)
+                if m:
+                    tx = int(m.group(1))
+    except OSError:
+        return {"transmitted": 0, "received": 0, "loss_pct": 100.0, "lost_at_s": [], "summary": False}
+    summary = tx is not None
+    if tx is None:  # killed before its summary: what it must have sent at least
+        tx = max(seqs) if seqs else 0
+    lost = sorted(set(range(1, tx + 1)) - seqs)
+    got = len(seqs & set(range(1, tx + 1)))
+    return {"transmitted": tx, "received": got, "loss_pct": 100.0 * (tx - got) / tx if tx else 100.0,
+            "lost_at_s": [round((q - 1) * interval, 1) for q in lost], "summary": summary}
+
+
+def iperf_totals(raw_dir, name):
+    """Sum over the (re)started iperf3 clients NAME.N.json of one soak traffic loop."""
+    runs, nbytes, secs, lost, pkts = 0, 0, 0.0, 0, 0
+    for fn in sorted(os.listdir(raw_dir) if os.path.isdir(raw_dir) else []):
+        if not re.fullmatch(re.escape(name) + r"\.\d+\.json", fn):
+            continue
+        runs += 1
+        try:
+            end = load_iperf(os.path.join(raw_dir, fn))["end"]
+            recv = end.get("sum_received") or end["sum"]
+            nbytes += recv["bytes"]
+            secs += (end.get("sum_sent") or end["sum"])["seconds"]
+            if "lost_packets" in end.get("sum", {}):
+                lost += end["sum"]["lost_packets"]
+                pkts += end["sum"]["packets"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return {"runs": runs, "restarts": max(0, runs - 1), "gbytes": nbytes / 1e9,
+            "mbps": nbytes * 8 / secs / 1e6 if secs else 0.0,
+            "loss_pct": 100.0 * lost / pkts if pkts else None}
+
+
+def churn_totals(path):
+    ops, fails = {}, []
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split(None, 4)
+                if len(parts) < 4:
+                    continue
+                key = parts[1] + "." + parts[2]
+                ops[key] = ops.get(key, 0) + 1
+                if parts[3] != "0":
+                    fails.append(line.strip())
+    except OSError:
+        pass
+    return {"ops": ops, "total": sum(ops.values()), "failed": len(fails), "failures": fails[:10]}
+
+
+def slope_per_hour(ts, ys):
+    """Least-squares slope, in units of ys per hour."""
+    if len(ts) < 2:
+        return 0.0
+    mt, my = statistics.fmean(ts), statistics.fmean(ys)
+    den = sum((t - mt) ** 2 for t in ts)
+    return 3600.0 * sum((t - mt) * (y - my) for t, y in zip(ts, ys)) / den if den else 0.0
+
+
+def soak_daemon(recs, rekey_after, alive_at_end):
+    """Statistics and criteria of one daemon's samples (in time order)."""
+    live = [r for r in recs if r["alive"]]
+    warm = len(recs) // 10  # the first 10% of the samples are warm-up
+    steady = [r for r in live[warm:]] or live
+    d = {"mode": recs[0]["mode"], "ifname": recs[0]["ifname"], "samples": len(recs), "warmup_samples": warm,
+         "alive": all(r["alive"] for r in recs) and alive_at_end is not False}
+    if not live:
+        return d, {}
+    rss = [r["rss_kb"] for r in steady]
+    fds = [r["fds"] for r in steady]
+    d.update({
+        "rss_first_kb": live[0]["rss_kb"], "rss_steady_first_kb": rss[0], "rss_last_kb": live[-1]["rss_kb"],
+        "rss_min_kb": min(rss), "rss_max_kb": max(rss), "hwm_last_kb": live[-1]["hwm_kb"],
+        "rss_slope_mib_per_h": slope_per_hour([r["t"] for r in steady], [v / 1024.0 for v in rss]),
+        "fds_first": live[0]["fds"], "fds_min": min(fds), "fds_max": max(fds), "fds_last": live[-1]["fds"],
+        "threads_min": min(r["threads"] for r in steady), "threads_max": max(r["threads"] for r in steady),
+        "cpu_s": live[-1]["cpu_s"] - live[0]["cpu_s"],
+        "peers_max": max((r.get("peers", 0) for r in live), default=0)})
+    hs = [(r["t"], r["counters"]["handshakes_completed"]) for r in live
+          if r.get("counters") and "handshakes_completed" in r["counters"]]
+    if hs:
+        d["handshakes_first"], d["handshakes_last"] = hs[0][1], hs[-1][1]
+        d["handshakes"] = hs[-1][1] - hs[0][1]
+        d["handshakes_span_s"] = hs[-1][0] - hs[0][0]
+        d["handshakes_needed"] = d["handshakes_span_s"] / rekey_after - 1
+    bpf = [r["bpf_entries"] for r in steady if r.get("bpf_entries")]
+    if bpf:
+        d["bpf_entries"] = {k: {"first": bpf[0][k], "last": bpf[-1][k], "max": max(b[k] for b in bpf)}
+                            for k in bpf[0]}
+    rss_limit = max(8 * 1024, 0.10 * rss[0])
+    crit = {
+        "alive": (d["alive"], "alive in every sample" + ("" if alive_at_end is None else " and at the end")),
+        "rss_flat": (max(rss) - min(rss) <= rss_limit,
+                     "RSS max-min after warm-up %.1f MiB <= %.1f MiB" %
+                     ((max(rss) - min(rss)) / 1024.0, rss_limit / 1024.0)),
+        "fds_flat": (max(fds) - min(fds) <= 2, "fds max-min after warm-up %d <= 2" % (max(fds) - min(fds))),
+        "rekeys": (bool(hs) and d["handshakes"] >= d["handshakes_needed"],
+                   "handshakes completed %s >= %.1f (%s s / %s s - 1)" %
+                   (d.get("handshakes"), d.get("handshakes_needed"), d.get("handshakes_span_s"), rekey_after)
+                   if hs else "no handshakes_completed counter in the samples"),
+    }
+    return d, crit
+
+
+def soak_chart(path, by_side, warm_t):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("bench_report: matplotlib is not installed (Debian: python3-matplotlib); no PNG chart")
+        return False
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8), sharex=True)
+    panels = [("RSS (MiB)", lambda r: r["rss_kb"] / 1024.0), ("open fds", lambda r: r["fds"]),
+              ("handshakes completed", lambda r: (r.get("counters") or {}).get("handshakes_completed")),
+              ("peers configured", lambda r: r.get("peers"))]
+    for ax, (title, fn) in zip(axes.flat, panels):
+        for side, recs in sorted(by_side.items()):
+            pts = [(r["t"] / 60.0, fn(r)) for r in recs if r["alive"] and fn(r) is not None]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", markersize=3,
+                        label="%s (%s mode)" % (side.upper(), recs[0]["mode"]))
+        if warm_t:
+            ax.axvspan(0, warm_t / 60.0, color="grey", alpha=0.15)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if title.startswith("RSS"):
+            ax.set_ylim(bottom=0)
+        else:
+            ax.yaxis.get_major_locator().set_params(integer=True)  # counts
+    for ax in axes[1]:
+        ax.set_xlabel("minutes")
+    axes.flat[0].legend()
+    fig.suptitle("xsktun soak (grey: warm-up, not judged)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    return True
+
+
+def soak_markdown(meta, daemons, crits, ping, traffic, churn, verdict):
+    mib = lambda kb: "%.1f" % (kb / 1024.0)
+    lines = ["# xsktun soak %s: %s" % (meta.get("date", ""), "PASS" if verdict else "FAIL"), "",
+             "Command: `%s`  " % meta.get("command", ""),
+             "Host: %s, %s CPUs, kernel %s, %s%% busy before the start. xsktun: %s (repository at %s).  " %
+             (meta.get("host", "?"), meta.get("cpus", "?"), meta.get("kernel", "?"),
+              meta.get("idle_cpu_busy_pct", "?"), meta.get("xsktun", "?"), meta.get("repo_git", "?")),
+             "Side A: XDP mode, side B: socket mode. %s s; TCP %s B->A, UDP %s x %s B A->B, ping every %s s; "
+             "a dummy peer added every %s s per side (at most %s), real peer's allowed-ips changed "
+             "every %s s; "
+             "a sample every %s s, the first 10%% of them are warm-up." %
+             (meta.get("soak_seconds"), meta.get("tcp_rate"), meta.get("udp_rate"), meta.get("udp_size"),
+              meta.get("ping_interval"), meta.get("churn_every"), meta.get("max_dummies"),
+              meta.get("allowed_every"), meta.get("interval")), "",
+             "## Verdict", "", "| criterion | result | detail |", "|---|---|---|"]
+    for name, (ok, detail) in crits:
+        lines.append("| %s | %s | %s |" % (name, "PASS" if ok else "**FAIL**", detail))
+    heads = " | ".join("%s (%s)" % (s.upper(), d["mode"]) for s, d in daemons)
+    lines += ["", "## Daemons", "", "| | " + heads + " |", "|---|" + "---|" * len(daemons)]
+    rows = [("samples (warm-up)", lambda d: "%d (%d)" % (d["samples"], d["warmup_samples"])),
+            ("RSS first / last (MiB)", lambda d: "%s / %s" % (mib(d["rss_first_kb"]), mib(d["rss_last_kb"]))),
+            ("RSS after warm-up min / max (MiB)",
+             lambda d: "%s / %s" % (mib(d["rss_min_kb"]), mib(d["rss_max_kb"]))),
+            ("RSS slope after warm-up (MiB/h)", lambda d: "%.2f" % d["rss_slope_mib_per_h"]),
+            ("peak RSS, VmHWM (MiB)", lambda d: mib(d["hwm_last_kb"])),
+            ("fds first / after warm-up min-max / last",
+             lambda d: "%d / %d-%d / %d" % (d["fds_first"], d["fds_min"], d["fds_max"], d["fds_last"])),
+            ("threads", lambda d: "%d-%d" % (d["threads_min"], d["threads_max"])),
+            ("CPU seconds", lambda d: "%.0f" % d["cpu_s"]),
+            ("handshakes completed (counter first -> last)",
+             lambda d: "%d (%d -> %d)" % (d["handshakes"], d["handshakes_first"], d["handshakes_last"])),
+            ("peers configured, max", lambda d: str(d["peers_max"]))]
+    for label, fn in rows:
+        cells = []
+        for _, d in daemons:
+            try:
+                cells.append(fn(d))
+            except (KeyError, TypeError):
+                cells.append("n/a")
+        lines.append("| %s | %s |" % (label, " | ".join(cells)))
+    for s, d in daemons:
+        for k, v in sorted(d.get("bpf_entries", {}).items()):
+            lines.append("| BPF map `%s` entries after warm-up first / last / max (%s) | %s |" %
+                         (k, s.upper(), " | ".join("%d / %d / %d" % (v["first"], v["last"], v["max"])
+                                                    if x == s else "" for x, _ in daemons)))
+    lost = ping["lost_at_s"]
+    lines += ["", "## Traffic and churn", "",
+              "- ping: %d sent, %d answered, loss %.2f%%%s%s" %
+              (ping["transmitted"], ping["received"], ping["loss_pct"],
+               "" if ping["summary"] else " (no summary line: ping was cut short)",
+               "; lost at s " + ", ".join("%g" % x for x in lost[:30]) + (" ..." if len(lost) > 30 else "")
+               if lost else ""),
+              "- TCP B->A: %.0f Mbit/s average, %.2f GB, %d client restart(s)" %
+              (traffic["tcp"]["mbps"], traffic["tcp"]["gbytes"], traffic["tcp"]["restarts"]),
+              "- UDP A->B: %.0f Mbit/s average delivered, %.2f GB, loss %s, %d client restart(s)" %
+              (traffic["udp"]["mbps"], traffic["udp"]["gbytes"],
+               "n/a" if traffic["udp"]["loss_pct"] is None else "%.2f%%" % traffic["udp"]["loss_pct"],
+               traffic["udp"]["restarts"]),
+              "- `wg set` churn: %d commands (%s), %d failed" %
+              (churn["total"], ", ".join("%s %d" % kv for kv in sorted(churn["ops"].items())),
+               churn["failed"])]
+    lines += ["  - " + f for f in churn["failures"]]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def cmd_soak(a):
+    with open(os.path.join(a.dir, "meta.json")) as f:
+        meta = json.load(f)
+    raw = os.path.join(a.dir, "raw", "soak")
+    samples = read_samples(os.path.join(a.dir, "soak.jsonl"))
+    rekey_after = float(meta.get("rekey_after", 120))
+    by_side = {}
+    for r in samples:
+        by_side.setdefault(r["side"], []).append(r)
+    for recs in by_side.values():
+        recs.sort(key=lambda r: r["t"])
+    # SIDE=yes|no from bench.sh, checked after the traffic stopped; a side not given: not known
+    alive_at_end = {}
+    for kv in a.alive_at_end or []:
+        side, _, v = kv.partition("=")
+        alive_at_end[side] = v == "yes"
+    daemons, crits = [], []
+    for side in sorted(by_side):
+        d, c = soak_daemon(by_side[side], rekey_after, alive_at_end.get(side))
+        daemons.append((side, d))
+        if not c:
+            c = {"alive": (False, "no sample with a live process")}
+        crits += [("%s %s (%s)" % (k, side.upper(), d["mode"]), v) for k, v in c.items()]
+    if len(by_side) < 2:
+        crits.append(("samples", (False, "samples of %d daemon(s), expected 2" % len(by_side))))
+    ping = ping_summary(os.path.join(raw, "ping.txt"), float(meta.get("ping_interval", 0.2)))
+    crits.append(("ping loss", (ping["transmitted"] > 0 and ping["loss_pct"] < 1.0,
+                                "%.2f%% of %d < 1%%" % (ping["loss_pct"], ping["transmitted"]))))
+    churn = churn_totals(os.path.join(raw, "churn.log"))
+    crits.append(("peer churn", (churn["total"] > 0 and churn["failed"] == 0,
+                                 "%d `wg set` commands, %d failed" % (churn["total"], churn["failed"]))))
+    traffic = {n: iperf_totals(raw, n) for n in ("tcp", "udp")}
+    verdict = all(ok for _, (ok, _) in crits)
+    for name, (ok, detail) in crits:
+        print("%-4s %-22s %s" % ("PASS" if ok else "FAIL", name, detail))
+    print("soak: %s" % ("PASS" if verdict else "FAIL"))
+    md = soak_markdown(meta, daemons, crits, ping, traffic, churn, verdict)
+    with open(os.path.join(a.dir, "soak.md"), "w") as f:
+        f.write(md + "\n")
+    with open(os.path.join(a.dir, "soak.json"), "w") as f:
+        json.dump({"meta": meta, "pass": verdict, "criteria": {n: {"pass": ok, "detail": det}
+                                                               for n, (ok, det) in crits},
+                   "daemons": dict(daemons), "ping": ping, "traffic": traffic, "churn": churn},
+                  f, indent=1, sort_keys=True)
+    warm_t = max((d["warmup_samples"] for _, d in daemons), default=0) * float(meta.get("interval", 10))
+    soak_chart(os.path.join(a.dir, "soak.png"), by_side, warm_t)
+    return 0 if verdict else 1
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -408,6 +763,20 @@ def main():
     s.add_argument("--meta", required=True)
     s.add_argument("--samples", required=True)
     s.set_defaults(fn=cmd_report)
+    s = sub.add_parser("soak-sample")
+    s.add_argument("--out", required=True)
+    s.add_argument("--t", type=int, required=True, help="seconds since the soak started")
+    for k in ("side", "mode", "ifname", "show"):
+        s.add_argument("--" + k, required=True)
+    s.add_argument("--pid", type=int, required=True)
+    s.add_argument("--ping", help="the running ping's output: replies so far")
+    s.add_argument("--pin-dir", help="XDP mode: the daemon's map pins, for entry counts")
+    s.set_defaults(fn=cmd_soak_sample)
+    s = sub.add_parser("soak")
+    s.add_argument("--dir", required=True, help="bench.sh --soak output directory")
+    s.add_argument("--alive-at-end", action="append", metavar="SIDE=yes|no",
+                   help="whether that side's daemon was alive after the traffic stopped (repeatable)")
+    s.set_defaults(fn=cmd_soak)
     a = p.parse_args()
     return a.fn(a)
 
