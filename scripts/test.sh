@@ -21,6 +21,18 @@ cmake -S "$ROOT" -B "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DXSKTUN_SANITIZ
 cmake --build "$ROOT/build-asan" -j"$JOBS"
 ctest --test-dir "$ROOT/build-asan" --output-on-failure -j"$JOBS" -R '^unit\.' --timeout 300
 
+echo "== network-namespace tests against the ASan + UBSan daemon =="
+# A subset (the full suites ran above against the release build): handshakes and data both ways,
+# live reconfiguration, daemon lifecycle, XDP bulk traffic, teardown and junk. Any sanitizer
+# report fails the run (tests/netns/lib.sh). Exit 77 = skipped (not root).
+asan_netns() {
+  local rc=0
+  CASES="$2" bash "$ROOT/tests/netns/$1.sh" "$ROOT/build-asan/xsktun" || rc=$?
+  if (( rc == 77 )); then echo "netns $1 (ASan): skipped"; elif (( rc != 0 )); then exit "$rc"; fi
+}
+asan_netns interop "1 6 9"
+asan_netns xdp "3 7 8"
+
 echo "== multi-threaded device tests under ThreadSanitizer =="
 cmake -S "$ROOT" -B "$ROOT/build-tsan" -DCMAKE_BUILD_TYPE=Debug -DXSKTUN_TSAN=ON >/dev/null
 cmake --build "$ROOT/build-tsan" -j"$JOBS" --target device_threads_test

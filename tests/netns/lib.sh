@@ -127,6 +127,13 @@ netns_init() {
   # wg-quick runs "$WG_QUICK_USERSPACE_IMPLEMENTATION IFNAME": it must find a file named xsktun.
   mkdir -p "$TEST_TMP/bin"
   ln -s "$XSKTUN_BIN" "$TEST_TMP/bin/xsktun"
+  # A sanitized build (XSKTUN_SANITIZE=ON) writes its reports to files; any report fails the
+  # run in netns_cleanup (the daemons run detached, their stderr goes nowhere).
+  if ldd "$XSKTUN_BIN" 2>/dev/null | grep -q libasan; then
+    export ASAN_OPTIONS="log_path=$TEST_TMP/sanitizer:detect_leaks=1"
+    export UBSAN_OPTIONS="log_path=$TEST_TMP/sanitizer:print_stacktrace=1"
+    info "sanitized xsktun build: ASan/UBSan reports fail the run"
+  fi
   trap netns_cleanup EXIT
   trap 'exit 129' HUP
   trap 'exit 130' INT
@@ -220,6 +227,12 @@ netns_cleanup() {
     [[ ${_IF_KIND[$i]} == xsktun && -d $XSKTUN_PIN_ROOT/$i ]] && rm -rf "${XSKTUN_PIN_ROOT:?}/$i"
   done
   rmdir "$XSKTUN_PIN_ROOT" 2>/dev/null
+  local reports=("$TEST_TMP"/sanitizer.*)
+  if [[ -e ${reports[0]} ]]; then
+    echo "FAIL: sanitizer reports from xsktun:" >&2
+    head -n 40 "${reports[@]}" >&2
+    [[ $rc -eq 0 || $rc -eq 77 ]] && rc=1
+  fi
   [[ -n $TEST_TMP && -d $TEST_TMP ]] && rm -rf "$TEST_TMP"
   exit "$rc"
 }
