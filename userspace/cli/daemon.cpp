@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -14,6 +15,8 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <mutex>
+#include <optional>
 #include <sstream>
 
 #include "xsktun/cli/control_socket.h"
@@ -79,6 +82,32 @@ void add_xdp_stats(nlohmann::json& j, const std::array<uint64_t, XSKTUN_STAT__MA
       "xdp_drop_malformed",    "xdp_pass_handshake",    "xdp_drop_handshake_ratelimited"};
   for (int i = 0; i < XSKTUN_STAT__MAX; ++i) j["counters"][kNames[i]] = st[static_cast<size_t>(i)];
 }
+
+// Whether the XDP program this daemon attached is still on the NIC (XdpPlane::attached: a
+// kernel id query, no fds). Once it was gone the answer stays false (see daemon_main), and the
+// loss is logged once.
+class XdpWatch {
+ public:
+  XdpWatch(const xdp::XdpPlane& plane, std::string nic, std::string ifname)
+      : plane_(plane), nic_(std::move(nic)), ifname_(std::move(ifname)) {}
+
+  bool attached() {
+    std::lock_guard lock(mu_);
+    if (lost_) return false;
+    if (plane_.attached()) return true;
+    lost_ = true;
+    XLOG_ERROR("the XDP program was detached from %s by someone else; received data now takes the kernel "
+               "UDP socket (slower); `xsktun down %s` and `up` again to restore XDP",
+               nic_.c_str(), ifname_.c_str());
+    return false;
+  }
+
+ private:
+  const xdp::XdpPlane& plane_;
+  std::string nic_, ifname_;
+  std::mutex mu_;
+  bool lost_ = false;
+};
 
 bool setup_xdp(const UpOptions& o, std::unique_ptr<io::UdpSocket>& udp, std::unique_ptr<xdp::XdpPlane>* plane,
                std::unique_ptr<xdp::XskBind>* bind, ModeInfo* mode, std::string* why) {
@@ -189,12 +218,22 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     ready.report("cannot open UAPI socket: " + err);
     return 1;
   }
+  // Someone may detach the XDP program (`ip link set dev NIC xdp off`). The daemon does not
+  // re-attach it: AF_XDP TX keeps working without it and received data then reaches the kernel
+  // UDP socket, so the tunnel runs on, slower. The state latches: a program attached later by
+  // someone else is not the one wired to our AF_XDP sockets and maps. `show` reports it as
+  // "xdp_attached": false (and logs it once); `xsktun down` + `up` restores the fast path.
+  std::optional<XdpWatch> xdp_watch;
+  if (plane) xdp_watch.emplace(*plane, o.nic, o.ifname);
   StatusServer status;
   auto status_handler = [&](const std::string& cmd) -> std::string {
     if (cmd != "show") return "{\"error\":\"unknown command\"}\n";
     timespec w = clock.wall();
     auto j = build_status(o.ifname, mode, dev.snapshot(), dev.counters(), dev.mtu(), w.tv_sec);
-    if (plane) add_xdp_stats(j, plane->stats());
+    if (plane) {
+      add_xdp_stats(j, plane->stats());
+      j["xdp_attached"] = xdp_watch->attached();
+    }
     return j.dump() + "\n";
   };
   if (!status.start(status_socket_path(o.ifname), status_handler, &err)) {
@@ -215,34 +254,37 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
             tun->features().uso ? "+USO" : "");
   ready.report("ok");
 
-  const char* why = "signal";
-  bool warned_detached = false;
+  std::string why = "signal";
+  int rc = 0;
   for (;;) {
     timespec timeout{0, 200 * 1000 * 1000};
     int sig = sigtimedwait(&stop_set, nullptr, &timeout);
-    if (sig > 0) break;
+    if (sig > 0) {
+      why = std::string("signal ") + sigabbrev_np(sig);
+      break;
+    }
     if (runner.failed()) {
-      why = "I/O failure (TUN deleted?)";
+      // The usual cause: `ip link del` of the TUN. Say so when it is gone from the namespace.
+      why = if_nametoindex(o.ifname.c_str()) == 0 ? "the TUN device " + o.ifname + " was deleted"
+                                                   : std::string("fatal I/O error (see above)");
+      XLOG_ERROR("%s: %s; shutting down", o.ifname.c_str(), why.c_str());
+      rc = 1;
       break;
     }
     if (uapi.socket_file_gone()) {
       why = "UAPI socket removed";
       break;
     }
-    if (plane && !plane->attached() && !warned_detached) {
-      XLOG_ERROR("the XDP program was detached from %s by someone else; data now takes the kernel path",
-                 o.nic.c_str());
-      warned_detached = true;
-    }
+    if (xdp_watch) xdp_watch->attached();  // logs a detach once
   }
-  XLOG_INFO("%s down: %s", o.ifname.c_str(), why);
+  XLOG_INFO("%s down: %s", o.ifname.c_str(), why.c_str());
   runner.stop();
   uapi.stop();
   status.stop();
   dev.shutdown();
   dev.set_observer(nullptr);
   unlink(pid_file_path(o.ifname).c_str());
-  return 0;
+  return rc;
 }
 
 }  // namespace

@@ -22,6 +22,10 @@ nlohmann::json build_status(const std::string& ifname, const ModeInfo& mode, con
                 {"queues", mode.queues}};
   else
     j["xdp"] = nullptr;
+  // Whether xsktun's XDP program is on the NIC. Only the daemon can tell (it holds the program),
+  // so it overwrites this in XDP mode; false means every received datagram reaches the kernel
+  // UDP socket: in socket mode by design, in XDP mode because someone detached the program.
+  j["xdp_attached"] = false;
   json peers = json::array();
   for (const auto& p : snap.peers) {
     json jp;
@@ -58,6 +62,9 @@ std::string format_status_text(const nlohmann::json& s) {
     const auto& x = s["xdp"];
     o << "  xdp: nic " << x.value("nic", "") << ", " << x.value("attach_mode", "") << ", zerocopy "
       << (x.value("zerocopy", false) ? "on" : "off") << ", queues " << x.value("queues", 0) << "\n";
+    if (!s.value("xdp_attached", true))
+      o << "  xdp program: DETACHED from " << x.value("nic", "")
+        << " by someone else; received data takes the kernel UDP socket (down and up again to restore)\n";
   }
   const json peers = s.value("peers", json::array());
   for (const auto& p : peers) {

@@ -178,7 +178,9 @@ std::unique_ptr<XdpPlane> XdpPlane::create(const XdpPlaneOptions& o, std::string
   }
   // Whatever is attached now (our program, or libxdp's dispatcher holding it) is what
   // attached() watches for.
-  bpf_xdp_query_id(x->ifindex_, x->query_flags(), &x->attached_id_);
+  uint32_t id = 0;
+  bpf_xdp_query_id(x->ifindex_, x->query_flags(), &id);
+  x->attached_id_.store(id);
   if (!x->pin_maps(err)) return nullptr;
   if (x->set_listen_port(o.listen_port) != 0) {
     *err = "cannot write the config map";
@@ -249,12 +251,19 @@ std::array<uint64_t, XSKTUN_STAT__MAX> XdpPlane::stats() const {
 int XdpPlane::query_flags() const { return xdp_mode_ == XDP_MODE_SKB ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE; }
 
 bool XdpPlane::attached() const {
-  // The program id in the kernel, no fd opened: this runs every 200 ms, and libxdp 1.3's
-  // xdp_multiprog__get_from_ifindex leaks a program fd per call (xdp-tools #343), which the
-  // soak run showed as 5 fds/s. A failed query cannot tell, so it does not raise an alarm.
+  // The program id in the kernel, no fd opened: this is polled every 200 ms, and libxdp 1.3's
+  // xdp_multiprog__get_from_ifindex leaks a program fd per call (xdp-tools #343, fixed in 1.4),
+  // which the soak run showed as 5 fds/s. libxdp is asked only when the id changed: its
+  // dispatcher is replaced whenever a program is added or removed through it, ours still in it.
+  // A failed query cannot tell, so it raises no alarm.
   uint32_t id = 0;
   if (bpf_xdp_query_id(ifindex_, query_flags(), &id) != 0) return true;
-  return id != 0 && id == attached_id_;
+  if (id == 0) return false;
+  if (id == attached_id_.load(std::memory_order_relaxed)) return true;
+  std::string where;
+  if (!has_xsktun_program(ifindex_, &where)) return false;
+  attached_id_.store(id, std::memory_order_relaxed);
+  return true;
 }
 
 }  // namespace xsktun::xdp

@@ -161,6 +161,15 @@ void XskQueue::reclaim_completions() {
 
 int XskQueue::send(std::span<const io::PacketBuf> bufs, std::span<const Path* const> paths) {
   std::lock_guard lock(tx_mu_);
+  // Copy mode drains the ring inside every kick, so frames left in it mean the kernel refused
+  // the last one. With the NIC down it refuses everything (net/xdp/xsk.c xsk_xmit: ENETDOWN
+  // without IFF_UP) and would keep all we queue: up to a ring of packets counted as sent that
+  // leave seconds later in one stale burst when the link is back, crowding out the fresh ones
+  // (seen with `ip link set NIC down`; tests/netns/faults.sh case 1). Kick once more; while the
+  // NIC is down send nothing, so the caller counts the batch as send drops, as socket mode does.
+  if (!zerocopy_ && xsk_prod_nb_free(&tx_, kRingSize) < kRingSize &&
+      sendto(xsk_socket__fd(xsk_), nullptr, 0, MSG_DONTWAIT, nullptr, 0) < 0 && errno == ENETDOWN)
+    return 0;
   reclaim_completions();
   // Reserve exactly what will be submitted: the ring's cached producer index must not run
   // ahead of what we fill.

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -49,7 +50,7 @@ class XdpPlane {
   xdp_program* prog_ = nullptr;
   int ifindex_ = 0;
   int xdp_mode_ = 0;  // enum xdp_attach_mode
-  uint32_t attached_id_ = 0;  // kernel id of what we attached (program or dispatcher)
+  mutable std::atomic<uint32_t> attached_id_{0};  // kernel id of what carries our program
   int query_flags() const;  // XDP_FLAGS_* of our attach mode, for bpf_xdp_query_id
   std::string attach_mode_;
   std::string pin_dir_;
