@@ -300,6 +300,32 @@ TEST_F(DeviceTest, UnderLoadRealPeerCompletesThroughCookie) {
   EXPECT_GE(b.counter(Counter::drop_bad_mac), static_cast<uint64_t>(proto::kMaxQueuedIncomingHandshakes / 2));
 }
 
+// Under load the receive path answers missing cookies itself, at most 20/s (burst 5) per source:
+// a flood replaying a real initiation from its own address gets 5 replies, the real peer still
+// gets its own, and none of it waits in the handshake queue.
+TEST_F(DeviceTest, UnderLoadCookieRepliesAreLimitedPerSource) {
+  std::vector<uint8_t> junk(sizeof(proto::MessageInitiation), 0);
+  junk[0] = 1;
+  Endpoint evil{*IpAddr::parse("203.0.113.9"), 666};
+  for (int i = 0; i < proto::kMaxQueuedIncomingHandshakes / 4; ++i) b.udp->inject(evil, junk);
+  receive_only(b);  // the queue is deep now: B is under load
+  net.clear_capture();
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "x"));
+  pump({&a}, 1);  // A's initiation (valid mac1, no cookie yet) is on its way to B
+  std::vector<uint8_t> init;
+  for (auto& d : net.capture())
+    if (d.to == b.udp->local() && d.bytes[0] == proto::kMessageHandshakeInitiation) init = d.bytes;
+  ASSERT_EQ(init.size(), sizeof(proto::MessageInitiation));
+  Endpoint replayer{*IpAddr::parse("198.51.100.7"), 4444};
+  for (int i = 0; i < 20; ++i) b.udp->inject(replayer, init);  // valid mac1, wrong source for mac2
+  uint64_t limited = b.counter(Counter::drop_handshake_ratelimited);
+  receive_only(b);
+  EXPECT_EQ(b.counter(Counter::cookie_replies_tx), 1u + proto::kHandshakeBurst);
+  EXPECT_EQ(b.counter(Counter::drop_handshake_ratelimited) - limited, 20u - proto::kHandshakeBurst);
+  pump({&a}, 1);
+  EXPECT_EQ(a.counter(Counter::cookie_replies_rx), 1u);  // A got the one addressed to it
+}
+
 TEST_F(DeviceTest, LowOrderPeerIsNeverSentAnything) {
   Node c{net, "192.0.2.3", 51822, clock};
   Key low{};  // the all-zero point

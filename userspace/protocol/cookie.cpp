@@ -27,8 +27,7 @@ void CookieChecker::set_public_key(const Key& our_public) {
   derive_key(cookie_key_, "cookie--", our_public);
 }
 
-void CookieChecker::make_cookie(uint8_t out[kCookieLen], const Endpoint& src, Nanos now) {
-  std::lock_guard lock(mu_);
+void CookieChecker::make_cookie_locked(uint8_t out[kCookieLen], const Endpoint& src, Nanos now) {
   // R_m changes every two minutes (whitepaper 5.4.7).
   if (!has_secret_ || now - secret_birth_ >= kCookieSecretMaxAge) {
     crypto::random_bytes(secret_.data(), secret_.size());
@@ -46,11 +45,20 @@ void CookieChecker::make_cookie(uint8_t out[kCookieLen], const Endpoint& src, Na
 
 MacState CookieChecker::validate(const uint8_t* msg, size_t len, const Endpoint& src, Nanos now) {
   if (!has_macs(len)) return MacState::kInvalid;
+  // Receive threads and the handshake worker validate concurrently with key changes: the keys
+  // and the secret are read under the lock, the MACs computed outside it.
+  uint8_t mac1_key[kKeyLen], cookie[kCookieLen];
+  {
+    std::lock_guard lock(mu_);
+    std::memcpy(mac1_key, mac1_key_, kKeyLen);
+    make_cookie_locked(cookie, src, now);
+  }
   uint8_t computed[kMacLen];
-  crypto::mac(computed, Bytes(mac1_key_), Bytes(msg, mac1_off(len)));
-  if (!ct_equal(computed, msg + mac1_off(len), kMacLen)) return MacState::kInvalid;
-  uint8_t cookie[kCookieLen];
-  make_cookie(cookie, src, now);
+  crypto::mac(computed, Bytes(mac1_key), Bytes(msg, mac1_off(len)));
+  if (!ct_equal(computed, msg + mac1_off(len), kMacLen)) {
+    sodium_memzero(cookie, sizeof cookie);
+    return MacState::kInvalid;
+  }
   crypto::mac(computed, Bytes(cookie), Bytes(msg, mac2_off(len)));
   sodium_memzero(cookie, sizeof cookie);
   return ct_equal(computed, msg + mac2_off(len), kMacLen) ? MacState::kValidWithCookie : MacState::kValidNoCookie;
@@ -62,10 +70,14 @@ void CookieChecker::create_reply(MessageCookieReply* out, const uint8_t* msg, si
   std::memset(out->header.reserved, 0, sizeof out->header.reserved);
   out->receiver_index = le32(receiver_index);
   crypto::random_bytes(out->nonce, sizeof out->nonce);
-  uint8_t cookie[kCookieLen];
-  make_cookie(cookie, src, now);
+  uint8_t cookie[kCookieLen], cookie_key[kKeyLen];
+  {
+    std::lock_guard lock(mu_);
+    std::memcpy(cookie_key, cookie_key_, kKeyLen);
+    make_cookie_locked(cookie, src, now);
+  }
   // The cookie is bound to the mac1 of the message it answers, so only its sender can use it.
-  crypto::xaead_encrypt(out->encrypted_cookie, Bytes(cookie, kCookieLen), out->nonce, cookie_key_,
+  crypto::xaead_encrypt(out->encrypted_cookie, Bytes(cookie, kCookieLen), out->nonce, cookie_key,
                         Bytes(msg + mac1_off(len), kMacLen));
   sodium_memzero(cookie, sizeof cookie);
 }

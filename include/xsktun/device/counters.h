@@ -44,7 +44,8 @@ namespace xsktun::device {
   X(drop_too_big)            /* outbound inner packet larger than the buffers */            \
   X(slowpath_tx_packets)     /* XDP mode: sent through the kernel socket instead */         \
   X(xsk_rx_packets)                                                                         \
-  X(xsk_tx_packets)
+  X(xsk_tx_packets)                                                                         \
+  X(handshake_mac2_ok)       /* under load: handshake message with a valid mac2, let through */
 
 enum class Counter : int {
 #define XSKTUN_COUNTER_ENUM(name) name,

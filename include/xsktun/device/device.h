@@ -151,6 +151,10 @@ class Device {
   bool authenticated_from(Peer& p, const std::shared_ptr<proto::Keypair>& kp, const Endpoint& from, bool data,
                           Nanos now);
   void queue_handshake(const io::PacketBuf& b);
+  // Under load, in the receive thread: drops bad mac1, answers a missing mac2 with a cookie reply
+  // (appended to `replies`), so only messages with a valid cookie reach the queue. False: queue it.
+  bool screen_handshake(const io::PacketBuf& b, std::vector<proto::MessageCookieReply>& replies, bool load);
+  void send_cookie_replies(std::vector<proto::MessageCookieReply>& replies, const std::vector<Endpoint>& to);
   void send_run(Peer& p, std::span<io::PacketBuf> run, std::vector<io::PacketBuf>& out, Nanos now);
   bool validate_inner(const uint8_t* pkt, size_t* len);
 
@@ -165,6 +169,9 @@ class Device {
   std::atomic<std::shared_ptr<const proto::StaticIdentity>> identity_;
   proto::CookieChecker cookie_checker_;
   proto::HandshakeRateLimiter ratelimiter_;
+  // Cookie replies per source under load: a flood must not turn the receive thread into a
+  // cookie factory that starves the data messages behind it (see screen_handshake).
+  proto::HandshakeRateLimiter cookie_limiter_;
   uint32_t fwmark_ = 0;
 
   mutable std::shared_mutex peers_mu_;
@@ -181,8 +188,9 @@ class Device {
   std::mutex hs_queue_mu_;
   std::condition_variable hs_queue_cv_;
   std::deque<QueuedHandshake> hs_queue_;
-  Nanos last_under_load_ = 0;
-  bool was_under_load_ = false;
+  // Read by the receive threads too (screen_handshake).
+  std::atomic<Nanos> last_under_load_{0};
+  std::atomic<bool> was_under_load_{false};
 };
 
 }  // namespace xsktun::device

@@ -31,9 +31,9 @@ class CookieChecker {
                     const Endpoint& src, Nanos now);
 
  private:
-  void make_cookie(uint8_t out[kCookieLen], const Endpoint& src, Nanos now);
+  void make_cookie_locked(uint8_t out[kCookieLen], const Endpoint& src, Nanos now);  // mu_ held
 
-  std::mutex mu_;  // guards the rotating secret
+  std::mutex mu_;  // guards the keys and the rotating secret (several threads validate)
   uint8_t mac1_key_[kKeyLen]{};
   uint8_t cookie_key_[kKeyLen]{};
   SecretKey secret_;
