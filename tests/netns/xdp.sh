@@ -233,6 +233,22 @@ case_attach() {
     expect_ge "$mode: xsk_rx_packets after 9 pings" $((c1[xsk_rx_packets] - c0[xsk_rx_packets])) 9
     pair_down
   done
+  # --mode auto picks XDP only where AF_XDP has zero-copy (README, "Benchmark"): veth has
+  # none, so auto with --nic runs socket mode, says why, and leaves no program or pins.
+  local ifn out
+  new_ifname ifn xa
+  _register_if "$ifn" "$NSX" xsktun
+  nsx "$NSX" "$XSKTUN_BIN" up "$ifn" --mode auto --nic vx0 --log-file "$TEST_TMP/$ifn.log" ||
+    die "xsktun up --mode auto --nic vx0 failed"
+  out=$("$XSKTUN_BIN" show "$ifn" --json)
+  [[ $out == *'"mode": "socket"'* ]] || die "--mode auto on veth did not pick socket mode: $out"
+  grep -q 'mode auto: not XDP on vx0: .*no zero-copy' "$TEST_TMP/$ifn.log" ||
+    die "--mode auto did not log why: $(cat "$TEST_TMP/$ifn.log")"
+  ! ip -n "$NSX" link show vx0 | grep -q 'prog/xdp' || die "--mode auto left an XDP program on vx0"
+  [[ ! -e $XSKTUN_PIN_ROOT/$ifn ]] || die "--mode auto left pins in $XSKTUN_PIN_ROOT/$ifn"
+  "$XSKTUN_BIN" down "$ifn"
+  assert_xsktun_gone "$ifn"
+  info "--mode auto --nic vx0: socket mode ($(grep -o 'mode auto: .*' "$TEST_TMP/$ifn.log"))"
 }
 
 # --- 3. bulk traffic bypasses the kernel UDP socket -------------------------------------------
