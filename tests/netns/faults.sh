@@ -92,13 +92,6 @@ pair_ping() {
   ping_ok "$NS2" $IN4_1
 }
 
-expect_eq() {  # expect_eq WHAT GOT WANT
-  [[ $2 == "$3" ]] || die "$1: got '$2', want '$3'"
-}
-expect_ge() {  # expect_ge WHAT GOT MIN
-  [[ $2 =~ ^-?[0-9]+$ ]] || die "$1: got '$2', not a number"
-  (( $2 >= $3 )) || die "$1: got $2, want >= $3"
-}
 
 # --- helpers ---------------------------------------------------------------------------------
 

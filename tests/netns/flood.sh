@@ -120,13 +120,6 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 # json_num FILE KEY: a number from the flooder's one-line JSON.
 json_num() { grep -o "\"$2\": *[0-9.]*" "$1" | awk '{ print $2 }'; }
 
-expect_eq() {  # expect_eq WHAT GOT WANT
-  [[ $2 == "$3" ]] || die "$1: got '$2', want '$3'"
-}
-expect_ge() {  # expect_ge WHAT GOT MIN
-  [[ $2 =~ ^-?[0-9]+$ ]] || die "$1: got '$2', not a number"
-  (( $2 >= $3 )) || die "$1: got $2, want >= $3"
-}
 expect_le() {  # expect_le WHAT GOT MAX
   [[ $2 =~ ^-?[0-9]+$ ]] || die "$1: got '$2', not a number"
   (( $2 <= $3 )) || die "$1: got $2, want <= $3"

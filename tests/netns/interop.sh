@@ -12,10 +12,11 @@
 # Cases (each a case_* function; a failure dumps wg show, xsktun show --json, the daemon logs and
 # the namespaces' addresses, routes and sockets): 1 ping both ways over v4/v6, each side
 # initiating; 2 iperf3 and transfer counters; 3 preshared keys; 4 roaming; 5 allowed-IPs source
-# filter; 6 live `wg set` / syncconf; 7 xsktun <-> xsktun; 8 wg-quick; 9 daemon lifecycle.
+# filter; 6 live `wg set` / syncconf; 7 xsktun <-> xsktun; 8 wg-quick; 9 daemon lifecycle;
+# 10 captured data messages replayed.
 # An xsktun bug that is known and reported is flagged "KNOWN BUG" and skips only its assertion.
-# XSKTUN_TEST_MODE=xdp runs xsktun in XDP mode on its veth; tests/netns/xdp.sh runs cases 1 and
-# 3-7 so (its case 3 replaces case 2 there; cases 8-9 are socket-mode tests).
+# XSKTUN_TEST_MODE=xdp runs xsktun in XDP mode on its veth; tests/netns/xdp.sh runs cases 1,
+# 3-7 and 10 so (its case 3 replaces case 2 there; cases 8-9 are socket-mode tests).
 #
 # Exit codes: 0 pass, 1 fail, 77 skip (not root / tools missing).
 set -eEu -o pipefail
@@ -86,13 +87,6 @@ ping_all_ok() {  # ping_all_ok NS DST4 DST6: both inner families
   ping_ok "$1" "$3"
 }
 
-expect_eq() {  # expect_eq WHAT GOT WANT
-  [[ $2 == "$3" ]] || die "$1: got '$2', want '$3'"
-}
-expect_ge() {  # expect_ge WHAT GOT MIN
-  [[ $2 =~ ^-?[0-9]+$ ]] || die "$1: got '$2', not a number"
-  (( $2 >= $3 )) || die "$1: got $2, want >= $3"
-}
 
 # --- 1. basic interop ------------------------------------------------------------------------
 
@@ -529,9 +523,65 @@ EOF
   done
 }
 
-CASES_ALL="1 2 3 4 5 6 7 8 9"
+# --- 10. replayed data messages ---------------------------------------------------------------
+
+# Captures wireguard-go's data messages to xsktun with tcpdump (on wireguard-go's side: in XDP
+# mode xsktun's frames never reach the packet taps), then resends their UDP payloads from another
+# port: each must fail the replay window (drop_replay), deliver nothing and not move the
+# endpoint (roaming follows only authenticated packets).
+case_replay() {
+  local pcap=$TEST_TMP/replay.pcap tpid n before after rx0 rx1 ep
+  pair_up 4
+  ping_ok "$NS2" $IN4_1
+  # Not through n(): $! must be tcpdump itself (ip netns exec execs it) for the kill below.
+  ip netns exec "$NS2" tcpdump -i veth2 --immediate-mode -U -n -w "$pcap" "udp and dst port $XS_PORT" 2>"$pcap.log" &
+  tpid=$!
+  bg_register $tpid
+  sleep 1  # tcpdump attaches
+  n "$NS2" ping -n -c 10 -i 0.05 $IN4_1 >/dev/null || die "ping under capture failed"
+  sleep 0.3
+  kill -TERM $tpid  # background jobs ignore SIGINT in a non-interactive shell
+  wait $tpid || true
+  bg_done $tpid
+  before=$(xsktun_counter "$XS_IF" drop_replay)
+  rx0=$(xsktun_counter "$XS_IF" rx_packets)
+  ep=$(peer_endpoint "$XS_IF" "$(pub go)")
+  n=$(n "$NS2" python3 - "$pcap" 192.168.241.1 $XS_PORT <<'PY'
+import socket, struct, sys
+data = open(sys.argv[1], "rb").read()
+off, msgs = 24, []  # pcap: global header, then (ts_sec, ts_usec, incl_len, orig_len) + frame
+while off + 16 <= len(data):
+    incl = struct.unpack_from("<I", data, off + 8)[0]
+    frame = data[off + 16:off + 16 + incl]
+    off += 16 + incl
+    if len(frame) < 42 or frame[12:14] != b"\x08\x00":
+        continue
+    ihl = (frame[14] & 0xF) * 4
+    payload = frame[14 + ihl + 8:]
+    if payload[:1] == b"\x04":  # transport data (whitepaper 5.4.6)
+        msgs.append(payload)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("192.168.241.2", 0))  # not wireguard-go's port
+for m in msgs:
+    s.sendto(m, (sys.argv[2], int(sys.argv[3])))
+print(len(msgs))
+PY
+)
+  (( n >= 10 )) || die "captured only $n data messages to xsktun: $(cat "$pcap.log")"
+  sleep 0.5
+  after=$(xsktun_counter "$XS_IF" drop_replay)
+  rx1=$(xsktun_counter "$XS_IF" rx_packets)
+  info "replayed $n captured data messages: drop_replay +$((after - before)), rx_packets +$((rx1 - rx0))"
+  expect_eq "drop_replay after replaying $n messages" $((after - before)) "$n"
+  expect_eq "rx_packets after the replay (nothing authenticated anew)" $((rx1 - rx0)) 0
+  expect_eq "endpoint after the replay" "$(peer_endpoint "$XS_IF" "$(pub go)")" "$ep"
+  ping_ok "$NS2" $IN4_1
+  pair_down
+}
+
+CASES_ALL="1 2 3 4 5 6 7 8 9 10"
 declare -A CASE_FN=([1]=case_ping [2]=case_iperf [3]=case_psk [4]=case_roaming [5]=case_allowed_src
-  [6]=case_wg_set [7]=case_xsktun_pair [8]=case_wg_quick [9]=case_lifecycle)
+  [6]=case_wg_set [7]=case_xsktun_pair [8]=case_wg_quick [9]=case_lifecycle [10]=case_replay)
 declare -A CASE_NAME=(
   [1]="ping both ways, each side initiating, inner v4/v6 over outer v4/v6"
   [2]="iperf3 TCP and UDP both ways, consistent transfer counters"
@@ -541,11 +591,12 @@ declare -A CASE_NAME=(
   [6]="wg set live: peer remove/re-add, listen-port change, showconf/syncconf"
   [7]="xsktun <-> xsktun over v4 and v6"
   [8]="wg-quick up/down with WG_QUICK_USERSPACE_IMPLEMENTATION=xsktun"
-  [9]="lifecycle: bad config, second up, down, SIGTERM/SIGINT leave nothing behind")
+  [9]="lifecycle: bad config, second up, down, SIGTERM/SIGINT leave nothing behind"
+  [10]="data messages captured off the wire and resent from another port deliver nothing")
 
 setup_underlay
 for c in ${CASES:-$CASES_ALL}; do
-  [[ -n ${CASE_FN[$c]:-} ]] || die "unknown case '$c' (1-9)"
+  [[ -n ${CASE_FN[$c]:-} ]] || die "unknown case '$c' (1-10)"
   t0=$SECONDS
   ${CASE_FN[$c]}
   pretty "$c. ${CASE_NAME[$c]} ($((SECONDS - t0)) s)"

@@ -91,13 +91,6 @@ pair_ping() {
   ping_ok "$NSX" $IN6_G
 }
 
-expect_eq() {  # expect_eq WHAT GOT WANT
-  [[ $2 == "$3" ]] || die "$1: got '$2', want '$3'"
-}
-expect_ge() {  # expect_ge WHAT GOT MIN
-  [[ $2 =~ ^-?[0-9]+$ ]] || die "$1: got '$2', not a number"
-  (( $2 >= $3 )) || die "$1: got $2, want >= $3"
-}
 
 # --- status helpers --------------------------------------------------------------------------
 
@@ -175,7 +168,7 @@ print(int(eval(sys.argv[2])))' "$1" "$2"
 # the socket-mode-only cases 8-9 are left to case 3 here and to interop.sh itself.
 case_interop() {
   local log=$TEST_TMP/interop-xdp.log rc=0
-  XSKTUN_TEST_MODE=xdp CASES="1 3 4 5 6 7" bash "$HERE/interop.sh" "$XSKTUN_BIN" 2>&1 | tee "$log" >&2 ||
+  XSKTUN_TEST_MODE=xdp CASES="1 3 4 5 6 7 10" bash "$HERE/interop.sh" "$XSKTUN_BIN" 2>&1 | tee "$log" >&2 ||
     rc=$?
   (( rc == 0 )) || die "interop.sh cases in XDP mode failed (exit $rc), see above"
   local kb
@@ -233,8 +226,9 @@ case_attach() {
     expect_ge "$mode: xsk_rx_packets after 9 pings" $((c1[xsk_rx_packets] - c0[xsk_rx_packets])) 9
     pair_down
   done
-  # --mode auto picks XDP only where AF_XDP has zero-copy (README, "Benchmark"): veth has
-  # none, so auto with --nic runs socket mode, says why, and leaves no program or pins.
+  # --mode auto (README, "Benchmark"): veth has no AF_XDP zero-copy and segments UDP itself, so
+  # auto with --nic runs socket mode, says why, and leaves no program or pins; with
+  # tx-udp-segmentation off it picks XDP.
   local ifn out
   new_ifname ifn xa
   _register_if "$ifn" "$NSX" xsktun
@@ -242,13 +236,21 @@ case_attach() {
     die "xsktun up --mode auto --nic vx0 failed"
   out=$("$XSKTUN_BIN" show "$ifn" --json)
   [[ $out == *'"mode": "socket"'* ]] || die "--mode auto on veth did not pick socket mode: $out"
-  grep -q 'mode auto: not XDP on vx0: .*no zero-copy' "$TEST_TMP/$ifn.log" ||
+  grep -q 'mode auto: not XDP on vx0: .*tx-udp-segmentation.*no zero-copy' "$TEST_TMP/$ifn.log" ||
     die "--mode auto did not log why: $(cat "$TEST_TMP/$ifn.log")"
   ! ip -n "$NSX" link show vx0 | grep -q 'prog/xdp' || die "--mode auto left an XDP program on vx0"
   [[ ! -e $XSKTUN_PIN_ROOT/$ifn ]] || die "--mode auto left pins in $XSKTUN_PIN_ROOT/$ifn"
   "$XSKTUN_BIN" down "$ifn"
   assert_xsktun_gone "$ifn"
   info "--mode auto --nic vx0: socket mode ($(grep -o 'mode auto: .*' "$TEST_TMP/$ifn.log"))"
+  n "$NSX" ethtool -K vx0 tx-udp-segmentation off
+  nsx "$NSX" "$XSKTUN_BIN" up "$ifn" --mode auto --nic vx0 --log-file "$TEST_TMP/$ifn.log" ||
+    die "xsktun up --mode auto --nic vx0 (tx-udp-segmentation off) failed"
+  out=$("$XSKTUN_BIN" show "$ifn" --json)
+  n "$NSX" ethtool -K vx0 tx-udp-segmentation on
+  [[ $out == *'"mode": "xdp"'* ]] || die "--mode auto, tx-udp-segmentation off: not XDP mode: $out"
+  "$XSKTUN_BIN" down "$ifn"
+  assert_xsktun_gone "$ifn"
 }
 
 # --- 3. bulk traffic bypasses the kernel UDP socket -------------------------------------------
@@ -660,7 +662,7 @@ CASES_ALL="1 2 3 4 5 6 7 8"
 declare -A CASE_FN=([1]=case_interop [2]=case_attach [3]=case_bypass [4]=case_maps [5]=case_multiqueue
   [6]=case_stale [7]=case_teardown [8]=case_junk)
 declare -A CASE_NAME=(
-  [1]="interop.sh cases 1, 3-7 with xsktun in XDP mode (ping v4/v6 inner and outer, PSK, roaming, source filter, wg set, xsktun <-> xsktun)"
+  [1]="interop.sh cases 1, 3-7, 10 with xsktun in XDP mode (ping v4/v6 inner and outer, PSK, roaming, source filter, wg set, xsktun <-> xsktun, replay)"
   [2]="xsktun_xdp attached (ip link, xdp-loader, show --json), native and generic"
   [3]="iperf3 TCP/UDP both ways bypass the kernel UDP socket; transfer counters consistent"
   [4]="pinned allowed-IPs, peers and sessions maps follow live wg set changes"

@@ -54,8 +54,8 @@ int main(int argc, char** argv) {
   cup->add_option("ifname", up.ifname, "Interface name (at most 15 characters)")->required();
   cup->add_option("-c,--config", up.config_file, "wg setconf-style file applied at start")->check(CLI::ExistingFile);
   cup->add_option("--mode", up.mode,
-                  "Data plane: socket (UDP sockets with GSO/GRO), xdp (XDP + AF_XDP on --nic), auto (xdp only when "
-                  "--nic is given and AF_XDP binds zero-copy there; socket mode otherwise, the log says why)")
+                  "Data plane: socket (UDP sockets with GSO/GRO), xdp (XDP + AF_XDP on --nic), auto (xdp on --nic unless "
+                  "AF_XDP there is copy-only and the NIC segments UDP itself; socket mode otherwise; the log says why)")
       ->check(CLI::IsMember({"auto", "socket", "xdp"}))
       ->capture_default_str();
   cup->add_option("--nic", up.nic, "Underlay NIC for xdp mode (the one the peers are reached through)");

@@ -10,6 +10,8 @@
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+
+#include <vector>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -116,6 +118,53 @@ int nic_rx_queues(const std::string& nic) {
   int n = ioctl(fd, SIOCETHTOOL, &ifr) == 0 ? static_cast<int>(std::max(ch.rx_count, ch.combined_count)) : 1;
   close(fd);
   return std::clamp(n, 1, XSKTUN_MAX_QUEUES);
+}
+
+namespace {
+
+// One SIOCETHTOOL request on `nic`; false if the driver refuses it.
+bool ethtool_ioctl(const std::string& nic, void* req) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, nic.c_str(), IFNAMSIZ - 1);
+  ifr.ifr_data = reinterpret_cast<char*>(req);
+  bool ok = ioctl(fd, SIOCETHTOOL, &ifr) == 0;
+  close(fd);
+  return ok;
+}
+
+}  // namespace
+
+std::optional<bool> nic_udp_segmentation(const std::string& nic) {
+  // The feature's bit position is not ABI: find it by name in the ETH_SS_FEATURES strings, then
+  // read the active bits (what `ethtool -k NIC` shows as tx-udp-segmentation).
+  alignas(ethtool_sset_info) uint8_t sbuf0[sizeof(ethtool_sset_info) + sizeof(uint32_t)] = {};
+  auto* sset = reinterpret_cast<ethtool_sset_info*>(sbuf0);
+  sset->cmd = ETHTOOL_GSSET_INFO;
+  sset->sset_mask = 1ULL << ETH_SS_FEATURES;
+  if (!ethtool_ioctl(nic, sset) || !(sset->sset_mask & (1ULL << ETH_SS_FEATURES))) return std::nullopt;
+  uint32_t n = sset->data[0];
+  if (n == 0 || n > 4096) return std::nullopt;
+  std::vector<uint8_t> sbuf(sizeof(ethtool_gstrings) + size_t{n} * ETH_GSTRING_LEN);
+  auto* gs = reinterpret_cast<ethtool_gstrings*>(sbuf.data());
+  gs->cmd = ETHTOOL_GSTRINGS;
+  gs->string_set = ETH_SS_FEATURES;
+  gs->len = n;
+  if (!ethtool_ioctl(nic, gs)) return std::nullopt;
+  uint32_t bit = n;
+  for (uint32_t i = 0; i < n && bit == n; ++i)
+    if (std::strncmp(reinterpret_cast<const char*>(gs->data) + size_t{i} * ETH_GSTRING_LEN, "tx-udp-segmentation",
+                     ETH_GSTRING_LEN) == 0)
+      bit = i;
+  if (bit == n) return std::nullopt;
+  uint32_t blocks = (n + 31) / 32;
+  std::vector<uint8_t> fbuf(sizeof(ethtool_gfeatures) + size_t{blocks} * sizeof(ethtool_get_features_block));
+  auto* gf = reinterpret_cast<ethtool_gfeatures*>(fbuf.data());
+  gf->cmd = ETHTOOL_GFEATURES;
+  gf->size = blocks;
+  if (!ethtool_ioctl(nic, gf)) return std::nullopt;
+  return (gf->features[bit / 32].active >> (bit % 32)) & 1u;
 }
 
 std::unique_ptr<XdpPlane> XdpPlane::create(const XdpPlaneOptions& o, std::string* err) {

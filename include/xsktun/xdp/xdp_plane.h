@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "xsktun/xdp/map_sync.h"
@@ -59,6 +60,9 @@ class XdpPlane {
 
 // Number of RX queues of a NIC (from /sys/class/net/DEV/queues), at least 1.
 int nic_rx_queues(const std::string& nic);
+// Whether `nic` segments UDP GSO packets itself (ethtool feature tx-udp-segmentation, active);
+// nullopt if the driver does not say.
+std::optional<bool> nic_udp_segmentation(const std::string& nic);
 // Mounts bpffs on /sys/fs/bpf when it is not mounted. Returns false with *err on failure.
 bool ensure_bpffs(std::string* err);
 
