@@ -110,21 +110,6 @@ $out"
   _ms=$(( $(now_ms) - t0 ))
 }
 
-# xs_counters VAR IF NAME...: VAR (an associative array) := the named counters of one `xsktun
-# show --json` (one consistent snapshot).
-xs_counters() {
-  local -n _c=$1
-  local ifn=$2 k v
-  shift 2
-  _c=()
-  # shellcheck disable=SC2004  # an associative array's key, not arithmetic
-  while read -r k v; do _c[$k]=$v; done < <("$XSKTUN_BIN" show "$ifn" --json | python3 -c '
-import json, sys
-c = json.load(sys.stdin)["counters"]
-for k in sys.argv[1:]:
-    print(k, c[k])' "$@")
-  (( ${#_c[@]} == $# )) || die "xsktun show $ifn: missing counters among: $*"
-}
 
 # xdp_attached IF: the "xdp_attached" field of `xsktun show --json` (true/false).
 xdp_attached() {

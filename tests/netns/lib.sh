@@ -306,6 +306,22 @@ expect_ge() {  # expect_ge WHAT GOT MIN
   (( $2 >= $3 )) || die "$1: got $2, want >= $3"
 }
 
+# xs_counters VAR IF NAME...: VAR (an associative array) := the named counters, from one
+# `xsktun show` (so they are one consistent snapshot).
+xs_counters() {
+  local -n _out=$1
+  local ifn=$2 k v
+  shift 2
+  _out=()
+  # shellcheck disable=SC2004  # an associative array's key, not arithmetic
+  while read -r k v; do _out[$k]=$v; done < <("$XSKTUN_BIN" show "$ifn" --json | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["counters"]
+for k in sys.argv[1:]:
+    print(k, c[k])' "$@")
+  (( ${#_out[@]} == $# )) || die "xsktun show $ifn: missing counters among: $*"
+}
+
 # --- daemons ---------------------------------------------------------------------------------
 
 _register_if() { _IF_LIST+=("$1"); _IF_NS[$1]=$2; _IF_KIND[$1]=$3; }

@@ -105,21 +105,6 @@ vals = [eval(e) for e in sys.argv[1:]]
 print(" ".join(json.dumps(v) if isinstance(v, (bool, dict, list)) else str(v) for v in vals))' "$@"
 }
 
-# xs_counters VAR IF NAME...: VAR (an associative array) := the named counters, from one
-# `xsktun show` (so they are one consistent snapshot).
-xs_counters() {
-  local -n _out=$1
-  local ifn=$2 k v
-  shift 2
-  _out=()
-  # shellcheck disable=SC2004  # an associative array's key, not arithmetic
-  while read -r k v; do _out[$k]=$v; done < <("$XSKTUN_BIN" show "$ifn" --json | python3 -c '
-import json, sys
-c = json.load(sys.stdin)["counters"]
-for k in sys.argv[1:]:
-    print(k, c[k])' "$@")
-  (( ${#_out[@]} == $# )) || die "xsktun show $ifn: missing counters among: $*"
-}
 
 # snmp_udp NS: "InDatagrams OutDatagrams" of the namespace's IPv4 UDP stack (/proc/net/snmp).
 snmp_udp() {
