@@ -618,5 +618,30 @@ TEST_F(AllowedIpsPackets, TruncatedAndBogusPacketsRejected) {
   EXPECT_EQ(t.route_packet(p6.data(), 40), 1u);
 }
 
+// Device::snapshot groups prefixes by peer from one table walk; it must agree with prefixes_of().
+TEST(AllowedIps, ByPeerAgreesWithPrefixesOf) {
+  AllowedIps t;
+  for (uint32_t i = 0; i < 300; ++i) {
+    ASSERT_TRUE(t.insert(pfx(ip4(10, uint8_t(i >> 8), uint8_t(i), 0), 24), i % 7));
+    ASSERT_TRUE(t.insert(pfx(ip6(0xfd000000, i, 0, 0), 64), i % 5));
+  }
+  ASSERT_TRUE(t.remove(pfx(ip4(10, 0, 3, 0), 24), 3));
+  auto groups = t.by_peer();
+  size_t total = 0;
+  for (PeerId p = 0; p < 9; ++p) {
+    auto it = groups.find(p);
+    auto want = t.prefixes_of(p);
+    if (want.empty()) {
+      EXPECT_EQ(it, groups.end()) << "peer " << p;
+      continue;
+    }
+    ASSERT_NE(it, groups.end()) << "peer " << p;
+    EXPECT_EQ(it->second, want) << "peer " << p;
+    total += it->second.size();
+  }
+  EXPECT_EQ(total, t.size());
+  EXPECT_EQ(groups.size(), 7u);
+}
+
 }  // namespace
 }  // namespace xsktun::routing

@@ -4,7 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <string>
 
 #include "xsktun/control/keys.h"
@@ -296,3 +301,30 @@ TEST(ConfigFile, ShowconfRoundTrips) {
 
 }  // namespace
 }  // namespace xsktun::control
+
+// `xsktun up -c FILE` reads through read_config_file: bounded, so a FIFO, /dev/zero or a huge
+// file is an error instead of unbounded memory.
+TEST(ReadConfigFile, ReadsSmallFilesAndRefusesHugeOnes) {
+  char dir[] = "/tmp/xsktun-cfg-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string small = std::string(dir) + "/small.conf", big = std::string(dir) + "/big.conf";
+  {
+    std::ofstream(small) << "[Interface]\nListenPort = 1\n";
+    std::ofstream f(big);
+    std::string mib(1 << 20, '#');
+    for (size_t i = 0; i <= (xsktun::control::kMaxConfigFile >> 20); ++i) f << mib;  // 17 MiB
+  }
+  std::string text, err;
+  ASSERT_TRUE(xsktun::control::read_config_file(small, &text, &err)) << err;
+  EXPECT_EQ(text, "[Interface]\nListenPort = 1\n");
+  EXPECT_FALSE(xsktun::control::read_config_file(big, &text, &err));
+  EXPECT_EQ(err, big + ": larger than 16 MiB");
+  EXPECT_TRUE(text.empty());
+  EXPECT_FALSE(xsktun::control::read_config_file("/dev/zero", &text, &err));
+  EXPECT_EQ(err, "/dev/zero: larger than 16 MiB");
+  EXPECT_FALSE(xsktun::control::read_config_file(std::string(dir) + "/missing", &text, &err));
+  EXPECT_NE(err.find("cannot read " + std::string(dir) + "/missing: No such file"), std::string::npos) << err;
+  std::remove(small.c_str());
+  std::remove(big.c_str());
+  rmdir(dir);
+}

@@ -252,6 +252,37 @@ TEST(UdpSocket, RebindMovesABlockedReceiverToTheNewSocket) {
   });
 }
 
+// A -> B -> A in quick succession while a receiver is blocked on A: the retired A socket may
+// still be referenced by the receiver for a moment; switching back must wait for it, not fail
+// with EADDRINUSE.
+TEST(UdpSocket, RebindBackToThePreviousPortWhileAReceiverRuns) {
+  forked(false, [] {
+    auto a = UdpSocket::open(0);
+    auto b = UdpSocket::open(0);
+    ASSERT_TRUE(a && b);
+    const uint16_t first = b->port();
+    std::atomic<bool> stop{false};
+    std::thread reader([&] {
+      Batch in(8);
+      while (!stop) b->recv_batch(in.bufs);
+    });
+    for (int i = 0; i < 100; ++i) {
+      ASSERT_EQ(b->rebind(0), 0) << "round " << i;
+      ASSERT_EQ(b->rebind(first), 0) << "round " << i;
+      ASSERT_EQ(b->port(), first);
+    }
+    stop = true;
+    b->wake();
+    reader.join();
+    Batch out(1);
+    out.set(0, {5}, v4_loopback(first));
+    ASSERT_EQ(a->send_batch(out.bufs), 1);
+    auto got = recv_n(*b, 1);  // wake() is sticky: recv_n must still see the datagram
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].second, Bytes({5}));
+  });
+}
+
 TEST(UdpSocket, WakeUnblocksRecvAndStaysSet) {
   forked(false, [] {
     auto s = UdpSocket::open(0);

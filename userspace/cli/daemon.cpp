@@ -17,7 +17,6 @@
 #include <iostream>
 #include <mutex>
 #include <optional>
-#include <sstream>
 
 #include "xsktun/cli/control_socket.h"
 #include "xsktun/cli/status.h"
@@ -61,18 +60,6 @@ struct ReadyPipe {
     fd = -1;
   }
 };
-
-bool read_file(const std::string& path, std::string* out, std::string* err) {
-  std::ifstream f(path);
-  if (!f) {
-    *err = "cannot read " + path + ": " + strerror(errno);
-    return false;
-  }
-  std::stringstream ss;
-  ss << f.rdbuf();
-  *out = ss.str();
-  return true;
-}
 
 // Adds the XDP program's verdict counters to the `counters` object as xdp_* keys.
 void add_xdp_stats(nlohmann::json& j, const std::array<uint64_t, XSKTUN_STAT__MAX>& st) {
@@ -335,7 +322,7 @@ int run_up(const UpOptions& o) {
   std::optional<control::ConfigChange> initial;
   if (!o.config_file.empty()) {
     std::string text;
-    if (!read_file(o.config_file, &text, &err)) {
+    if (!control::read_config_file(o.config_file, &text, &err)) {
       std::cerr << "xsktun: " << err << "\n";
       return 1;
     }

@@ -1,11 +1,15 @@
 #include "xsktun/control/config_file.h"
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <unordered_set>
 #include <vector>
 
@@ -293,6 +297,36 @@ std::string format_config_file(const DeviceSnapshot& snap) {
     if (i + 1 < snap.peers.size()) out += "\n";
   }
   return out;
+}
+
+bool read_config_file(const std::string& path, std::string* out, std::string* err) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    *err = "cannot read " + path + ": " + strerror(errno);
+    return false;
+  }
+  out->clear();
+  char chunk[65536];
+  for (;;) {
+    ssize_t r = read(fd, chunk, sizeof chunk);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      *err = "cannot read " + path + ": " + strerror(errno);
+      break;
+    }
+    if (r == 0) {
+      close(fd);
+      return true;
+    }
+    if (out->size() + static_cast<size_t>(r) > kMaxConfigFile) {
+      *err = path + ": larger than " + std::to_string(kMaxConfigFile >> 20) + " MiB";
+      break;
+    }
+    out->append(chunk, static_cast<size_t>(r));
+  }
+  close(fd);
+  out->clear();
+  return false;
 }
 
 }  // namespace xsktun::control

@@ -335,6 +335,12 @@ std::vector<Prefix> AllowedIps::prefixes_of(PeerId peer) const {
   return out;
 }
 
+std::unordered_map<PeerId, std::vector<Prefix>> AllowedIps::by_peer() const {
+  std::unordered_map<PeerId, std::vector<Prefix>> out;
+  for (const auto& [prefix, owner] : entries()) out[owner].push_back(prefix);
+  return out;
+}
+
 void AllowedIps::clear() {
   nodes_.clear();
   free_.clear();

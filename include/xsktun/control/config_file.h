@@ -29,6 +29,13 @@
 namespace xsktun::control {
 
 constexpr size_t kMaxConfigLine = 4096;
+// Same bound as one UAPI set transaction (UapiServer::kMaxSetBody): a file bigger than this is
+// refused before parsing, and reading a FIFO or /dev/zero by mistake ends instead of eating RAM.
+constexpr size_t kMaxConfigFile = 16 << 20;
+
+// Reads a configuration file into *out (at most kMaxConfigFile bytes). On failure returns false
+// and sets *err to "cannot read PATH: reason" or "PATH: larger than 16 MiB".
+bool read_config_file(const std::string& path, std::string* out, std::string* err);
 
 // Resolves a non-numeric Endpoint host. Returns the endpoint, or an error message.
 using EndpointResolver =

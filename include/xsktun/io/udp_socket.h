@@ -15,6 +15,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "xsktun/io/packet_io.h"
 
@@ -23,6 +24,9 @@ namespace xsktun::io {
 // Socket buffer size requested for both directions; SO_*BUFFORCE (CAP_NET_ADMIN) bypasses
 // net.core.{r,w}mem_max, otherwise the kernel caps the request silently.
 inline constexpr int kUdpSocketBuffer = 8 << 20;
+// How long rebind() waits for a retired socket of this object to close before reporting its
+// port as in use: a receiver woken by shutdown() drops it within microseconds.
+inline constexpr int kRebindWaitMs = 1000;
 
 class UdpSocket final : public UdpIo {
  public:
@@ -49,7 +53,8 @@ class UdpSocket final : public UdpIo {
   int send_batch(std::span<PacketBuf> bufs) override;
   uint16_t port() const override;
   // Opens and binds a new socket on `port` first, then swaps it in, so on failure (e.g.
-  // -EADDRINUSE) the old socket stays. Rebinding to the current non-zero port is a no-op (as in
+  // -EADDRINUSE) the old socket stays. Switching back to a port this object used before waits
+  // (up to kRebindWaitMs) for threads still holding that retired socket to let go of it. Rebinding to the current non-zero port is a no-op (as in
   // the kernel's set_port). Safe while other threads are in recv_batch/send_batch: a blocked
   // receiver is woken and moves to the new socket. Datagrams queued on the old one are lost
   // (segments already read from it and pending are still delivered). Offloads are probed and
@@ -92,9 +97,11 @@ class UdpSocket final : public UdpIo {
   int fill_slots(const Sock& s, size_t want);
   size_t drain_pending(std::span<PacketBuf> bufs);
   int send_chunk(Sock& s, std::span<PacketBuf> bufs, int* first_err);
+  bool holds_retired(uint16_t port) const;  // caller holds mu_
 
   mutable std::mutex mu_;  // guards sock_; held across rebind/set_fwmark so they serialize
   std::shared_ptr<Sock> sock_;
+  std::vector<std::weak_ptr<Sock>> retired_;  // replaced sockets possibly still held by a thread
   int wake_fd_;  // eventfd; readable once wake() was called
   std::atomic<uint32_t> fwmark_{0};
   std::atomic<uint64_t> send_errors_{0};
