@@ -440,14 +440,15 @@ int UdpSocket::rebind(uint16_t port) {
   std::shared_ptr<Sock> fresh = open_sock(port, fwmark_.load(std::memory_order_relaxed), &err);
   // A -> B -> A: the socket retired from A may still be held by a thread that has not yet
   // noticed the switch (its fd closes with the last reference), so A looks taken by us.
-  for (int waited = 0; !fresh && err == EADDRINUSE && port != 0 && waited < kRebindWaitMs; ++waited) {
-    if (!holds_retired(port)) break;
+  // An expired entry still counts: its last holder may be inside ~Sock, just before close().
+  bool ours = std::any_of(retired_.begin(), retired_.end(), [&](const auto& r) { return r.first == port; });
+  for (int waited = 0; !fresh && err == EADDRINUSE && ours && waited < kRebindWaitMs; ++waited) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
     fresh = open_sock(port, fwmark_.load(std::memory_order_relaxed), &err);
   }
   if (!fresh) return -err;
-  std::erase_if(retired_, [](const std::weak_ptr<Sock>& w) { return w.expired(); });
-  retired_.push_back(sock_);
+  std::erase_if(retired_, [](const auto& r) { return r.second.expired(); });
+  retired_.emplace_back(sock_->port, sock_);
   std::shared_ptr<Sock> old = std::exchange(sock_, std::move(fresh));
   // Wake receivers blocked in poll() on the old socket: close() would not, but shutdown() does,
   // even on an unconnected UDP socket (net/ipv4/af_inet.c inet_shutdown: it returns ENOTCONN
@@ -455,13 +456,6 @@ int UdpSocket::rebind(uint16_t port) {
   // thread using it drops its reference.
   shutdown(old->fd, SHUT_RDWR);
   return 0;
-}
-
-bool UdpSocket::holds_retired(uint16_t port) const {
-  for (const auto& w : retired_) {
-    if (auto s = w.lock(); s && s->port == port) return true;
-  }
-  return false;
 }
 
 int UdpSocket::try_set_fwmark(uint32_t mark) {

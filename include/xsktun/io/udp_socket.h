@@ -15,6 +15,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "xsktun/io/packet_io.h"
@@ -97,11 +98,11 @@ class UdpSocket final : public UdpIo {
   int fill_slots(const Sock& s, size_t want);
   size_t drain_pending(std::span<PacketBuf> bufs);
   int send_chunk(Sock& s, std::span<PacketBuf> bufs, int* first_err);
-  bool holds_retired(uint16_t port) const;  // caller holds mu_
 
   mutable std::mutex mu_;  // guards sock_; held across rebind/set_fwmark so they serialize
   std::shared_ptr<Sock> sock_;
-  std::vector<std::weak_ptr<Sock>> retired_;  // replaced sockets possibly still held by a thread
+  // Replaced sockets (by port) that a thread may still hold; see rebind().
+  std::vector<std::pair<uint16_t, std::weak_ptr<Sock>>> retired_;
   int wake_fd_;  // eventfd; readable once wake() was called
   std::atomic<uint32_t> fwmark_{0};
   std::atomic<uint64_t> send_errors_{0};
