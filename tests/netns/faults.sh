@@ -492,10 +492,5 @@ declare -A CASE_NAME=(
   [6]="UAPI clients hanging up mid-command: half set not applied, daemon alive")
 
 setup_underlay
-for c in ${CASES:-$CASES_ALL}; do
-  [[ -n ${CASE_FN[$c]:-} ]] || die "unknown case '$c' (1-6)"
-  t0=$SECONDS
-  ${CASE_FN[$c]}
-  pretty "$c. ${CASE_NAME[$c]} ($((SECONDS - t0)) s)"
-done
-pretty "all fault cases passed in $SECONDS s"
+run_cases
+passed_summary "all fault cases"

@@ -294,8 +294,4 @@ for m in ${MODES:-socket xdp}; do
   case $m in socket | xdp) ;; *) die "unknown mode '$m' (socket, xdp)" ;; esac
   run_mode "$m"
 done
-if ((KNOWN_BUGS > 0)); then
-  pretty "flood test passed in $SECONDS s, with $KNOWN_BUGS KNOWN BUG assertion(s) skipped (see above)"
-else
-  pretty "flood test passed in $SECONDS s"
-fi
+passed_summary "flood test"

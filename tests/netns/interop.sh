@@ -595,14 +595,5 @@ declare -A CASE_NAME=(
   [10]="data messages captured off the wire and resent from another port deliver nothing")
 
 setup_underlay
-for c in ${CASES:-$CASES_ALL}; do
-  [[ -n ${CASE_FN[$c]:-} ]] || die "unknown case '$c' (1-10)"
-  t0=$SECONDS
-  ${CASE_FN[$c]}
-  pretty "$c. ${CASE_NAME[$c]} ($((SECONDS - t0)) s)"
-done
-if (( KNOWN_BUGS > 0 )); then
-  pretty "all interop cases passed in $SECONDS s, with $KNOWN_BUGS KNOWN BUG assertion(s) skipped (see above)"
-else
-  pretty "all interop cases passed in $SECONDS s"
-fi
+run_cases
+passed_summary "all interop cases"

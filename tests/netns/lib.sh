@@ -282,6 +282,27 @@ netns_on_err() {
   exit 1
 }
 
+# passed_summary WHAT: the closing line of a suite, with the KNOWN BUG assertions it skipped.
+passed_summary() {
+  if ((KNOWN_BUGS > 0)); then
+    pretty "$1 passed in $SECONDS s, with $KNOWN_BUGS KNOWN BUG assertion(s) skipped (see above)"
+  else
+    pretty "$1 passed in $SECONDS s"
+  fi
+}
+
+# run_cases: runs the cases in $CASES (default $CASES_ALL) through the CASE_FN / CASE_NAME maps
+# the suite declares, one timed line per case.
+run_cases() {
+  local c t0
+  for c in ${CASES:-$CASES_ALL}; do
+    [[ -n ${CASE_FN[$c]:-} ]] || die "unknown case '$c' (known: $CASES_ALL)"
+    t0=$SECONDS
+    ${CASE_FN[$c]}
+    pretty "$c. ${CASE_NAME[$c]} ($((SECONDS - t0)) s)"
+  done
+}
+
 # known_bug MSG: an xsktun bug this test exposes but does not fail on (reported, to be fixed in
 # xsktun); only the one assertion is skipped, the run continues.
 KNOWN_BUGS=0

@@ -657,14 +657,5 @@ declare -A CASE_NAME=(
   [8]="junk datagrams dropped and counted by the XDP program; the tunnel keeps working")
 
 setup_underlay
-for c in ${CASES:-$CASES_ALL}; do
-  [[ -n ${CASE_FN[$c]:-} ]] || die "unknown case '$c' (1-8)"
-  t0=$SECONDS
-  ${CASE_FN[$c]}
-  pretty "$c. ${CASE_NAME[$c]} ($((SECONDS - t0)) s)"
-done
-if (( KNOWN_BUGS > 0 )); then
-  pretty "all XDP cases passed in $SECONDS s, with $KNOWN_BUGS KNOWN BUG assertion(s) skipped (see above)"
-else
-  pretty "all XDP cases passed in $SECONDS s"
-fi
+run_cases
+passed_summary "all XDP cases"
