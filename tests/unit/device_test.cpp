@@ -324,6 +324,17 @@ TEST_F(DeviceTest, UnderLoadCookieRepliesAreLimitedPerSource) {
   EXPECT_EQ(b.counter(Counter::drop_handshake_ratelimited) - limited, 20u - proto::kHandshakeBurst);
   pump({&a}, 1);
   EXPECT_EQ(a.counter(Counter::cookie_replies_rx), 1u);  // A got the one addressed to it
+
+  // The replayer's budget is spent: its next message is dropped before any MAC is computed
+  // (so it counts as rate-limited even though its MAC1 is bad); a fresh source's bad MAC1 is
+  // still checked and counted as a bad MAC.
+  uint64_t bad = b.counter(Counter::drop_bad_mac);
+  limited = b.counter(Counter::drop_handshake_ratelimited);
+  b.udp->inject(replayer, junk);
+  b.udp->inject(Endpoint{*IpAddr::parse("198.51.100.8"), 4444}, junk);
+  receive_only(b);
+  EXPECT_EQ(b.counter(Counter::drop_handshake_ratelimited) - limited, 1u);
+  EXPECT_EQ(b.counter(Counter::drop_bad_mac) - bad, 1u);
 }
 
 TEST_F(DeviceTest, LowOrderPeerIsNeverSentAnything) {

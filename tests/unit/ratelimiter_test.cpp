@@ -225,5 +225,28 @@ TEST(HandshakeRateLimiter, ConcurrentCallersRespectTheBucket) {
   EXPECT_EQ(ok.load(), 5);  // same instant for everyone: exactly the burst, however interleaved
 }
 
+
+// would_allow() answers like allow() but spends nothing: the screening path peeks with it before
+// paying for MACs, and only allow() charges.
+TEST(HandshakeRateLimiter, WouldAllowPeeksWithoutCharging) {
+  HandshakeRateLimiter rl;
+  const IpAddr a = v4(192, 0, 2, 1);
+  EXPECT_TRUE(rl.would_allow(a, 0));
+  EXPECT_EQ(rl.size(), 0u);  // peeking creates no entry
+  for (int i = 0; i < 100; ++i) EXPECT_TRUE(rl.would_allow(a, 0));
+  for (int i = 0; i < static_cast<int>(kHandshakeBurst); ++i) {
+    EXPECT_TRUE(rl.would_allow(a, 0));
+    EXPECT_TRUE(rl.allow(a, 0)) << i;
+  }
+  EXPECT_FALSE(rl.would_allow(a, 0));
+  EXPECT_FALSE(rl.allow(a, 0));
+  EXPECT_FALSE(rl.would_allow(a, HandshakeRateLimiter::kPacketCost - 1));
+  EXPECT_TRUE(rl.would_allow(a, HandshakeRateLimiter::kPacketCost));
+  EXPECT_TRUE(rl.would_allow(a, HandshakeRateLimiter::kPacketCost));  // still not spent
+  EXPECT_TRUE(rl.allow(a, HandshakeRateLimiter::kPacketCost));
+  EXPECT_FALSE(rl.would_allow(a, HandshakeRateLimiter::kPacketCost));
+  EXPECT_TRUE(rl.would_allow(v4(192, 0, 2, 2), 0));  // other sources are unaffected
+}
+
 }  // namespace
 }  // namespace xsktun::proto

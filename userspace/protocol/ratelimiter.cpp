@@ -59,6 +59,22 @@ bool HandshakeRateLimiter::make_key(const IpAddr& source, Key* key) {
   return false;  // the kernel also refuses anything that is not IPv4 or IPv6
 }
 
+// Refill by elapsed time, capped at the burst. A clock that steps backwards refills nothing.
+Nanos HandshakeRateLimiter::refilled(const Entry& e, Nanos now) {
+  const Nanos elapsed = std::max<Nanos>(0, now - e.last);
+  return std::min(kTokenMax, e.tokens + std::min(elapsed, kTokenMax));
+}
+
+bool HandshakeRateLimiter::would_allow(const IpAddr& source, Nanos now) const {
+  Key key;
+  if (!make_key(source, &key)) return false;
+  std::lock_guard lock(mu_);
+  auto it = table_.find(key);
+  if (it != table_.end()) return refilled(it->second, now) >= kPacketCost;
+  // A new source starts with a full bucket (whether a full table has room is allow()'s call).
+  return true;
+}
+
 bool HandshakeRateLimiter::allow(const IpAddr& source, Nanos now) {
   Key key;
   if (!make_key(source, &key)) return false;
@@ -66,9 +82,7 @@ bool HandshakeRateLimiter::allow(const IpAddr& source, Nanos now) {
 
   if (auto it = table_.find(key); it != table_.end()) {
     Entry& e = it->second;
-    // Refill by elapsed time, capped at the burst. A clock that steps backwards refills nothing.
-    const Nanos elapsed = std::max<Nanos>(0, now - e.last);
-    const Nanos tokens = std::min(kTokenMax, e.tokens + std::min(elapsed, kTokenMax));
+    const Nanos tokens = refilled(e, now);
     e.last = std::max(e.last, now);
     const bool ok = tokens >= kPacketCost;
     e.tokens = ok ? tokens - kPacketCost : tokens;

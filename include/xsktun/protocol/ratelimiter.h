@@ -29,6 +29,9 @@ class HandshakeRateLimiter {
   // True: process this handshake; false: over budget (or table full, or source not IPv4/IPv6).
   // `now` is a monotonic clock injected by the caller; the limiter never reads a clock.
   bool allow(const IpAddr& source, Nanos now);
+  // False if allow() would refuse this source now for lack of tokens; charges and creates
+  // nothing. Lets a caller skip expensive checks (MAC1/MAC2) for a source already over budget.
+  bool would_allow(const IpAddr& source, Nanos now) const;
   // Drops entries idle for >= 1 s. Call about once a second.
   void gc(Nanos now);
   size_t size() const;
@@ -53,6 +56,7 @@ class HandshakeRateLimiter {
 
   static KeyHash random_hasher();
   static bool make_key(const IpAddr& source, Key* key);
+  static Nanos refilled(const Entry& e, Nanos now);
   void gc_locked(Nanos now);
 
   const size_t max_entries_;
