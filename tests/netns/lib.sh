@@ -282,6 +282,11 @@ netns_on_err() {
   exit 1
 }
 
+# udp_sock_drops NS PORT: datagrams the kernel dropped on the UDP socket(s) bound to PORT.
+udp_sock_drops() {
+  n "$1" ss -Huanm "sport = :$2" | grep -o 'd[0-9]*)' | tr -dc '0-9\n' | awk '{ s += $1 } END { print s + 0 }'
+}
+
 # passed_summary WHAT: the closing line of a suite, with the KNOWN BUG assertions it skipped.
 passed_summary() {
   if ((KNOWN_BUGS > 0)); then

@@ -117,11 +117,6 @@ veth_drops() {
   n "$1" cat "/sys/class/net/$2/statistics/rx_dropped" "/sys/class/net/$2/statistics/tx_dropped" | paste -sd ' '
 }
 
-# udp_sock_drops NS PORT: datagrams the kernel dropped on the UDP socket(s) bound to PORT.
-udp_sock_drops() {
-  n "$1" ss -Huanm "sport = :$2" | grep -o 'd[0-9]*)' | tr -dc '0-9\n' | awk '{ s += $1 } END { print s + 0 }'
-}
-
 # iperf_json OUT NS_SERVER SERVER_ADDR NS_CLIENT [client args...]: iperf3 -J of the client in OUT.
 iperf_json() {
   local out=$1 nss=$2 addr=$3 nsc=$4 i srv

@@ -13,7 +13,13 @@
 #include <cstring>
 #include <exception>
 
+#include "xsktun/control/config_file.h"
+
 namespace xsktun::control {
+
+// `wg setconf FILE` and `xsktun up -c FILE` describe the same transaction: one size bound.
+static_assert(UapiServer::kMaxSetBody == kMaxConfigFile);
+
 namespace {
 
 constexpr size_t kReadChunk = 64 * 1024;
@@ -337,3 +343,4 @@ void UapiServer::finish_set(Client& c) {
 }
 
 }  // namespace xsktun::control
+

@@ -55,8 +55,8 @@ class UdpSocket final : public UdpIo {
   uint16_t port() const override;
   // Opens and binds a new socket on `port` first, then swaps it in, so on failure (e.g.
   // -EADDRINUSE) the old socket stays. Switching back to a port this object used before waits
-  // (up to kRebindWaitMs) for threads still holding that retired socket to let go of it. Rebinding to the current non-zero port is a no-op (as in
-  // the kernel's set_port). Safe while other threads are in recv_batch/send_batch: a blocked
+  // (up to kRebindWaitMs) for threads still holding that retired socket to let go of it.
+  // Rebinding to the current non-zero port is a no-op (as in the kernel's set_port). Safe while other threads are in recv_batch/send_batch: a blocked
   // receiver is woken and moves to the new socket. Datagrams queued on the old one are lost
   // (segments already read from it and pending are still delivered). Offloads are probed and
   // enabled again on the new socket.
