@@ -21,6 +21,7 @@ ROUNDS=3
 DURATION=5
 UDP_DURATION=3
 UDP_SIZE=1392
+UDP64_RCVBUF=4194304
 BISECT_STEPS=3
 TESTS=ping,tcp,udp,bisect,udp64,flood
 TESTS2=tcp,udp,udp64
@@ -43,6 +44,9 @@ Usage: sudo $0 [options]
   --udp-duration S     seconds per UDP and flood test (default $UDP_DURATION)
   --udp-size B         large UDP payload (default $UDP_SIZE = 1420 MTU - 28: the largest that
                        crosses the tunnel without IP fragmentation)
+  --udp64-rcvbuf B      socket buffer (iperf3 -w) of the UDP 64 B test (default $UDP64_RCVBUF, capped
+                       at net.core.rmem_max; 0 = iperf3's default): the receiving iperf3 must not be
+                       what overflows (see docs/benchmark.md)
   --bisect-steps N     probes (1 s each) of the <1%-loss rate search (default $BISECT_STEPS; 0 = off)
   --tests LIST         tests in the first profile, from ping,tcp,udp,bisect,udp64,flood
                        (default: all)
@@ -71,6 +75,7 @@ while [ $# -gt 0 ]; do
     --duration) DURATION=$2 SET+=" DURATION"; shift 2 ;;
     --udp-duration) UDP_DURATION=$2 SET+=" UDP_DURATION"; shift 2 ;;
     --udp-size) UDP_SIZE=$2; shift 2 ;;
+    --udp64-rcvbuf) UDP64_RCVBUF=$2; shift 2 ;;
     --bisect-steps) BISECT_STEPS=$2 SET+=" BISECT_STEPS"; shift 2 ;;
     --tests) TESTS=$2; shift 2 ;;
     --tests2) TESTS2=$2; shift 2 ;;
@@ -95,13 +100,18 @@ if [ "$QUICK" = 1 ]; then  # defaults of the smoke run; options given explicitly
   [[ $SET == *" BISECT_STEPS"* ]] || BISECT_STEPS=0
   [[ $SET == *" PROFILES"* ]] || PROFILES=${PROFILES%%,*}
 fi
-for v in ROUNDS DURATION UDP_DURATION UDP_SIZE BISECT_STEPS; do
+for v in ROUNDS DURATION UDP_DURATION UDP_SIZE UDP64_RCVBUF BISECT_STEPS; do
   is_uint "${!v}" || die "--$(tr 'A-Z_' 'a-z-' <<<"$v") needs a whole number, got '${!v}'"
 done
 if [ "$ROUNDS" -lt 1 ] || [ "$DURATION" -lt 2 ] || [ "$UDP_DURATION" -lt 1 ]; then
   die "need --rounds >= 1, --duration >= 2, --udp-duration >= 1"
 fi
 [ "$UDP_SIZE" -ge 64 ] || die "--udp-size must be at least 64"
+RMEM_MAX=$(cat /proc/sys/net/core/rmem_max 2>/dev/null || echo 0)
+if [ "$UDP64_RCVBUF" -gt "$RMEM_MAX" ]; then  # the kernel would cap it silently; say so instead
+  echo "bench.sh: note: --udp64-rcvbuf $UDP64_RCVBUF is above net.core.rmem_max; using $RMEM_MAX" >&2
+  UDP64_RCVBUF=$RMEM_MAX
+fi
 if [ -n "$SOAK" ]; then
   if ! is_uint "$SOAK" || [ "$SOAK" -lt 60 ]; then
     die "--soak needs a whole number of seconds >= 60 (reference run: 3600), got '$SOAK'"
@@ -506,11 +516,14 @@ app_socket_drops() {  # NS PORT
 
 test_udp64() {
   # Small datagrams at full rate: on a small machine the receiving iperf3 itself can be the
-  # bottleneck (its 208 KB default socket buffer overflows while it waits for a CPU). Count
-  # those drops too, so the report can tell the tunnel's rate from the receiver's.
-  local d0 d1
+  # bottleneck. With its 208 KB default socket buffer (~245 datagrams of this size) it overflowed
+  # whenever iperf3 waited a scheduler slice for a CPU, so the test gives it UDP64_RCVBUF (-w,
+  # the same for every system). Drops at that socket are still counted, so the report can tell
+  # the tunnel's rate from the receiver's.
+  local d0 d1 w=()
+  [ "$UDP64_RCVBUF" -eq 0 ] || w=(-w "$UDP64_RCVBUF")
   d0=$(app_socket_drops "$NA" $PORT_A)
-  if iperf_run udp64 -u -b 0 -l 64 -t "$UDP_DURATION"; then
+  if iperf_run udp64 -u -b 0 -l 64 "${w[@]}" -t "$UDP_DURATION"; then
     d1=$(app_socket_drops "$NA" $PORT_A)
     sample udp64 --iperf "$CELL/udp64.json" --metric "app_socket_drops=$(((d1 - d0) > 0 ? d1 - d0 : 0))"
   else
@@ -583,7 +596,7 @@ if [ -n "$SOAK" ]; then
 fi
 "$PY" "$REPORT_PY" meta --out "$OUT/meta.json" "command=$CMDLINE" "date=$(date -Is)" \
   "host=$(hostname)" "cpus=$(nproc)" "kernel=$(uname -r)" "rounds=$ROUNDS" "duration=$DURATION" \
-  "udp_duration=$UDP_DURATION" "udp_size=$UDP_SIZE" "bisect_steps=$BISECT_STEPS" "tests=$TESTS" "tests2=$TESTS2" \
+  "udp_duration=$UDP_DURATION" "udp_size=$UDP_SIZE" "udp64_rcvbuf=$UDP64_RCVBUF" "bisect_steps=$BISECT_STEPS" "tests=$TESTS" "tests2=$TESTS2" \
   "systems=$SYSTEMS" "profiles=$PROFILES" "quick=$QUICK" "xsktun=$XSKTUN" "repo_git=$XSK_REV" \
   "wireguard_go=${WGGO:+$($WGGO --version 2>/dev/null | head -n1)}" "peer_impl=$PEER_IMPL" \
   "iperf3=$(iperf3 --version | head -n1)" "idle_cpu_busy_pct=$BUSY_PCT"

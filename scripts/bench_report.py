@@ -35,7 +35,7 @@ ROWS = [
     ("udp_large", "gbps", "UDP {udp_size} B, offered -b 0: delivered (Gbit/s)", "high"),
     ("udp_large", "loss_pct", "UDP {udp_size} B, offered -b 0: loss (%)", "low"),
     ("udp_bisect", "clean_gbps", "UDP {udp_size} B: highest offered rate with <1% loss (Gbit/s)", "high"),
-    ("udp64", "kpps", "UDP 64 B, offered -b 0: delivered (kpackets/s)", "high"),
+    ("udp64", "kpps", "UDP 64 B, offered -b 0, receiver buffer {udp64_rcvbuf}: delivered (kpackets/s)", "high"),
     ("udp64", "reached_kpps", "UDP 64 B: delivered + dropped by the receiver's full socket (kpackets/s)", "high"),
     ("ping_idle", "p50_ms", "ping RTT idle, p50 (ms)", "low"),
     ("ping_idle", "p99_ms", "ping RTT idle, p99 (ms)", "low"),
@@ -257,6 +257,9 @@ def fmt(v):
 
 def markdown(meta, summary, systems, profiles, failures):
     udp_size = meta.get("udp_size", "?")
+    rb = str(meta.get("udp64_rcvbuf", ""))
+    # runs from before --udp64-rcvbuf used iperf3's default buffer
+    rcvbuf = "default" if rb in ("", "0") else ("%g MiB" % (int(rb) / 2**20) if rb.isdigit() else rb)
     lines = ["# xsktun benchmark %s" % meta.get("date", ""), "",
              "Command: `%s`  " % meta.get("command", ""),
              "Host: %s, %s CPUs, kernel %s, %s%% busy before the start; %s round(s); %s s per TCP test, "
@@ -294,7 +297,7 @@ def markdown(meta, summary, systems, profiles, failures):
                 if ref and ref["median"] and c != REFERENCE:
                     cell += " x%.2f" % (st["median"] / ref["median"])
                 cells.append(cell)
-            lines.append("| %s | %s | %s |" % (label.format(udp_size=udp_size), better, " | ".join(cells)))
+            lines.append("| %s | %s | %s |" % (label.format(udp_size=udp_size, udp64_rcvbuf=rcvbuf), better, " | ".join(cells)))
         lines.append("")
     if failures:
         lines.append("## Failed measurements")
