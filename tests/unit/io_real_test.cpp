@@ -34,8 +34,11 @@ namespace {
 using Bytes = std::vector<uint8_t>;
 
 struct Batch {
-  explicit Batch(size_t n, size_t cap = 2048) : arena(n * cap), bufs(n) {
-    for (size_t i = 0; i < n; ++i) bufs[i] = PacketBuf{&arena[i * cap], 0, cap, {}};
+  explicit Batch(size_t n, size_t cap = 2048) : arena(n * cap), bufs(n), cap(cap) { reset(); }
+  // Like the runner before every receive: recv_batch may have pointed buffers at the socket's
+  // own memory (UdpIo contract).
+  void reset() {
+    for (size_t i = 0; i < bufs.size(); ++i) bufs[i] = PacketBuf{&arena[i * cap], 0, cap, {}};
   }
   void set(size_t i, const Bytes& b, const Endpoint& to = {}) {
     std::copy(b.begin(), b.end(), bufs[i].data);
@@ -45,6 +48,7 @@ struct Batch {
   Bytes get(size_t i) const { return Bytes(bufs[i].data, bufs[i].data + bufs[i].len); }
   std::vector<uint8_t> arena;
   std::vector<PacketBuf> bufs;
+  size_t cap;
 };
 
 Endpoint ep(const std::string& s) { return *Endpoint::parse(s); }
@@ -56,6 +60,7 @@ std::vector<std::pair<Endpoint, Bytes>> recv_n(UdpSocket& s, size_t want) {
   std::vector<std::pair<Endpoint, Bytes>> got;
   Batch in(64);
   while (got.size() < want) {
+    in.reset();
     int n = s.recv_batch(in.bufs);
     if (n <= 0) {
       ADD_FAILURE() << "recv_batch returned " << n;
@@ -264,7 +269,10 @@ TEST(UdpSocket, RebindBackToThePreviousPortWhileAReceiverRuns) {
     std::atomic<bool> stop{false};
     std::thread reader([&] {
       Batch in(8);
-      while (!stop) b->recv_batch(in.bufs);
+      while (!stop) {
+        in.reset();
+        b->recv_batch(in.bufs);
+      }
     });
     for (int i = 0; i < 100; ++i) {
       ASSERT_EQ(b->rebind(0), 0) << "round " << i;

@@ -20,9 +20,12 @@ namespace {
 using Bytes = std::vector<uint8_t>;
 
 struct Batch {
-  explicit Batch(size_t n, size_t cap = 2048) : arena(n * cap), bufs(n) {
-    for (size_t i = 0; i < n; ++i) bufs[i] = PacketBuf{&arena[i * cap], 0, cap, {}};
+  explicit Batch(size_t n, size_t cap = 2048) : arena(n * cap), bufs(n), cap(cap) { reset(); }
+  // Like the runner before every receive: recv_batch may point buffers at the socket's memory.
+  void reset() {
+    for (size_t i = 0; i < bufs.size(); ++i) bufs[i] = PacketBuf{&arena[i * cap], 0, cap, {}};
   }
+  bool owns(const uint8_t* p) const { return p >= arena.data() && p < arena.data() + arena.size(); }
   void set(size_t i, const Bytes& b, const Endpoint& to) {
     std::copy(b.begin(), b.end(), bufs[i].data);
     bufs[i].len = b.size();
@@ -31,6 +34,7 @@ struct Batch {
   Bytes get(size_t i) const { return Bytes(bufs[i].data, bufs[i].data + bufs[i].len); }
   std::vector<uint8_t> arena;
   std::vector<PacketBuf> bufs;
+  size_t cap;
 };
 
 // A datagram whose every byte depends on its tag, so reordering or a wrong split shows up.
@@ -44,6 +48,7 @@ std::vector<std::pair<Endpoint, Bytes>> recv_n(UdpSocket& s, size_t want, size_t
   std::vector<std::pair<Endpoint, Bytes>> got;
   Batch in(batch);
   while (got.size() < want) {
+    in.reset();
     int n = s.recv_batch(in.bufs);
     if (n <= 0) {
       ADD_FAILURE() << "recv_batch returned " << n;
@@ -160,6 +165,7 @@ TEST_P(UdpOffload, GroRemainderIsDeliveredOnTheNextCalls) {
   std::vector<int> counts;
   std::vector<Bytes> got;
   while (got.size() < kN) {
+    in.reset();
     int n = b->recv_batch(in.bufs);
     ASSERT_GT(n, 0);
     counts.push_back(n);
@@ -173,6 +179,23 @@ TEST_P(UdpOffload, GroRemainderIsDeliveredOnTheNextCalls) {
   EXPECT_EQ(counts, (std::vector<int>{3, 3, 3, 1}));  // loopback queued all ten at once
   if (a->gso_enabled() && b->gro_enabled()) {
     EXPECT_EQ(b->gro_receives(), 1u);
+  }
+}
+
+TEST_P(UdpOffload, GroSegmentsAreHandedOutInPlaceNotCopied) {
+  if (!a->gso_enabled() || !b->gro_enabled()) GTEST_SKIP() << "no UDP GSO/GRO here";
+  constexpr size_t kN = 8;
+  Batch out(kN);
+  for (size_t i = 0; i < kN; ++i) out.set(i, payload(i, 700), to(*b));
+  ASSERT_EQ(a->send_batch(out.bufs), static_cast<int>(kN));
+  Batch in(kN);
+  ASSERT_EQ(b->recv_batch(in.bufs), static_cast<int>(kN));
+  ASSERT_EQ(b->gro_receives(), 1u);
+  for (size_t i = 0; i < kN; ++i) {
+    EXPECT_FALSE(in.owns(in.bufs[i].data)) << i;  // the socket's receive memory, no copy
+    EXPECT_EQ(in.bufs[i].data, in.bufs[0].data + i * 700) << i;  // segments of one datagram
+    EXPECT_EQ(in.bufs[i].cap, 700u);
+    EXPECT_EQ(in.get(i), payload(i, 700)) << i;
   }
 }
 

@@ -358,7 +358,7 @@ void gro_singletons(size_t n, GroBatch& out) {
   for (size_t i = 0; i < n; ++i) new_group(out, static_cast<uint32_t>(i));
 }
 
-void gro_coalesce(std::span<const PacketBuf> pkts, GroBatch& out, bool udp) {
+void gro_coalesce(std::span<const PacketBuf> pkts, GroBatch& out, bool udp, bool verify) {
   out.clear();
   out.next.assign(pkts.size(), -1);
   for (uint32_t i = 0; i < pkts.size(); ++i) {
@@ -383,9 +383,9 @@ void gro_coalesce(std::span<const PacketBuf> pkts, GroBatch& out, bool udp) {
       const PacketBuf& head = pkts[flow->first];
       if (!flow->head_checked) {
         flow->head_checked = true;
-        if (!l4_checksum_ok({head.data, head.len}, flow->ip_len, flow->proto)) flow->open = false;
+        if (verify && !l4_checksum_ok({head.data, head.len}, flow->ip_len, flow->proto)) flow->open = false;
       }
-      bool ok = l4_checksum_ok(bytes, s->ip_len, s->proto);
+      bool ok = !verify || l4_checksum_ok(bytes, s->ip_len, s->proto);
       if (flow->open && ok) {
         out.next[flow->last] = static_cast<int32_t>(i);
         flow->last = i;

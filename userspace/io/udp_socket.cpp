@@ -32,8 +32,11 @@ constexpr size_t kMinGsoSize = 48;
 constexpr size_t kMaxGsoBytes = 65507;
 
 // GRO receive slots: a coalesced super-datagram is at most 64 KiB (udp_gro_receive_segment).
+// Segments are handed out in place, so one call never refills a slot it handed out: with one
+// slot per caller buffer (kChunk, the runner's batch) a call can still fill every buffer with
+// small datagrams. 4 MiB of address space; pages are committed as datagrams land in them.
 constexpr size_t kRxSlotSize = 65536;
-constexpr size_t kRxSlots = 8;
+constexpr size_t kRxSlots = kChunk;
 
 bool offload_allowed() {
   const char* v = std::getenv("XSKTUN_UDP_OFFLOAD");
@@ -157,7 +160,7 @@ struct UdpSocket::RxState {
   };
   std::unique_ptr<uint8_t[]> arena;  // kRxSlots * kRxSlotSize, allocated on first GRO receive
   Slot slots[kRxSlots];
-  size_t count = 0;  // slots filled by the last recvmmsg
+  size_t count = 0;  // end of the slots filled by the last recvmmsg
   size_t next = 0;   // first slot not fully delivered
   size_t off = 0;    // bytes of slots[next] already delivered
 };
@@ -278,18 +281,19 @@ int UdpSocket::recv_direct(const Sock& s, std::span<PacketBuf> bufs) {
   return static_cast<int>(total);
 }
 
-// Reads up to `want` (super-)datagrams into the GRO slots. Returns how many, 0 if none is
-// queued, or -errno. Only called when every earlier slot was delivered.
-int UdpSocket::fill_slots(const Sock& s, size_t want) {
+// Reads up to `want` (super-)datagrams into the GRO slots from `first` on. Returns how many, 0
+// if none is queued, or -errno. Only called when every earlier slot was delivered.
+int UdpSocket::fill_slots(const Sock& s, size_t first, size_t want) {
   RxState& rx = *rx_;
-  if (!rx.arena) rx.arena = std::make_unique<uint8_t[]>(kRxSlots * kRxSlotSize);
+  // Uninitialised on purpose: zeroing would commit all 4 MiB up front.
+  if (!rx.arena) rx.arena.reset(new uint8_t[kRxSlots * kRxSlotSize]);
   mmsghdr msgs[kRxSlots];
   iovec iov[kRxSlots];
   sockaddr_storage from[kRxSlots];
   GroCmsg ctrl[kRxSlots];
   std::memset(msgs, 0, sizeof(mmsghdr) * want);
   for (size_t i = 0; i < want; ++i) {
-    iov[i] = {rx.arena.get() + i * kRxSlotSize, kRxSlotSize};
+    iov[i] = {rx.arena.get() + (first + i) * kRxSlotSize, kRxSlotSize};
     msghdr& h = msgs[i].msg_hdr;
     h.msg_name = &from[i];
     h.msg_namelen = sizeof from[i];
@@ -304,26 +308,29 @@ int UdpSocket::fill_slots(const Sock& s, size_t want) {
   } while (r < 0 && errno == EINTR);
   if (r < 0) return errno == EAGAIN ? 0 : -errno;
   for (int i = 0; i < r; ++i) {
-    RxState::Slot& slot = rx.slots[i];
+    RxState::Slot& slot = rx.slots[first + static_cast<size_t>(i)];
     slot.len = msgs[i].msg_len;
     slot.trunc = msgs[i].msg_hdr.msg_flags & MSG_TRUNC;
     slot.seg = gro_segment_size(msgs[i].msg_hdr);
     slot.from = Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&from[i]));
     if (slot.seg != 0 && slot.len > slot.seg) gro_receives_.fetch_add(1, std::memory_order_relaxed);
   }
-  rx.count = static_cast<size_t>(r);
-  rx.next = rx.off = 0;
+  rx.count = first + static_cast<size_t>(r);
+  rx.next = first;
+  rx.off = 0;
   return r;
 }
 
-// Hands out pending segments in order, one per caller buffer. A segment (or plain datagram)
-// longer than its buffer is delivered with len 0 and counted, like a truncated recvmmsg.
+// Hands out pending segments in order, one per caller buffer, pointing into the arena rather
+// than copying (UdpIo::recv_batch allows it; the arena is refilled only in a later call, once
+// every segment was handed out). A segment (or plain datagram) longer than the caller's buffer
+// is delivered with len 0 and counted, like a truncated recvmmsg, so the limit stays the caller's.
 size_t UdpSocket::drain_pending(std::span<PacketBuf> bufs) {
   RxState& rx = *rx_;
   size_t n = 0;
   while (n < bufs.size() && rx.next < rx.count) {
     const RxState::Slot& slot = rx.slots[rx.next];
-    const uint8_t* data = rx.arena.get() + rx.next * kRxSlotSize + rx.off;
+    uint8_t* data = rx.arena.get() + rx.next * kRxSlotSize + rx.off;
     size_t take = slot.trunc ? 0 : std::min(slot.seg != 0 ? slot.seg : slot.len, slot.len - rx.off);
     PacketBuf& b = bufs[n++];
     b.endpoint = slot.from;
@@ -331,8 +338,8 @@ size_t UdpSocket::drain_pending(std::span<PacketBuf> bufs) {
       truncated_.fetch_add(1, std::memory_order_relaxed);
       b.len = 0;
     } else {
-      std::memcpy(b.data, data, take);
-      b.len = take;
+      b.data = data;
+      b.len = b.cap = take;
     }
     rx.off += take;
     if (slot.trunc || rx.off >= slot.len) {
@@ -352,15 +359,18 @@ int UdpSocket::recv_ready(const Sock& s, std::span<PacketBuf> bufs) {
     if (r < 0) return total > 0 ? static_cast<int>(total) : r;
     return static_cast<int>(total) + r;
   }
-  while (total < bufs.size()) {
-    size_t want = std::min(kRxSlots, bufs.size() - total);
-    int r = fill_slots(s, want);
+  // Slots handed out in this call (the leftovers' included) stay untouched until the next one.
+  size_t first = total > 0 ? rx_->count : 0;
+  while (total < bufs.size() && first < kRxSlots) {
+    size_t want = std::min(kRxSlots - first, bufs.size() - total);
+    int r = fill_slots(s, first, want);
     if (r < 0) {
       if (total > 0) break;
       return r;
     }
     total += drain_pending(bufs.subspan(total));
     if (static_cast<size_t>(r) < want) break;  // queue drained
+    first = rx_->count;
   }
   return static_cast<int>(total);
 }

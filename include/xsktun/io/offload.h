@@ -144,8 +144,10 @@ struct GroBatch {
 };
 
 // Groups `pkts` (whole IP packets, len = IP length) into `out`; reuses out's storage. UDP
-// datagrams are merged only if `udp` (the TUN was given TUN_F_USO4|6).
-void gro_coalesce(std::span<const PacketBuf> pkts, GroBatch& out, bool udp = false);
+// datagrams are merged only if `udp` (the TUN was given TUN_F_USO4|6). With `verify` false the
+// L4 checksums are trusted rather than checked before merging: for packets that just passed a
+// Poly1305 tag (kernel WireGuard, receive.c, marks decrypted packets CHECKSUM_UNNECESSARY).
+void gro_coalesce(std::span<const PacketBuf> pkts, GroBatch& out, bool udp = false, bool verify = true);
 // Every packet on its own (offloads off): one group each.
 void gro_singletons(size_t n, GroBatch& out);
 // The bytes of group `g` as the kernel would see them after the virtio header (for tests).

@@ -42,6 +42,9 @@ class UdpIo {
  public:
   virtual ~UdpIo() = default;
   // Receives up to bufs.size() datagrams with their source endpoints; blocks like TunIo.
+  // An implementation may point a buffer's `data` (and `cap`) at writable memory of its own
+  // instead of copying into the caller's (a GRO super-datagram's segment, an AF_XDP frame):
+  // the caller resets its buffers before each call and uses them only until the next one.
   virtual int recv_batch(std::span<PacketBuf> bufs) = 0;
   // Sends each buffer to its endpoint; returns how many were sent or -errno.
   virtual int send_batch(std::span<PacketBuf> bufs) = 0;

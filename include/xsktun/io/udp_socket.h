@@ -95,7 +95,7 @@ class UdpSocket final : public UdpIo {
   std::shared_ptr<Sock> current() const;
   int recv_ready(const Sock& s, std::span<PacketBuf> bufs);
   int recv_direct(const Sock& s, std::span<PacketBuf> bufs);
-  int fill_slots(const Sock& s, size_t want);
+  int fill_slots(const Sock& s, size_t first, size_t want);
   size_t drain_pending(std::span<PacketBuf> bufs);
   int send_chunk(Sock& s, std::span<PacketBuf> bufs, int* first_err);
 
