@@ -2,6 +2,7 @@
 // tampering; the RFC 8439 A.5 vector (nonce = 0^32 || le64 counter) pins the layout for both.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -92,12 +93,14 @@ TEST(DataAead, SmallPacketsTakeLibsodiumOnlyUnderOpenssl) {
   set_backend(Backend::kLibsodium);
   EXPECT_EQ(for_len(1500), Backend::kLibsodium);
   // Whatever backend each side picks, the lengths around the switch interoperate.
-  uint8_t key[32] = {7}, in[300] = {1, 2, 3}, sealed[316], out[300];
+  uint8_t key[32] = {7};
+  std::vector<uint8_t> in(kSmallPacket + 2, 9), sealed(in.size() + 16), out(in.size());
   for (size_t n : {kSmallPacket - 17, kSmallPacket - 16, kSmallPacket - 1, kSmallPacket, kSmallPacket + 1}) {
     set_backend(Backend::kOpenssl);
-    seal(sealed, in, n, 5, key);
+    seal(sealed.data(), in.data(), n, 5, key);
     set_backend(Backend::kLibsodium);
-    EXPECT_TRUE(open(out, sealed, n + 16, 5, key)) << n;
+    EXPECT_TRUE(open(out.data(), sealed.data(), n + 16, 5, key)) << n;
+    EXPECT_TRUE(std::equal(in.begin(), in.begin() + static_cast<long>(n), out.begin())) << n;
   }
   set_backend(before);
 }

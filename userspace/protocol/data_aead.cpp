@@ -135,9 +135,12 @@ bool open_with(Backend b, uint8_t* out, const uint8_t* in, size_t len_with_tag, 
                                 : sodium_open(out, in, len_with_tag, counter, key);
 }
 
-// OpenSSL's per-call cost (EVP dispatch, OSSL_PARAM lookups for the tag: ~270 ns here) outweighs
-// its faster cipher below about 120 bytes (build/xsktun-microbench: 64 B seal 392 ns libsodium,
-// 517 ns OpenSSL; 512 B 1578 vs 693 ns), so small packets take libsodium. Same bytes either way.
+// OpenSSL's fixed per-call cost (provider init, Poly1305 setup, OSSL_PARAM lookups: ~600 ns
+// here) outweighs its faster bulk cipher below about 700 bytes (build/xsktun-microbench, medians:
+// seal 64 B 391 ns libsodium / 871-976 OpenSSL, 512 B 689-735 / 1094-1134, 768 B 1136-1154 /
+// 1175-1195, 1420 B 1866-1902 / 1470-1556; open alike), so those take libsodium. Same bytes
+// either way. (An earlier limit of 128 B came from a microbench that ran libsodium before
+// sodium_init, i.e. its portable reference code.)
 Backend for_len(size_t len) {
   Backend b = backend();
   return (b == Backend::kOpenssl && len < kSmallPacket) ? Backend::kLibsodium : b;
