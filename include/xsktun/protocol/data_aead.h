@@ -18,7 +18,7 @@ void set_backend(Backend b);
 
 // Below this many bytes seal/open use libsodium even when the backend is OpenSSL (its fixed
 // per-call cost dominates there; see data_aead.cpp).
-inline constexpr size_t kSmallPacket = 768;
+inline constexpr size_t kSmallPacket = 512;
 // Backend that seal/open use for a message of `len` bytes.
 Backend for_len(size_t len);
 
