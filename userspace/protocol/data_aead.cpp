@@ -1,13 +1,15 @@
 #include "xsktun/protocol/data_aead.h"
 
+#include <openssl/core_dispatch.h>
 #include <openssl/core_names.h>
-#include <openssl/evp.h>
 #include <openssl/params.h>
+#include <openssl/provider.h>
 #include <sodium.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 namespace xsktun::proto::aead {
 
@@ -25,21 +27,86 @@ Backend initial_backend() {
 }
 std::atomic<Backend> g_backend{initial_backend()};
 
-// One cipher context per thread, set up once; each packet only sets key and nonce.
-// The key schedule is only redone when the key changes (a thread mostly serves one keypair per
-// direction): each packet then costs a nonce update instead of a key setup.
+// OpenSSL's ChaCha20-Poly1305 from its default provider, called through the provider's own
+// dispatch table (public provider API: OSSL_PROVIDER_query_operation) instead of the EVP layer.
+// EVP re-asks the provider for the IV length on every init (5 parameter-name lookups) and
+// checks state per call: 60-150 ns of a 1420 B seal (both ways timed side by side in one
+// process; same provider code underneath, same bytes). Without the default provider (a FIPS-only configuration)
+// the OpenSSL backend is unavailable and libsodium serves every size.
+struct Provider {
+  OSSL_FUNC_cipher_newctx_fn* newctx = nullptr;
+  OSSL_FUNC_cipher_freectx_fn* freectx = nullptr;
+  OSSL_FUNC_cipher_encrypt_init_fn* einit = nullptr;
+  OSSL_FUNC_cipher_decrypt_init_fn* dinit = nullptr;
+  OSSL_FUNC_cipher_update_fn* update = nullptr;
+  OSSL_FUNC_cipher_final_fn* final = nullptr;
+  OSSL_FUNC_cipher_get_ctx_params_fn* get_params = nullptr;
+  OSSL_FUNC_cipher_set_ctx_params_fn* set_params = nullptr;
+  void* provctx = nullptr;
+  bool ok() const {
+    return newctx && freectx && einit && dinit && update && final && get_params && set_params && provctx;
+  }
+};
+
+bool is_chacha20_poly1305(const char* names) {  // "NAME[:ALIAS...]"
+  constexpr std::string_view kName = "ChaCha20-Poly1305";
+  std::string_view n(names);
+  return n.substr(0, n.find(':')) == kName;
+}
+
+void take(Provider& p, const OSSL_DISPATCH* d) {
+  for (; d->function_id != 0; ++d) {
+    switch (d->function_id) {
+      case OSSL_FUNC_CIPHER_NEWCTX: p.newctx = OSSL_FUNC_cipher_newctx(d); break;
+      case OSSL_FUNC_CIPHER_FREECTX: p.freectx = OSSL_FUNC_cipher_freectx(d); break;
+      case OSSL_FUNC_CIPHER_ENCRYPT_INIT: p.einit = OSSL_FUNC_cipher_encrypt_init(d); break;
+      case OSSL_FUNC_CIPHER_DECRYPT_INIT: p.dinit = OSSL_FUNC_cipher_decrypt_init(d); break;
+      case OSSL_FUNC_CIPHER_UPDATE: p.update = OSSL_FUNC_cipher_update(d); break;
+      case OSSL_FUNC_CIPHER_FINAL: p.final = OSSL_FUNC_cipher_final(d); break;
+      case OSSL_FUNC_CIPHER_GET_CTX_PARAMS: p.get_params = OSSL_FUNC_cipher_get_ctx_params(d); break;
+      case OSSL_FUNC_CIPHER_SET_CTX_PARAMS: p.set_params = OSSL_FUNC_cipher_set_ctx_params(d); break;
+      default: break;
+    }
+  }
+}
+
+const Provider& provider() {
+  static const Provider p = [] {
+    Provider p;
+    // Loaded once and kept for the life of the process: the function pointers live in it.
+    OSSL_PROVIDER* prov = OSSL_PROVIDER_load(nullptr, "default");
+    if (prov == nullptr) return p;
+    int no_cache = 0;
+    const OSSL_ALGORITHM* algs = OSSL_PROVIDER_query_operation(prov, OSSL_OP_CIPHER, &no_cache);
+    for (const OSSL_ALGORITHM* a = algs; a && a->algorithm_names; ++a) {
+      if (is_chacha20_poly1305(a->algorithm_names)) {
+        take(p, a->implementation);
+        break;
+      }
+    }
+    if (algs) OSSL_PROVIDER_unquery_operation(prov, OSSL_OP_CIPHER, algs);
+    p.provctx = OSSL_PROVIDER_get0_provider_ctx(prov);
+    return p;
+  }();
+  return p;
+}
+
+// One cipher context per thread and direction, set up once; each packet only sets the nonce.
+// The key is only set again when it changes (a thread mostly serves one keypair per direction).
 struct Ctx {
-  EVP_CIPHER_CTX* enc = EVP_CIPHER_CTX_new();
-  EVP_CIPHER_CTX* dec = EVP_CIPHER_CTX_new();
+  void* enc = nullptr;
+  void* dec = nullptr;
   uint8_t enc_key[32] = {}, dec_key[32] = {};
   bool enc_keyed = false, dec_keyed = false;
   Ctx() {
-    EVP_EncryptInit_ex(enc, EVP_chacha20_poly1305(), nullptr, nullptr, nullptr);
-    EVP_DecryptInit_ex(dec, EVP_chacha20_poly1305(), nullptr, nullptr, nullptr);
+    const Provider& p = provider();
+    enc = p.newctx(p.provctx);
+    dec = p.newctx(p.provctx);
   }
   ~Ctx() {
-    EVP_CIPHER_CTX_free(enc);  // cleanses the key schedule
-    EVP_CIPHER_CTX_free(dec);
+    const Provider& p = provider();
+    p.freectx(enc);  // cleanses the key
+    p.freectx(dec);
     sodium_memzero(enc_key, sizeof enc_key);
     sodium_memzero(dec_key, sizeof dec_key);
   }
@@ -85,40 +152,43 @@ inline void clean_upper() {
   if (g_has_avx) vzeroupper_avx();
 }
 
+// The tag travels through the provider's parameters (the only way in and out of it).
+OSSL_PARAM tag_param(uint8_t* tag) {
+  return OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, 16);
+}
+
 void ossl_seal(uint8_t* out, const uint8_t* in, size_t len, uint64_t counter, const uint8_t key[32]) {
+  const Provider& pr = provider();
   uint8_t n[12];
   nonce12(n, counter);
   Ctx& x = ctx();
-  EVP_CIPHER_CTX* c = x.enc;
-  int outl = 0;
-  // OpenSSL 3 calls straight into the provider (CipherInit_ex2, get/set_params) instead of the
-  // legacy EncryptInit_ex/ctrl wrappers, which translate every call into parameter lookups.
-  EVP_CipherInit_ex2(c, nullptr, rekey(x.enc_key, &x.enc_keyed, key), n, 1, nullptr);
-  if (len) EVP_CipherUpdate(c, out, &outl, in, static_cast<int>(len));
+  const uint8_t* k = rekey(x.enc_key, &x.enc_keyed, key);
+  pr.einit(x.enc, k, k ? 32 : 0, n, sizeof n, nullptr);
+  size_t outl = 0;
+  if (len) pr.update(x.enc, out, &outl, len, in, len);
   clean_upper();
-  EVP_CipherFinal_ex(c, out + outl, &outl);
+  pr.final(x.enc, out + len, &outl, 0);
   clean_upper();
-  OSSL_PARAM p[2] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, out + len, 16),
-                     OSSL_PARAM_construct_end()};
-  EVP_CIPHER_CTX_get_params(c, p);
+  OSSL_PARAM p[2] = {tag_param(out + len), OSSL_PARAM_construct_end()};
+  pr.get_params(x.enc, p);
 }
 
 bool ossl_open(uint8_t* out, const uint8_t* in, size_t len_with_tag, uint64_t counter, const uint8_t key[32]) {
   if (len_with_tag < 16) return false;
+  const Provider& pr = provider();
   size_t len = len_with_tag - 16;
   uint8_t n[12], tag[16];
   std::memcpy(tag, in + len, 16);  // in place: read the tag before the output can overlap it
   nonce12(n, counter);
   Ctx& x = ctx();
-  EVP_CIPHER_CTX* c = x.dec;
-  int outl = 0;
-  EVP_CipherInit_ex2(c, nullptr, rekey(x.dec_key, &x.dec_keyed, key), n, 0, nullptr);
-  if (len) EVP_CipherUpdate(c, out, &outl, in, static_cast<int>(len));
+  const uint8_t* k = rekey(x.dec_key, &x.dec_keyed, key);
+  pr.dinit(x.dec, k, k ? 32 : 0, n, sizeof n, nullptr);
+  size_t outl = 0;
+  bool ok = len == 0 || pr.update(x.dec, out, &outl, len, in, len) == 1;
   clean_upper();
-  OSSL_PARAM p[2] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, 16),
-                     OSSL_PARAM_construct_end()};
-  EVP_CIPHER_CTX_set_params(c, p);
-  bool ok = EVP_CipherFinal_ex(c, out + outl, &outl) > 0;
+  OSSL_PARAM p[2] = {tag_param(tag), OSSL_PARAM_construct_end()};
+  ok = pr.set_params(x.dec, p) == 1 && ok;
+  ok = pr.final(x.dec, out + len, &outl, 0) == 1 && ok;  // compares the tag in constant time
   clean_upper();
   return ok;
 }
@@ -144,15 +214,17 @@ const char* name(Backend b) { return b == Backend::kOpenssl ? "openssl" : "libso
 Backend backend() { return g_backend.load(std::memory_order_relaxed); }
 void set_backend(Backend b) { g_backend.store(b, std::memory_order_relaxed); }
 
+bool openssl_available() { return provider().ok(); }
+
 void seal_with(Backend b, uint8_t* out, const uint8_t* in, size_t len, uint64_t counter, const uint8_t key[32]) {
-  if (b == Backend::kOpenssl) ossl_seal(out, in, len, counter, key);
+  if (b == Backend::kOpenssl && openssl_available()) ossl_seal(out, in, len, counter, key);
   else sodium_seal(out, in, len, counter, key);
 }
 
 bool open_with(Backend b, uint8_t* out, const uint8_t* in, size_t len_with_tag, uint64_t counter,
                const uint8_t key[32]) {
-  return b == Backend::kOpenssl ? ossl_open(out, in, len_with_tag, counter, key)
-                                : sodium_open(out, in, len_with_tag, counter, key);
+  return b == Backend::kOpenssl && openssl_available() ? ossl_open(out, in, len_with_tag, counter, key)
+                                                       : sodium_open(out, in, len_with_tag, counter, key);
 }
 
 // OpenSSL's fixed per-call cost (provider init, Poly1305 setup, OSSL_PARAM lookups) outweighs

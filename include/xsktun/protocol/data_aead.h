@@ -15,6 +15,9 @@ const char* name(Backend b);
 // Process-wide choice; XSKTUN_AEAD=libsodium|openssl in the environment overrides the default.
 Backend backend();
 void set_backend(Backend b);
+// Whether OpenSSL's default provider offers ChaCha20-Poly1305 here; if not, the OpenSSL backend
+// falls back to libsodium (same bytes).
+bool openssl_available();
 
 // Below this many bytes seal/open use libsodium even when the backend is OpenSSL (its fixed
 // per-call cost dominates there; see data_aead.cpp).
