@@ -227,12 +227,13 @@ bool open_with(Backend b, uint8_t* out, const uint8_t* in, size_t len_with_tag, 
                                                        : sodium_open(out, in, len_with_tag, counter, key);
 }
 
-// OpenSSL's fixed per-call cost (provider init, Poly1305 setup, OSSL_PARAM lookups) outweighs
-// its faster bulk cipher below about 512 bytes (build/xsktun-microbench medians, libsodium /
-// OpenSSL: seal 64 B 430-498 / 493-526 ns, 512 B 763-797 / 730-767, 1420 B 2006-2525 /
-// 1168-1360; open 64 B 405-462 / 567-725, 512 B 696-795 / 728-918), so those take libsodium.
-// Same bytes either way. (An earlier limit of 128 B came from a microbench that ran libsodium
-// before sodium_init, i.e. its portable reference code.)
+// OpenSSL's fixed per-call cost (provider init, Poly1305 setup, the tag's OSSL_PARAM lookup)
+// outweighs its faster bulk cipher below about 128 bytes (build/xsktun-microbench medians of
+// three runs, libsodium / OpenSSL: seal 64 B 454-568 / 507-605 ns, 128 B 640-763 / 574-663,
+// 512 B 916-1137 / 663-935; open 64 B 453-576 / 515-614, 128 B 666-762 / 608-682), so those
+// take libsodium. Same bytes either way. (A microbench that ran libsodium before sodium_init,
+// i.e. its reference code, and OpenSSL with the vector-state penalty, put the line elsewhere
+// for a while.)
 Backend for_len(size_t len) {
   Backend b = backend();
   return (b == Backend::kOpenssl && len < kSmallPacket) ? Backend::kLibsodium : b;

@@ -21,7 +21,7 @@ bool openssl_available();
 
 // Below this many bytes seal/open use libsodium even when the backend is OpenSSL (its fixed
 // per-call cost dominates there; see data_aead.cpp).
-inline constexpr size_t kSmallPacket = 512;
+inline constexpr size_t kSmallPacket = 128;
 // Backend that seal/open use for a message of `len` bytes.
 Backend for_len(size_t len);
 
