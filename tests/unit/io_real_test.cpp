@@ -27,29 +27,14 @@
 
 #include "xsktun/io/tun.h"
 #include "xsktun/io/udp_socket.h"
+#include "batch_util.h"
 
 namespace xsktun::io {
 namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-struct Batch {
-  explicit Batch(size_t n, size_t cap = 2048) : arena(n * cap), bufs(n), cap(cap) { reset(); }
-  // Like the runner before every receive: recv_batch may have pointed buffers at the socket's
-  // own memory (UdpIo contract).
-  void reset() {
-    for (size_t i = 0; i < bufs.size(); ++i) bufs[i] = PacketBuf{&arena[i * cap], 0, cap, {}};
-  }
-  void set(size_t i, const Bytes& b, const Endpoint& to = {}) {
-    std::copy(b.begin(), b.end(), bufs[i].data);
-    bufs[i].len = b.size();
-    bufs[i].endpoint = to;
-  }
-  Bytes get(size_t i) const { return Bytes(bufs[i].data, bufs[i].data + bufs[i].len); }
-  std::vector<uint8_t> arena;
-  std::vector<PacketBuf> bufs;
-  size_t cap;
-};
+using test_util::Batch;
 
 Endpoint ep(const std::string& s) { return *Endpoint::parse(s); }
 Endpoint v4_loopback(uint16_t port) { return Endpoint{*IpAddr::parse("127.0.0.1"), port}; }

@@ -13,29 +13,14 @@
 #include <vector>
 
 #include "xsktun/io/udp_socket.h"
+#include "batch_util.h"
 
 namespace xsktun::io {
 namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-struct Batch {
-  explicit Batch(size_t n, size_t cap = 2048) : arena(n * cap), bufs(n), cap(cap) { reset(); }
-  // Like the runner before every receive: recv_batch may point buffers at the socket's memory.
-  void reset() {
-    for (size_t i = 0; i < bufs.size(); ++i) bufs[i] = PacketBuf{&arena[i * cap], 0, cap, {}};
-  }
-  bool owns(const uint8_t* p) const { return p >= arena.data() && p < arena.data() + arena.size(); }
-  void set(size_t i, const Bytes& b, const Endpoint& to) {
-    std::copy(b.begin(), b.end(), bufs[i].data);
-    bufs[i].len = b.size();
-    bufs[i].endpoint = to;
-  }
-  Bytes get(size_t i) const { return Bytes(bufs[i].data, bufs[i].data + bufs[i].len); }
-  std::vector<uint8_t> arena;
-  std::vector<PacketBuf> bufs;
-  size_t cap;
-};
+using test_util::Batch;
 
 // A datagram whose every byte depends on its tag, so reordering or a wrong split shows up.
 Bytes payload(size_t tag, size_t len) {

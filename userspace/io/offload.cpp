@@ -324,7 +324,7 @@ void finish_group(GroGroup& g, const PacketBuf& head) {
                         csum_off};
 }
 
-// A packet that cannot join its flow's group (not a candidate, or a bad checksum) closes it, so
+// A packet that cannot join its flow's group (not a candidate) closes it, so
 // nothing of that flow written later can overtake it (the kernel's GRO flushes a flow the same
 // way). Packets without ports (other protocols, later fragments) belong to no group.
 void close_flow(GroBatch& out, std::span<const PacketBuf> pkts, const uint8_t* p, size_t len) {
@@ -358,7 +358,7 @@ void gro_singletons(size_t n, GroBatch& out) {
   for (size_t i = 0; i < n; ++i) new_group(out, static_cast<uint32_t>(i));
 }
 
-void gro_coalesce(std::span<const PacketBuf> pkts, GroBatch& out, bool udp, bool verify) {
+void gro_coalesce(std::span<const PacketBuf> pkts, GroBatch& out, bool udp) {
   out.clear();
   out.next.assign(pkts.size(), -1);
   for (uint32_t i = 0; i < pkts.size(); ++i) {
@@ -378,29 +378,16 @@ void gro_coalesce(std::span<const PacketBuf> pkts, GroBatch& out, bool udp, bool
         break;
       }
     }
-    std::span<const uint8_t> bytes(b.data, b.len);
+    // Checksums are not checked here: every packet written passed the AEAD (see header).
     if (flow && can_append(b, *s, *flow, pkts[flow->first])) {
-      const PacketBuf& head = pkts[flow->first];
-      if (!flow->head_checked) {
-        flow->head_checked = true;
-        if (verify && !l4_checksum_ok({head.data, head.len}, flow->ip_len, flow->proto)) flow->open = false;
-      }
-      bool ok = !verify || l4_checksum_ok(bytes, s->ip_len, s->proto);
-      if (flow->open && ok) {
-        out.next[flow->last] = static_cast<int32_t>(i);
-        flow->last = i;
-        ++flow->count;
-        flow->psh = s->psh;
-        flow->next_seq += s->payload;
-        flow->last_payload = s->payload;
-        flow->total_len += s->payload;
-        continue;
-      }
-      if (!ok) {  // a bad checksum goes out alone, for the kernel to reject
-        flow->open = false;
-        new_group(out, i);
-        continue;
-      }
+      out.next[flow->last] = static_cast<int32_t>(i);
+      flow->last = i;
+      ++flow->count;
+      flow->psh = s->psh;
+      flow->next_seq += s->payload;
+      flow->last_payload = s->payload;
+      flow->total_len += s->payload;
+      continue;
     }
     open_group(new_group(out, i), b.data, *s);
   }

@@ -43,9 +43,7 @@ struct Provider {
   OSSL_FUNC_cipher_get_ctx_params_fn* get_params = nullptr;
   OSSL_FUNC_cipher_set_ctx_params_fn* set_params = nullptr;
   void* provctx = nullptr;
-  bool ok() const {
-    return newctx && freectx && einit && dinit && update && final && get_params && set_params && provctx;
-  }
+  bool ok = false;  // every pointer above found (decided once, not per packet)
 };
 
 bool is_chacha20_poly1305(const char* names) {  // "NAME[:ALIAS...]"
@@ -86,6 +84,8 @@ const Provider& provider() {
     }
     if (algs) OSSL_PROVIDER_unquery_operation(prov, OSSL_OP_CIPHER, algs);
     p.provctx = OSSL_PROVIDER_get0_provider_ctx(prov);
+    p.ok = p.newctx && p.freectx && p.einit && p.dinit && p.update && p.final && p.get_params && p.set_params &&
+           p.provctx;
     return p;
   }();
   return p;
@@ -214,7 +214,7 @@ const char* name(Backend b) { return b == Backend::kOpenssl ? "openssl" : "libso
 Backend backend() { return g_backend.load(std::memory_order_relaxed); }
 void set_backend(Backend b) { g_backend.store(b, std::memory_order_relaxed); }
 
-bool openssl_available() { return provider().ok(); }
+bool openssl_available() { return provider().ok; }
 
 void seal_with(Backend b, uint8_t* out, const uint8_t* in, size_t len, uint64_t counter, const uint8_t key[32]) {
   if (b == Backend::kOpenssl && openssl_available()) ossl_seal(out, in, len, counter, key);

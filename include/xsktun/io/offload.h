@@ -101,11 +101,15 @@ size_t write_segment(const GsoPacket& g, std::span<const uint8_t> pkt, size_t i,
 // when their sequence numbers are contiguous, the IP headers agree (TOS/traffic class, TTL/hop
 // limit, DF; no IPv4 options or fragments, no IPv6 extension headers), the TCP options are
 // byte-identical, flags are ACK or ACK|PSH with PSH only on the last, every payload but the
-// last has the same size (the last may be smaller), each checksum verifies (the merged packet
-// is CHECKSUM_PARTIAL, so the kernel would not check it again) and the result is <= 64 KiB.
+// last has the same size (the last may be smaller) and the result is <= 64 KiB. Unlike
+// wireguard-go, checksums are not verified first: the merged packet is CHECKSUM_PARTIAL, so
+// the kernel will not check them either, which is what kernel WireGuard does too (receive.c
+// marks decrypted packets CHECKSUM_UNNECESSARY): every packet written passed a Poly1305 tag, so
+// a bad checksum can only come from the peer's own stack. (tun ignores
+// VIRTIO_NET_HDR_F_DATA_VALID on write, so a packet written alone is still checked; tried.)
 // UDP (udp_gro_receive, wireguard-go's udpGRO), only if the TUN takes USO: datagrams of one flow
 // (addresses, ports) and equal size merge into one GSO_UDP_L4 super-packet, the last may be
-// shorter; the same IP header rules and checksum checks apply. Saves a write and a trip through
+// shorter; the same IP header rules apply. Saves a write and a trip through
 // the TUN per datagram; the kernel splits it again before any socket without UDP_GRO sees it.
 
 inline constexpr size_t kMaxGroHeader = 40 + 60;  // IPv6 + TCP with full options
@@ -121,7 +125,6 @@ struct GroGroup {
 
   // Bookkeeping while coalescing.
   bool open = false;          // a TCP/UDP candidate that may still take segments
-  bool head_checked = false;  // the head's checksum verified
   bool v6 = false;
   uint8_t proto = 0;  // kProtoTcp or kProtoUdp
   bool psh = false;   // the last member has PSH: nothing may follow
@@ -144,10 +147,8 @@ struct GroBatch {
 };
 
 // Groups `pkts` (whole IP packets, len = IP length) into `out`; reuses out's storage. UDP
-// datagrams are merged only if `udp` (the TUN was given TUN_F_USO4|6). With `verify` false the
-// L4 checksums are trusted rather than checked before merging: for packets that just passed a
-// Poly1305 tag (kernel WireGuard, receive.c, marks decrypted packets CHECKSUM_UNNECESSARY).
-void gro_coalesce(std::span<const PacketBuf> pkts, GroBatch& out, bool udp = false, bool verify = true);
+// datagrams are merged only if `udp` (the TUN was given TUN_F_USO4|6).
+void gro_coalesce(std::span<const PacketBuf> pkts, GroBatch& out, bool udp = false);
 // Every packet on its own (offloads off): one group each.
 void gro_singletons(size_t n, GroBatch& out);
 // The bytes of group `g` as the kernel would see them after the virtio header (for tests).
