@@ -178,6 +178,44 @@ TEST(OffloadSplit, WorksWithoutNeedsCsumFromTheIpHeader) {
   expect_tcp_segments(segs, t, data, 1000);
 }
 
+// The TUN reader's split (tun.h, kSegmentAlign): the default MTU's 1420-byte segments become
+// 1408 bytes, for both families, and the byte stream comes out whole and in order.
+TEST(OffloadSplit, TcpSegmentsAlignedToTheCipherBlock) {
+  for (bool v6 : {false, true}) {
+    SCOPED_TRACE(v6 ? "IPv6" : "IPv4");
+    Tcp t = tso_tcp(v6);
+    size_t ip = v6 ? 40 : 20, mss = 1420 - ip - 32;  // 1368 / 1348
+    Bytes data = payload_bytes(3 * mss, 3);           // 3 segments as the kernel cuts it
+    Bytes super = to_partial(tcp_packet(t, data), ip, 6);
+    auto segs = split_all(gso_hdr(v6 ? kGsoTcpV6 : kGsoTcpV4, ip, mss, 6), super, 64);
+    expect_tcp_segments(segs, t, data, mss - 12);  // 4 segments, the last one 36 bytes
+    ASSERT_EQ(segs.size(), 4u);
+    for (size_t i = 0; i + 1 < segs.size(); ++i) EXPECT_EQ(segs[i].size(), 1408u);
+  }
+}
+
+TEST(OffloadSplit, AlignmentLeavesUdpAlignedAndCostlySplitsAlone) {
+  Tcp t = tso_tcp(false);
+  Bytes data = payload_bytes(5000, 9);
+  Bytes super = to_partial(tcp_packet(t, data), 20, 6);
+  auto g = parse_gso(gso_hdr(kGsoTcpV4, 20, 1388, 6), super);  // 1440 B: would lose 32 > 2%
+  ASSERT_TRUE(g);
+  align_tcp_segments(*g, super.size(), 64);
+  EXPECT_EQ(g->gso_size, 1388u);
+  g = parse_gso(gso_hdr(kGsoTcpV4, 20, 1356, 6), super);  // 1408 B already
+  align_tcp_segments(*g, super.size(), 64);
+  EXPECT_EQ(g->gso_size, 1356u);
+  g = parse_gso(gso_hdr(kGsoTcpV4, 20, 1368, 6), super);
+  align_tcp_segments(*g, super.size(), 0);  // 0: off
+  EXPECT_EQ(g->gso_size, 1368u);
+  Bytes udp = to_partial(udp_packet(false, payload_bytes(4000, 2), 1), 20, 17);
+  g = parse_gso(gso_hdr(kGsoUdpL4, 20, 1392, 17), udp);  // 1420 B datagrams keep their size
+  ASSERT_TRUE(g);
+  align_tcp_segments(*g, udp.size(), 64);
+  EXPECT_EQ(g->gso_size, 1392u);
+  EXPECT_EQ(g->segments, 3u);
+}
+
 TEST(OffloadSplit, RejectsMalformedHeaders) {
   Bytes v4 = tcp_packet({}, payload_bytes(3000, 1));
   Tcp t6;

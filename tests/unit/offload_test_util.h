@@ -141,11 +141,13 @@ inline VirtioNetHdr gso_hdr(uint8_t type, size_t l4_off, uint16_t gso_size, uint
                       static_cast<uint16_t>(proto == 6 ? 16 : 6)};
 }
 
-inline std::vector<Bytes> split_all(const VirtioNetHdr& h, const Bytes& super) {
+// Splits `super` as the kernel would, or with TCP segments aligned to `align` bytes (0: not).
+inline std::vector<Bytes> split_all(const VirtioNetHdr& h, const Bytes& super, size_t align = 0) {
   auto g = parse_gso(h, super);
   EXPECT_TRUE(g.has_value());
   std::vector<Bytes> out;
   if (!g) return out;
+  align_tcp_segments(*g, super.size(), align);
   for (size_t i = 0; i < g->segments; ++i) {
     Bytes seg(2048);
     size_t n = write_segment(*g, super, i, seg.data(), seg.size());

@@ -151,6 +151,14 @@ std::optional<GsoPacket> parse_gso(const VirtioNetHdr& hdr, std::span<const uint
   return g;
 }
 
+void align_tcp_segments(GsoPacket& g, size_t pkt_len, size_t align) {
+  if (g.proto != kProtoTcp || align == 0 || g.gso_size == 0 || pkt_len <= g.hdr_len) return;
+  size_t over = (g.hdr_len + g.gso_size) % align;
+  if (over == 0 || over * 50 > g.gso_size) return;
+  g.gso_size -= over;
+  g.segments = (pkt_len - g.hdr_len + g.gso_size - 1) / g.gso_size;
+}
+
 size_t write_segment(const GsoPacket& g, std::span<const uint8_t> pkt, size_t i, uint8_t* out, size_t cap) {
   if (i >= g.segments) return 0;
   size_t off = g.hdr_len + i * g.gso_size;

@@ -217,6 +217,7 @@ size_t TunDevice::accept_read(std::span<PacketBuf> bufs, size_t n, size_t len) {
     read_drops_.fetch_add(1, std::memory_order_relaxed);
     return n;
   }
+  offload::align_tcp_segments(*g, pkt.size(), kSegmentAlign);
   split_.fetch_add(1, std::memory_order_relaxed);
   rx_gso_ = *g;
   rx_len_ = pkt.size();

@@ -90,6 +90,12 @@ struct GsoPacket {
 
 // Checks `hdr` (gso_type not NONE) against `pkt`; nullopt if malformed or not TCP/UDP over IP.
 std::optional<GsoPacket> parse_gso(const VirtioNetHdr& hdr, std::span<const uint8_t> pkt);
+// Shrinks the segment payload of TCP super-packet `g` (`pkt_len` bytes in all) so that every
+// full segment is a whole number of `align` bytes, IP header included, if each segment loses at
+// most 2% of its payload; UDP is left alone (its datagram boundaries are the sender's). Any
+// segmentation of a TCP byte stream is valid TCP; this one exists for the AEAD (tun.h,
+// kSegmentAlign). Recomputes g.segments.
+void align_tcp_segments(GsoPacket& g, size_t pkt_len, size_t align);
 // Writes segment `i` of super-packet `pkt` at `out` as a complete packet: IPv4 total length, ID
 // (+i), header checksum / IPv6 payload length; TCP sequence number, FIN/PSH only on the last
 // segment, CWR only on the first (tcp_gso_segment); UDP length; full L4 checksum. Returns its

@@ -25,6 +25,15 @@ namespace xsktun::io {
 // and tag), the default of wg-quick.
 inline constexpr size_t kDefaultTunMtu = 1420;
 
+// TCP super-packets read from the TUN are split into segments whose IP packets are whole
+// 64-byte blocks where that costs at most 2% more segments (offload::align_tcp_segments): with
+// the default MTU, 1408-byte packets instead of 1420. The WireGuard plaintext is then a whole
+// number of ChaCha20 blocks and Poly1305 needs no padding; OpenSSL's AEAD otherwise computes a
+// separate keystream block for the 12-byte tail and pads the MAC input in separate calls. Seal
+// 1408 B 850-1086 ns vs 1420 B 1199-1411 ns (interleaved microbench runs); TCP through the
+// tunnel +16% (README, "Segments sized for the cipher"). 0.9% more packets on the wire.
+inline constexpr size_t kSegmentAlign = 64;
+
 // kAuto: offloads on unless the environment has XSKTUN_TUN_OFFLOAD=0 (for benchmarking both).
 // kOff: the plain device, no virtio-net header at all.
 enum class TunOffload { kAuto, kOn, kOff };
