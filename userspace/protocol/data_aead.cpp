@@ -68,6 +68,8 @@ void take(Provider& p, const OSSL_DISPATCH* d) {
   }
 }
 
+bool known_answers_ok(const Provider& pr);
+
 const Provider& provider() {
   static const Provider p = [] {
     Provider p;
@@ -85,7 +87,7 @@ const Provider& provider() {
     if (algs) OSSL_PROVIDER_unquery_operation(prov, OSSL_OP_CIPHER, algs);
     p.provctx = OSSL_PROVIDER_get0_provider_ctx(prov);
     p.ok = p.newctx && p.freectx && p.einit && p.dinit && p.update && p.final && p.get_params && p.set_params &&
-           p.provctx;
+           p.provctx && known_answers_ok(p);
     return p;
   }();
   return p;
@@ -157,40 +159,81 @@ OSSL_PARAM tag_param(uint8_t* tag) {
   return OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, 16);
 }
 
-void ossl_seal(uint8_t* out, const uint8_t* in, size_t len, uint64_t counter, const uint8_t key[32]) {
-  const Provider& pr = provider();
+// One AEAD operation on provider context `c`; `k` null keeps the key the context holds.
+// False if a provider call failed (after init failed, nothing was written).
+bool provider_seal(const Provider& pr, void* c, const uint8_t* k, uint8_t* out, const uint8_t* in, size_t len,
+                   const uint8_t n[12]) {
+  if (pr.einit(c, k, k ? 32 : 0, n, 12, nullptr) != 1) return false;
+  size_t outl = 0;
+  bool ok = len == 0 || (pr.update(c, out, &outl, len, in, len) == 1 && outl == len);
+  clean_upper();
+  ok = ok && pr.final(c, out + len, &outl, 0) == 1;
+  clean_upper();
+  OSSL_PARAM p[2] = {tag_param(out + len), OSSL_PARAM_construct_end()};
+  return ok && pr.get_params(c, p) == 1;
+}
+
+bool provider_open(const Provider& pr, void* c, const uint8_t* k, uint8_t* out, const uint8_t* in,
+                   size_t len_with_tag, const uint8_t n[12]) {
+  size_t len = len_with_tag - 16;
+  uint8_t tag[16];
+  std::memcpy(tag, in + len, 16);  // in place: read the tag before the output can overlap it
+  if (pr.dinit(c, k, k ? 32 : 0, n, 12, nullptr) != 1) return false;
+  size_t outl = 0;
+  bool ok = len == 0 || pr.update(c, out, &outl, len, in, len) == 1;
+  clean_upper();
+  OSSL_PARAM p[2] = {tag_param(tag), OSSL_PARAM_construct_end()};
+  ok = pr.set_params(c, p) == 1 && ok;
+  ok = pr.final(c, out + len, &outl, 0) == 1 && ok;  // compares the tag in constant time
+  clean_upper();
+  return ok;
+}
+
+// Run once before the provider is used: it must give libsodium's bytes, open what it sealed
+// and refuse a changed tag, at sizes below, at and around one block and at the MTU.
+bool known_answers_ok(const Provider& pr) {
+  void* c = pr.newctx(pr.provctx);
+  if (c == nullptr) return false;
+  uint8_t key[32], n[12] = {1, 2, 3}, in[1436], ours[1436], ref[1436], back[1436];
+  for (size_t i = 0; i < sizeof key; ++i) key[i] = static_cast<uint8_t>(i * 7 + 1);
+  for (size_t i = 0; i < sizeof in; ++i) in[i] = static_cast<uint8_t>(i * 13);
+  bool ok = true;
+  for (size_t len : {0, 1, 64, 65, 1420}) {
+    unsigned long long clen = 0;
+    crypto_aead_chacha20poly1305_ietf_encrypt(ref, &clen, in, len, nullptr, 0, nullptr, n, key);
+    ok = ok && provider_seal(pr, c, key, ours, in, len, n) && std::memcmp(ours, ref, len + 16) == 0;
+    ok = ok && provider_open(pr, c, key, back, ours, len + 16, n) && std::memcmp(back, in, len) == 0;
+    ours[len] ^= 1;
+    ok = ok && !provider_open(pr, c, key, back, ours, len + 16, n);
+  }
+  pr.freectx(c);
+  sodium_memzero(key, sizeof key);
+  return ok;
+}
+
+// False if a provider call failed, which the known-answer check makes as good as impossible.
+// If it happened anyway: before the cipher ran (init) or out of place, `in` is intact and the
+// caller seals with libsodium; in place the plaintext is gone, so the tag is zeroed: the peer
+// drops the packet as unauthenticated and no stale buffer bytes go out as a tag.
+bool ossl_seal(uint8_t* out, const uint8_t* in, size_t len, uint64_t counter, const uint8_t key[32]) {
   uint8_t n[12];
   nonce12(n, counter);
   Ctx& x = ctx();
   const uint8_t* k = rekey(x.enc_key, &x.enc_keyed, key);
-  pr.einit(x.enc, k, k ? 32 : 0, n, sizeof n, nullptr);
-  size_t outl = 0;
-  if (len) pr.update(x.enc, out, &outl, len, in, len);
-  clean_upper();
-  pr.final(x.enc, out + len, &outl, 0);
-  clean_upper();
-  OSSL_PARAM p[2] = {tag_param(out + len), OSSL_PARAM_construct_end()};
-  pr.get_params(x.enc, p);
+  if (provider_seal(provider(), x.enc, k, out, in, len, n)) return true;
+  x.enc_keyed = false;  // the context may not hold the key now
+  if (out != in) return false;
+  std::memset(out + len, 0, 16);
+  return true;  // nothing left to seal again
 }
 
 bool ossl_open(uint8_t* out, const uint8_t* in, size_t len_with_tag, uint64_t counter, const uint8_t key[32]) {
   if (len_with_tag < 16) return false;
-  const Provider& pr = provider();
-  size_t len = len_with_tag - 16;
-  uint8_t n[12], tag[16];
-  std::memcpy(tag, in + len, 16);  // in place: read the tag before the output can overlap it
+  uint8_t n[12];
   nonce12(n, counter);
   Ctx& x = ctx();
   const uint8_t* k = rekey(x.dec_key, &x.dec_keyed, key);
-  pr.dinit(x.dec, k, k ? 32 : 0, n, sizeof n, nullptr);
-  size_t outl = 0;
-  bool ok = len == 0 || pr.update(x.dec, out, &outl, len, in, len) == 1;
-  clean_upper();
-  OSSL_PARAM p[2] = {tag_param(tag), OSSL_PARAM_construct_end()};
-  ok = pr.set_params(x.dec, p) == 1 && ok;
-  ok = pr.final(x.dec, out + len, &outl, 0) == 1 && ok;  // compares the tag in constant time
-  clean_upper();
-  return ok;
+  return provider_open(provider(), x.dec, k, out, in, len_with_tag, n);
 }
 
 void sodium_seal(uint8_t* out, const uint8_t* in, size_t len, uint64_t counter, const uint8_t key[32]) {
@@ -217,8 +260,8 @@ void set_backend(Backend b) { g_backend.store(b, std::memory_order_relaxed); }
 bool openssl_available() { return provider().ok; }
 
 void seal_with(Backend b, uint8_t* out, const uint8_t* in, size_t len, uint64_t counter, const uint8_t key[32]) {
-  if (b == Backend::kOpenssl && openssl_available()) ossl_seal(out, in, len, counter, key);
-  else sodium_seal(out, in, len, counter, key);
+  if (b == Backend::kOpenssl && openssl_available() && ossl_seal(out, in, len, counter, key)) return;
+  sodium_seal(out, in, len, counter, key);
 }
 
 bool open_with(Backend b, uint8_t* out, const uint8_t* in, size_t len_with_tag, uint64_t counter,
