@@ -173,6 +173,10 @@ check_transfer() {
 case_iperf() {
   pair_up 4
   ping_ok "$NS1" $IN4_2
+  # --io-threads auto: one thread for TUN and UDP on at most 2 CPUs (socket mode only).
+  local want_io=2
+  [[ $XSKTUN_UP_MODE == socket ]] && (( $(nproc) <= 2 )) && want_io=1
+  expect_eq "io_threads (auto, $(nproc) CPUs, $XSKTUN_UP_MODE mode)" "$(xsktun_json_field "$XS_IF" io_threads)" $want_io
   local tcp_up tcp_down udp_up udp_down
   iperf_run tcp_up "$NS2" $IN4_2 "$NS1" -t 3          # xsktun encrypts
   iperf_run tcp_down "$NS2" $IN4_2 "$NS1" -t 3 -R     # xsktun decrypts
@@ -375,8 +379,14 @@ case_xsktun_pair() {
   for outer in 4 6; do
     new_ifname a xs
     new_ifname b xs
-    xsktun_start "$NS1" "$a"
-    xsktun_start "$NS2" "$b"
+    # One end serves TUN and UDP from one thread, the other from a thread each (swapped for v6).
+    local ta=1 tb=2
+    [[ $outer == 6 ]] && { ta=2; tb=1; }
+    xsktun_start "$NS1" "$a" --io-threads $ta
+    xsktun_start "$NS2" "$b" --io-threads $tb
+    [[ $XSKTUN_UP_MODE == xdp ]] && { ta=2; tb=2; }  # AF_XDP receivers: always a thread each
+    expect_eq "io_threads of a" "$(xsktun_json_field "$a" io_threads)" $ta
+    expect_eq "io_threads of b" "$(xsktun_json_field "$b" io_threads)" $tb
     wg set "$a" private-key "$(key xs)" listen-port $XS_PORT \
       peer "$(pub xs2)" allowed-ips $IN4_2/32,$IN6_2/128 endpoint "$(outer_ep $outer 2 $GO_PORT)"
     wg set "$b" private-key "$(key xs2)" listen-port $GO_PORT \
@@ -394,6 +404,14 @@ case_xsktun_pair() {
       "$(xsktun_counter "$a" handshakes_completed)" 1
     expect_eq "xsktun pair over v$outer: handshakes completed by b" \
       "$(xsktun_counter "$b" handshakes_completed)" 1
+    # TCP both ways: TSO split into whole cipher blocks on one end, GRO on the other.
+    local up down
+    iperf_run up "$NS2" $IN4_2 "$NS1" -t 2
+    iperf_run down "$NS2" $IN4_2 "$NS1" -t 2 -R
+    expect_ge "xsktun pair over v$outer: TCP bytes a -> b" "$up" 1000000
+    expect_ge "xsktun pair over v$outer: TCP bytes b -> a" "$down" 1000000
+    expect_eq "xsktun pair over v$outer: drop_decrypt of a" "$(xsktun_counter "$a" drop_decrypt)" 0
+    expect_eq "xsktun pair over v$outer: drop_decrypt of b" "$(xsktun_counter "$b" drop_decrypt)" 0
     xsktun_down "$a" "$b"
   done
 }
@@ -589,7 +607,7 @@ declare -A CASE_NAME=(
   [4]="roaming: wireguard-go changes its underlay address, xsktun follows (v4 and v6)"
   [5]="allowed-IPs source filter drops and counts disallowed inner sources"
   [6]="wg set live: peer remove/re-add, listen-port change, showconf/syncconf"
-  [7]="xsktun <-> xsktun over v4 and v6"
+  [7]="xsktun <-> xsktun over v4 and v6, TCP both ways, one and two I/O threads"
   [8]="wg-quick up/down with WG_QUICK_USERSPACE_IMPLEMENTATION=xsktun"
   [9]="lifecycle: bad config, second up, down, SIGTERM/SIGINT leave nothing behind"
   [10]="data messages captured off the wire and resent from another port deliver nothing")

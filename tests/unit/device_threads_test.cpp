@@ -1,5 +1,6 @@
 // Two devices on the daemon's real threads (Runner) over blocking in-memory fakes: concurrent
-// TUN/UDP/handshake/timer loops on both sides. Run under TSan by scripts/test.sh.
+// TUN/UDP/handshake/timer loops on both sides, with a thread for each of TUN and UDP and with
+// one thread serving both. Run under TSan by scripts/test.sh.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -12,7 +13,9 @@
 namespace xsktun::testing {
 namespace {
 
-TEST(DeviceThreads, BidirectionalTrafficWithLiveConfigChanges) {
+class DeviceThreads : public ::testing::TestWithParam<bool> {};  // param: one I/O thread
+
+TEST_P(DeviceThreads, BidirectionalTrafficWithLiveConfigChanges) {
   device::SystemClock clock;
   io::FakeNetwork net;
   net.set_capture(false);
@@ -25,8 +28,12 @@ TEST(DeviceThreads, BidirectionalTrafficWithLiveConfigChanges) {
     n->udp->set_blocking(true);
   }
   device::Runner ra(*a.dev, a.tun, *a.udp), rb(*b.dev, b.tun, *b.udp);
+  ra.set_single_io_thread(GetParam());
+  rb.set_single_io_thread(GetParam());
   ra.start();
   rb.start();
+  EXPECT_EQ(ra.single_io_thread(), GetParam());
+  EXPECT_EQ(rb.single_io_thread(), GetParam());
   // One side initiates first (simultaneous initiation resolves only on the 5 s retry; that case
   // has its own test in device_test.cpp).
   a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "hello"));
@@ -74,6 +81,9 @@ TEST(DeviceThreads, BidirectionalTrafficWithLiveConfigChanges) {
   EXPECT_FALSE(ra.failed());
   EXPECT_FALSE(rb.failed());
 }
+
+INSTANTIATE_TEST_SUITE_P(IoThreads, DeviceThreads, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "OneIoThread" : "IoThreadEach"; });
 
 }  // namespace
 }  // namespace xsktun::testing

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <poll.h>
+
 #include <thread>
 #include <vector>
 
@@ -101,7 +103,57 @@ TEST(FakeTun, BlockingModeWaitsForInjectAndWakeIsSticky) {
   EXPECT_EQ(tun.read_batch(b.bufs), 1);  // but pending packets are still delivered
 }
 
+bool polls_readable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+// The single-thread Runner sleeps on ready_fd() and reads with try_read_batch: the descriptor
+// must follow "a packet is pending, or woken" exactly, or that thread sleeps through traffic.
+TEST(FakeTun, ReadyFdFollowsPendingPacketsAndWake) {
+  FakeTun tun;
+  tun.set_blocking(true);  // try_read_batch must not wait even then
+  ASSERT_GE(tun.ready_fd(), 0);
+  Batch b(2);
+  EXPECT_FALSE(polls_readable(tun.ready_fd()));
+  EXPECT_EQ(tun.try_read_batch(b.bufs), 0);
+  for (uint8_t i = 0; i < 3; ++i) tun.inject(ipv4_packet(i));
+  EXPECT_TRUE(polls_readable(tun.ready_fd()));
+  EXPECT_EQ(tun.try_read_batch(b.bufs), 2);
+  EXPECT_TRUE(polls_readable(tun.ready_fd()));  // one left
+  EXPECT_EQ(tun.try_read_batch(b.bufs), 1);
+  EXPECT_EQ(b.get(0), ipv4_packet(2));
+  EXPECT_FALSE(polls_readable(tun.ready_fd()));
+  tun.wake();
+  EXPECT_TRUE(polls_readable(tun.ready_fd()));
+  EXPECT_EQ(tun.try_read_batch(b.bufs), 0);
+  EXPECT_TRUE(polls_readable(tun.ready_fd()));  // sticky
+}
+
 // ---- FakeNetwork / FakeUdp ----
+
+TEST(FakeUdp, ReadyFdFollowsQueuedDatagramsRebindAndWake) {
+  FakeNetwork net;
+  auto a = net.attach(ip("192.0.2.1"), 51820);
+  auto b = net.attach(ip("192.0.2.2"), 51821);
+  ASSERT_TRUE(a && b);
+  b->set_blocking(true);
+  ASSERT_GE(b->ready_fd(), 0);
+  EXPECT_FALSE(polls_readable(b->ready_fd()));
+  Batch out(2), in(8);
+  out.set(0, {1}, b->local());
+  out.set(1, {2}, b->local());
+  EXPECT_EQ(a->send_batch(out.bufs), 2);
+  EXPECT_TRUE(polls_readable(b->ready_fd()));
+  EXPECT_EQ(b->try_recv_batch(in.bufs), 2);
+  EXPECT_FALSE(polls_readable(b->ready_fd()));
+  EXPECT_EQ(b->try_recv_batch(in.bufs), 0);
+  EXPECT_EQ(a->send_batch(out.bufs), 2);
+  ASSERT_EQ(b->rebind(0), 0);  // the queued datagrams die with the old socket
+  EXPECT_FALSE(polls_readable(b->ready_fd()));
+  b->wake();
+  EXPECT_TRUE(polls_readable(b->ready_fd()));
+}
 
 TEST(FakeUdp, DeliversWithTheSendersEndpointAsSource) {
   FakeNetwork net;

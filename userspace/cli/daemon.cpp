@@ -5,12 +5,14 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -32,6 +34,14 @@
 namespace xsktun::cli {
 
 namespace {
+
+// CPUs this process may run on (its affinity mask, which a cpuset or taskset narrows).
+int usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  return CPU_COUNT(&set);
+}
 
 constexpr const char* kUapiDir = "/var/run/wireguard";
 
@@ -223,10 +233,12 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   std::optional<XdpWatch> xdp_watch;
   if (plane) xdp_watch.emplace(*plane, o.nic, o.ifname);
   StatusServer status;
+  std::atomic<int> io_threads{0};  // set once the runner has started
   auto status_handler = [&](const std::string& cmd) -> std::string {
     if (cmd != "show") return "{\"error\":\"unknown command\"}\n";
     timespec w = clock.wall();
     auto j = build_status(o.ifname, mode, dev.snapshot(), dev.counters(), dev.mtu(), w.tv_sec);
+    j["io_threads"] = io_threads.load();
     if (plane) {
       add_xdp_stats(j, plane->stats());
       j["xdp_attached"] = xdp_watch->attached();
@@ -243,12 +255,15 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     pid << getpid() << "\n";
   }
   device::Runner runner(dev, *tun, *outer);
+  runner.set_single_io_thread(single_io_thread(o.io_threads, usable_cpus()));
   for (size_t q = 0; xsk && q < xsk->queue_count(); ++q)
     runner.add_receiver([b = xsk.get(), q](std::span<io::PacketBuf> bufs) { return b->recv_xsk(q, bufs, 100); });
   runner.start();
-  XLOG_INFO("%s up: mode %s, listening on UDP port %u, MTU %zu, TUN offloads: %s%s", o.ifname.c_str(),
+  io_threads = runner.single_io_thread() ? 1 : 2;
+  XLOG_INFO("%s up: mode %s, listening on UDP port %u, MTU %zu, TUN offloads: %s%s, %s", o.ifname.c_str(),
             mode.mode.c_str(), outer->port(), dev.mtu(), tun->features().tso ? "TSO/GRO" : "off",
-            tun->features().uso ? "+USO" : "");
+            tun->features().uso ? "+USO" : "",
+            runner.single_io_thread() ? "one I/O thread for TUN and UDP" : "an I/O thread each for TUN and UDP");
   ready.report("ok");
 
   std::string why = "signal";
@@ -285,6 +300,12 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
 }
 
 }  // namespace
+
+bool single_io_thread(const std::string& io_threads, int cpus) {
+  if (io_threads == "1") return true;
+  if (io_threads == "2") return false;
+  return cpus <= 2;
+}
 
 bool valid_ifname(const std::string& name) {
   if (name.empty() || name.size() > 15 || name == "." || name == "..") return false;

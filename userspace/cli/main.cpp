@@ -68,6 +68,12 @@ int main(int argc, char** argv) {
   cup->add_option("--zerocopy", up.zerocopy, "AF_XDP zero-copy: auto (try, fall back to copy), on (required), off")
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->capture_default_str();
+  cup->add_option("--io-threads", up.io_threads,
+                  "Socket mode: 1 = one thread serves the TUN and the UDP socket (fewer thread wakeups, best on "
+                  "1-2 CPUs), 2 = a thread each (both directions in parallel), auto = 1 if this process may run "
+                  "on at most 2 CPUs, else 2")
+      ->check(CLI::IsMember({"auto", "1", "2"}))
+      ->capture_default_str();
   cup->add_flag("--force", up.force, "Replace a stale xsktun XDP program or pin directory left on the NIC");
   cup->add_option("--mtu", up.mtu, "Inner MTU of the TUN interface")->check(CLI::Range(576, 9000))->capture_default_str();
   cup->add_flag("-f,--foreground", up.foreground, "Stay in the foreground instead of daemonizing");

@@ -1,5 +1,8 @@
 #include "xsktun/device/runner.h"
 
+#include <poll.h>
+
+#include <cerrno>
 #include <cstring>
 
 #include "xsktun/common/log.h"
@@ -34,8 +37,13 @@ Runner::~Runner() { stop(); }
 
 void Runner::start() {
   running_ = true;
-  threads_.emplace_back([this] { tun_loop(); });
-  threads_.emplace_back([this] { udp_loop(); });
+  single_io_ = want_single_io_ && tun_.ready_fd() >= 0 && udp_.ready_fd() >= 0;
+  if (single_io_) {
+    threads_.emplace_back([this] { io_loop(); });
+  } else {
+    threads_.emplace_back([this] { tun_loop(); });
+    threads_.emplace_back([this] { udp_loop(); });
+  }
   threads_.emplace_back([this] { handshake_loop(); });
   threads_.emplace_back([this] { timer_loop(); });
   for (size_t i = 0; i < receivers_.size(); ++i) threads_.emplace_back([this, i] { receiver_loop(i); });
@@ -81,6 +89,36 @@ void Runner::udp_loop() {
       return;
     }
     if (n > 0) dev_.process_udp(std::span(pool.bufs.data(), static_cast<size_t>(n)));
+  }
+}
+
+void Runner::io_loop() {
+  BufferPool tun_pool(kBatch, dev_.mtu());
+  BufferPool udp_pool(kBatch, std::max<size_t>(dev_.mtu(), 2048));
+  while (running_) {
+    // A batch from each side in turn; sleep only when both came back empty, so segments left
+    // pending inside either device are taken on the next turn without a poll.
+    tun_pool.reset(proto::kDataHeaderLen);
+    int t = tun_.try_read_batch(tun_pool.bufs);
+    if (t < 0) {
+      if (running_) fail("TUN read", -t);
+      return;
+    }
+    if (t > 0) dev_.process_tun(std::span(tun_pool.bufs.data(), static_cast<size_t>(t)));
+    udp_pool.reset(0);
+    int u = udp_.try_recv_batch(udp_pool.bufs);
+    if (u < 0) {
+      if (running_) fail("UDP receive", -u);
+      return;
+    }
+    if (u > 0) dev_.process_udp(std::span(udp_pool.bufs.data(), static_cast<size_t>(u)));
+    if (t > 0 || u > 0) continue;
+    // Both ready descriptors include the wake eventfds, so stop() ends this poll.
+    pollfd pfd[2] = {{tun_.ready_fd(), POLLIN, 0}, {udp_.ready_fd(), POLLIN, 0}};
+    if (poll(pfd, 2, -1) < 0 && errno != EINTR) {
+      if (running_) fail("poll", errno);
+      return;
+    }
   }
 }
 

@@ -1,5 +1,8 @@
 #include "xsktun/io/fakes.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cassert>
 #include <cerrno>
@@ -25,12 +28,26 @@ bool looks_like_ip(const PacketBuf& b) {
 
 }  // namespace
 
+// ---- ReadyFlag ----
+
+ReadyFlag::ReadyFlag() : fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+ReadyFlag::~ReadyFlag() {
+  if (fd_ >= 0) close(fd_);
+}
+void ReadyFlag::set(bool on) {
+  if (on == on_ || fd_ < 0) return;
+  uint64_t v = 1;
+  ssize_t r = on ? write(fd_, &v, sizeof v) : read(fd_, &v, sizeof v);  // set / reset the counter
+  if (r == sizeof v) on_ = on;
+}
+
 // ---- FakeTun ----
 
 void FakeTun::inject(Bytes packet) {
   {
     std::lock_guard lk(mu_);
     rx_.push_back(std::move(packet));
+    ready_.set(true);
   }
   cv_.notify_all();
 }
@@ -72,11 +89,21 @@ int FakeTun::read_batch(std::span<PacketBuf> bufs) {
   if (bufs.empty()) return 0;
   std::unique_lock lk(mu_);
   cv_.wait(lk, [&] { return !blocking_ || woken_ || !rx_.empty(); });
+  return take_locked(bufs);
+}
+
+int FakeTun::try_read_batch(std::span<PacketBuf> bufs) {
+  std::lock_guard lk(mu_);
+  return take_locked(bufs);
+}
+
+int FakeTun::take_locked(std::span<PacketBuf> bufs) {
   size_t n = 0;
   for (; n < bufs.size() && !rx_.empty(); ++n) {
     if (!copy_in(bufs[n], rx_.front())) ++truncated_;  // the kernel truncates silently too
     rx_.pop_front();
   }
+  ready_.set(woken_ || !rx_.empty());
   return static_cast<int>(n);
 }
 
@@ -98,6 +125,7 @@ void FakeTun::wake() {
   {
     std::lock_guard lk(mu_);
     woken_ = true;
+    ready_.set(true);
   }
   cv_.notify_all();
 }
@@ -155,6 +183,7 @@ void FakeNetwork::enqueue_locked(FakeUdp* dst, const Endpoint& from, Bytes bytes
     return;
   }
   dst->rx_.push_back({from, std::move(bytes)});
+  dst->sync_ready_locked();
   dst->cv_.notify_all();
 }
 
@@ -271,6 +300,15 @@ int FakeUdp::recv_batch(std::span<PacketBuf> bufs) {
   if (bufs.empty()) return 0;
   std::unique_lock lk(net_.mu_);
   cv_.wait(lk, [&] { return !blocking_ || woken_ || !rx_.empty(); });
+  return take_locked(bufs);
+}
+
+int FakeUdp::try_recv_batch(std::span<PacketBuf> bufs) {
+  std::lock_guard lk(net_.mu_);
+  return take_locked(bufs);
+}
+
+int FakeUdp::take_locked(std::span<PacketBuf> bufs) {
   size_t n = 0;
   for (; n < bufs.size() && !rx_.empty(); ++n) {
     PacketBuf& b = bufs[n];
@@ -281,6 +319,7 @@ int FakeUdp::recv_batch(std::span<PacketBuf> bufs) {
     b.endpoint = rx_.front().from;
     rx_.pop_front();
   }
+  sync_ready_locked();
   return static_cast<int>(n);
 }
 
@@ -316,6 +355,7 @@ int FakeUdp::rebind(uint16_t port) {
   }
   port_ = port;
   rx_.clear();  // a real rebind opens a fresh socket: whatever the old one queued is gone
+  sync_ready_locked();
   return 0;
 }
 
@@ -327,6 +367,7 @@ void FakeUdp::set_fwmark(uint32_t mark) {
 void FakeUdp::wake() {
   std::lock_guard lk(net_.mu_);
   woken_ = true;
+  sync_ready_locked();
   cv_.notify_all();
 }
 

@@ -144,6 +144,7 @@ std::unique_ptr<TunDevice> TunDevice::create(const std::string& name, size_t mtu
 TunDevice::TunDevice(int fd, int wake_fd, std::string name, size_t mtu, TunFeatures features)
     : fd_(fd), wake_fd_(wake_fd), name_(std::move(name)), mtu_(mtu), features_(features) {
   if (features_.vnet_hdr) rx_.resize(kRxBufSize);
+  ready_ok_ = ready_.add(fd_) == 0 && ready_.add(wake_fd_) == 0;
 }
 
 TunDevice::~TunDevice() {
@@ -238,6 +239,13 @@ size_t TunDevice::emit_pending(std::span<PacketBuf> bufs, size_t n) {
     ++rx_next_;
   }
   return n;
+}
+
+int TunDevice::try_read_batch(std::span<PacketBuf> bufs) {
+  if (bufs.empty()) return 0;
+  std::unique_lock<std::mutex> lock(rx_mu_, std::defer_lock);
+  if (features_.vnet_hdr) lock.lock();
+  return features_.vnet_hdr ? drain_vnet(bufs) : drain(bufs);
 }
 
 int TunDevice::read_batch(std::span<PacketBuf> bufs) {

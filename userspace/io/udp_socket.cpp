@@ -235,7 +235,9 @@ std::unique_ptr<UdpSocket> UdpSocket::open(uint16_t port, std::string* err) {
 }
 
 UdpSocket::UdpSocket(std::shared_ptr<Sock> sock, int wake_fd)
-    : sock_(std::move(sock)), wake_fd_(wake_fd), rx_(std::make_unique<RxState>()) {}
+    : sock_(std::move(sock)), wake_fd_(wake_fd), rx_(std::make_unique<RxState>()) {
+  ready_ok_ = ready_.add(sock_->fd) == 0 && ready_.add(wake_fd_) == 0;
+}
 
 UdpSocket::~UdpSocket() { close(wake_fd_); }
 
@@ -391,6 +393,12 @@ int UdpSocket::recv_batch(std::span<PacketBuf> bufs) {
   }
 }
 
+int UdpSocket::try_recv_batch(std::span<PacketBuf> bufs) {
+  if (bufs.empty()) return 0;
+  std::shared_ptr<Sock> s = current();
+  return recv_ready(*s, bufs);
+}
+
 int UdpSocket::send_chunk(Sock& s, std::span<PacketBuf> bufs, int* first_err) {
   SendPlan p;
   for (size_t i = 0; i < bufs.size(); ++i) {
@@ -457,6 +465,12 @@ int UdpSocket::rebind(uint16_t port) {
     fresh = open_sock(port, fwmark_.load(std::memory_order_relaxed), &err);
   }
   if (!fresh) return -err;
+  if (ready_ok_) {
+    // The single-thread Runner polls ready_: it must see the new socket, or it would sleep
+    // through its datagrams. Failing here keeps the old socket, like any other failure.
+    if (int r = ready_.add(fresh->fd); r < 0) return r;
+    ready_.remove(sock_->fd);
+  }
   std::erase_if(retired_, [](const auto& r) { return r.second.expired(); });
   retired_.emplace_back(sock_->port, sock_);
   std::shared_ptr<Sock> old = std::exchange(sock_, std::move(fresh));

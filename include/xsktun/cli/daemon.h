@@ -19,7 +19,12 @@ struct UpOptions {
   std::string log_level = "info";
   std::string log_file;
   size_t mtu = 1420;
+  std::string io_threads = "auto";  // auto | 1 | 2 (socket mode: see Runner::set_single_io_thread)
 };
+
+// `--io-threads auto`: one thread for the TUN and the UDP socket when this process may run on at
+// most 2 CPUs, a thread each otherwise.
+bool single_io_thread(const std::string& io_threads, int cpus);
 
 // Runs the daemon; returns the process exit code. Without foreground it forks and returns in
 // the parent once the interface is ready (or failed, with the child's error printed).

@@ -19,6 +19,14 @@ class Runner {
   // timeout/wake, or -errno; its datagrams go to Device::process_udp. Call before start().
   using RecvFn = std::function<int(std::span<io::PacketBuf>)>;
   void add_receiver(RecvFn recv) { receivers_.push_back(std::move(recv)); }
+  // Serve the TUN and the UDP side from one thread (polling both) instead of a thread each.
+  // One thread saves the wakeups between them: on a host with 2 CPUs a TCP stream's ACKs,
+  // written and read back by the same thread, cost no thread switch (README, Design). A thread
+  // each runs both directions in parallel on bigger hosts. Needs ready_fd() on both sides,
+  // else a thread each. Call before start().
+  void set_single_io_thread(bool on) { want_single_io_ = on; }
+  // Whether start() chose one thread for both sides.
+  bool single_io_thread() const { return single_io_; }
   void start();
   // Stops and joins every thread (idempotent).
   void stop();
@@ -31,6 +39,7 @@ class Runner {
  private:
   void tun_loop();
   void udp_loop();
+  void io_loop();  // both sides, one thread
   void receiver_loop(size_t i);
   void handshake_loop();
   void timer_loop();
@@ -44,6 +53,8 @@ class Runner {
   std::function<void()> on_failure_;
   std::vector<std::thread> threads_;
   std::vector<RecvFn> receivers_;
+  bool want_single_io_ = false;
+  bool single_io_ = false;
 };
 
 }  // namespace xsktun::device

@@ -24,6 +24,22 @@ namespace xsktun::io {
 
 using Bytes = std::vector<uint8_t>;
 
+// A pollable level flag for the fakes' ready_fd(): an eventfd that polls readable while set.
+// The owner calls set() under its own lock whenever readiness may have changed.
+class ReadyFlag {
+ public:
+  ReadyFlag();
+  ~ReadyFlag();
+  ReadyFlag(const ReadyFlag&) = delete;
+  ReadyFlag& operator=(const ReadyFlag&) = delete;
+  void set(bool on);
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+  bool on_ = false;
+};
+
 class FakeTun final : public TunIo {
  public:
   explicit FakeTun(size_t mtu = 1420) : mtu_(mtu) {}  // 1420 = kDefaultTunMtu (tun.h)
@@ -44,11 +60,16 @@ class FakeTun final : public TunIo {
   size_t mtu() const override { return mtu_; }
   void wake() override;  // sticky, like TunDevice::wake
   bool woken() const;
+  int ready_fd() const override { return ready_.fd(); }
+  int try_read_batch(std::span<PacketBuf> bufs) override;
 
  private:
+  int take_locked(std::span<PacketBuf> bufs);
+
   const size_t mtu_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
+  ReadyFlag ready_;  // set while a packet is pending or after wake()
   std::deque<Bytes> rx_;
   std::vector<Bytes> written_;
   bool blocking_ = false;
@@ -145,9 +166,13 @@ class FakeUdp final : public UdpIo {
   int rebind(uint16_t port) override;
   void set_fwmark(uint32_t mark) override;
   void wake() override;
+  int ready_fd() const override { return ready_.fd(); }
+  int try_recv_batch(std::span<PacketBuf> bufs) override;
 
  private:
   friend class FakeNetwork;
+  int take_locked(std::span<PacketBuf> bufs);  // under net_.mu_
+  void sync_ready_locked() { ready_.set(woken_ || !rx_.empty()); }
   struct Rx {
     Endpoint from;
     Bytes bytes;
@@ -156,6 +181,7 @@ class FakeUdp final : public UdpIo {
 
   FakeNetwork& net_;
   std::condition_variable cv_;  // waits on net_.mu_
+  ReadyFlag ready_;
   std::vector<IpAddr> addrs_;
   uint16_t port_;
   std::deque<Rx> rx_;

@@ -35,6 +35,14 @@ class TunIo {
   virtual size_t mtu() const = 0;
   // Makes a blocked read_batch return 0 (for shutdown).
   virtual void wake() = 0;
+  // For a Runner that serves both sides from one thread: a descriptor that polls readable when
+  // new input is waiting (or after wake()), or -1 if this implementation has none (the Runner
+  // then gives each side its own thread). Input already taken in (segments of a super-packet
+  // not yet handed out) does not make it readable: call try_read_batch until it returns 0
+  // before polling. Implementations that return a descriptor also override try_read_batch.
+  virtual int ready_fd() const { return -1; }
+  // read_batch without the wait: 0 at once when nothing is ready.
+  virtual int try_read_batch(std::span<PacketBuf> bufs) { return read_batch(bufs); }
 };
 
 // The outer side: UDP datagrams to and from peers' endpoints.
@@ -53,6 +61,9 @@ class UdpIo {
   virtual int rebind(uint16_t port) = 0;
   virtual void set_fwmark(uint32_t mark) = 0;
   virtual void wake() = 0;
+  // As TunIo::ready_fd / try_read_batch. The descriptor stays the same across rebind().
+  virtual int ready_fd() const { return -1; }
+  virtual int try_recv_batch(std::span<PacketBuf> bufs) { return recv_batch(bufs); }
 };
 
 }  // namespace xsktun::io

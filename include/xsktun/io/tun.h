@@ -18,6 +18,7 @@
 
 #include "xsktun/io/offload.h"
 #include "xsktun/io/packet_io.h"
+#include "xsktun/io/ready_set.h"
 
 namespace xsktun::io {
 
@@ -74,6 +75,8 @@ class TunDevice final : public TunIo {
   size_t mtu() const override { return mtu_; }
   // Sticky: once called, every read_batch that finds no packet ready returns 0 at once.
   void wake() override;
+  int ready_fd() const override { return ready_ok_ ? ready_.fd() : -1; }
+  int try_read_batch(std::span<PacketBuf> bufs) override;
 
   const std::string& name() const { return name_; }
   // True once a read or write saw the interface disappear (e.g. `ip link del`).
@@ -102,6 +105,8 @@ class TunDevice final : public TunIo {
 
   int fd_;
   int wake_fd_;  // eventfd; readable once wake() was called
+  ReadySet ready_;  // fd_ + wake_fd_
+  bool ready_ok_ = false;
   std::string name_;
   size_t mtu_;
   TunFeatures features_;

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "xsktun/io/packet_io.h"
+#include "xsktun/io/ready_set.h"
 
 namespace xsktun::io {
 
@@ -67,6 +68,9 @@ class UdpSocket final : public UdpIo {
   uint32_t fwmark() const { return fwmark_.load(std::memory_order_relaxed); }
   // Sticky: once called, every recv_batch that finds no datagram queued returns 0 at once.
   void wake() override;
+  // The current socket and the wake eventfd; rebind() moves the set to the new socket.
+  int ready_fd() const override { return ready_ok_ ? ready_.fd() : -1; }
+  int try_recv_batch(std::span<PacketBuf> bufs) override;
 
   uint64_t send_errors() const { return send_errors_.load(std::memory_order_relaxed); }
   uint64_t truncated() const { return truncated_.load(std::memory_order_relaxed); }
@@ -104,6 +108,8 @@ class UdpSocket final : public UdpIo {
   // Replaced sockets (by port) that a thread may still hold; see rebind().
   std::vector<std::pair<uint16_t, std::weak_ptr<Sock>>> retired_;
   int wake_fd_;  // eventfd; readable once wake() was called
+  ReadySet ready_;  // sock_->fd + wake_fd_ (changed under mu_)
+  bool ready_ok_ = false;
   std::atomic<uint32_t> fwmark_{0};
   std::atomic<uint64_t> send_errors_{0};
   std::atomic<uint64_t> truncated_{0};
