@@ -29,6 +29,21 @@ struct BufferPool {
     }
   }
 };
+
+// One batch from each side, waiting for it or not, handed to the device: the count or -errno.
+int tun_batch(Device& dev, io::TunIo& tun, BufferPool& pool, bool wait) {
+  pool.reset(proto::kDataHeaderLen);
+  int n = wait ? tun.read_batch(pool.bufs) : tun.try_read_batch(pool.bufs);
+  if (n > 0) dev.process_tun(std::span(pool.bufs.data(), static_cast<size_t>(n)));
+  return n;
+}
+int udp_batch(Device& dev, io::UdpIo& udp, BufferPool& pool, bool wait) {
+  pool.reset(0);
+  int n = wait ? udp.recv_batch(pool.bufs) : udp.try_recv_batch(pool.bufs);
+  if (n > 0) dev.process_udp(std::span(pool.bufs.data(), static_cast<size_t>(n)));
+  return n;
+}
+size_t udp_payload(size_t mtu) { return std::max<size_t>(mtu, 2048); }
 }  // namespace
 
 Runner::Runner(Device& dev, io::TunIo& tun, io::UdpIo& udp) : dev_(dev), tun_(tun), udp_(udp) {}
@@ -69,49 +84,41 @@ void Runner::fail(const char* what, int err) {
 void Runner::tun_loop() {
   BufferPool pool(kBatch, dev_.mtu());
   while (running_) {
-    pool.reset(proto::kDataHeaderLen);
-    int n = tun_.read_batch(pool.bufs);
+    int n = tun_batch(dev_, tun_, pool, true);
     if (n < 0) {
       if (running_) fail("TUN read", -n);
       return;
     }
-    if (n > 0) dev_.process_tun(std::span(pool.bufs.data(), static_cast<size_t>(n)));
   }
 }
 
 void Runner::udp_loop() {
-  BufferPool pool(kBatch, std::max<size_t>(dev_.mtu(), 2048));
+  BufferPool pool(kBatch, udp_payload(dev_.mtu()));
   while (running_) {
-    pool.reset(0);
-    int n = udp_.recv_batch(pool.bufs);
+    int n = udp_batch(dev_, udp_, pool, true);
     if (n < 0) {
       if (running_) fail("UDP receive", -n);
       return;
     }
-    if (n > 0) dev_.process_udp(std::span(pool.bufs.data(), static_cast<size_t>(n)));
   }
 }
 
 void Runner::io_loop() {
   BufferPool tun_pool(kBatch, dev_.mtu());
-  BufferPool udp_pool(kBatch, std::max<size_t>(dev_.mtu(), 2048));
+  BufferPool udp_pool(kBatch, udp_payload(dev_.mtu()));
   while (running_) {
     // A batch from each side in turn; sleep only when both came back empty, so segments left
     // pending inside either device are taken on the next turn without a poll.
-    tun_pool.reset(proto::kDataHeaderLen);
-    int t = tun_.try_read_batch(tun_pool.bufs);
+    int t = tun_batch(dev_, tun_, tun_pool, false);
     if (t < 0) {
       if (running_) fail("TUN read", -t);
       return;
     }
-    if (t > 0) dev_.process_tun(std::span(tun_pool.bufs.data(), static_cast<size_t>(t)));
-    udp_pool.reset(0);
-    int u = udp_.try_recv_batch(udp_pool.bufs);
+    int u = udp_batch(dev_, udp_, udp_pool, false);
     if (u < 0) {
       if (running_) fail("UDP receive", -u);
       return;
     }
-    if (u > 0) dev_.process_udp(std::span(udp_pool.bufs.data(), static_cast<size_t>(u)));
     if (t > 0 || u > 0) continue;
     // Both ready descriptors include the wake eventfds, so stop() ends this poll.
     pollfd pfd[2] = {{tun_.ready_fd(), POLLIN, 0}, {udp_.ready_fd(), POLLIN, 0}};

@@ -241,14 +241,11 @@ size_t TunDevice::emit_pending(std::span<PacketBuf> bufs, size_t n) {
   return n;
 }
 
-int TunDevice::try_read_batch(std::span<PacketBuf> bufs) {
-  if (bufs.empty()) return 0;
-  std::unique_lock<std::mutex> lock(rx_mu_, std::defer_lock);
-  if (features_.vnet_hdr) lock.lock();
-  return features_.vnet_hdr ? drain_vnet(bufs) : drain(bufs);
-}
+int TunDevice::try_read_batch(std::span<PacketBuf> bufs) { return read_some(bufs, false); }
 
-int TunDevice::read_batch(std::span<PacketBuf> bufs) {
+int TunDevice::read_batch(std::span<PacketBuf> bufs) { return read_some(bufs, true); }
+
+int TunDevice::read_some(std::span<PacketBuf> bufs, bool wait) {
   if (bufs.empty()) return 0;
   std::unique_lock<std::mutex> lock(rx_mu_, std::defer_lock);
   if (features_.vnet_hdr) lock.lock();
@@ -256,7 +253,7 @@ int TunDevice::read_batch(std::span<PacketBuf> bufs) {
     // Read first: under load a packet is usually ready and this saves the poll() syscall.
     // Pending segments of a super-packet come out here without any syscall.
     int n = features_.vnet_hdr ? drain_vnet(bufs) : drain(bufs);
-    if (n != 0) return n;
+    if (n != 0 || !wait) return n;
     pollfd pfd[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
     if (poll(pfd, 2, -1) < 0) {
       if (errno == EINTR) continue;

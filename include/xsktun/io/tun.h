@@ -91,6 +91,8 @@ class TunDevice final : public TunIo {
 
  private:
   TunDevice(int fd, int wake_fd, std::string name, size_t mtu, TunFeatures features);
+  // read_batch, or try_read_batch without `wait`.
+  int read_some(std::span<PacketBuf> bufs, bool wait);
   // Non-blocking reads until EAGAIN or `bufs` is full: count, or -errno on a fatal error.
   int drain(std::span<PacketBuf> bufs);
   int drain_vnet(std::span<PacketBuf> bufs);
