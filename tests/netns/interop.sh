@@ -404,14 +404,17 @@ case_xsktun_pair() {
       "$(xsktun_counter "$a" handshakes_completed)" 1
     expect_eq "xsktun pair over v$outer: handshakes completed by b" \
       "$(xsktun_counter "$b" handshakes_completed)" 1
-    # TCP both ways: TSO split into whole cipher blocks on one end, GRO on the other.
-    local up down
-    iperf_run up "$NS2" $IN4_2 "$NS1" -t 2
-    iperf_run down "$NS2" $IN4_2 "$NS1" -t 2 -R
-    expect_ge "xsktun pair over v$outer: TCP bytes a -> b" "$up" 1000000
-    expect_ge "xsktun pair over v$outer: TCP bytes b -> a" "$down" 1000000
-    expect_eq "xsktun pair over v$outer: drop_decrypt of a" "$(xsktun_counter "$a" drop_decrypt)" 0
-    expect_eq "xsktun pair over v$outer: drop_decrypt of b" "$(xsktun_counter "$b" drop_decrypt)" 0
+    if [[ $outer == 4 ]]; then
+      # TCP both ways (the one-thread end sending, then receiving): TSO split into whole cipher
+      # blocks on one end, GRO on the other. Over v4 only, to keep the suite short.
+      local up down
+      iperf_run up "$NS2" $IN4_2 "$NS1" -t 2
+      iperf_run down "$NS2" $IN4_2 "$NS1" -t 2 -R
+      expect_ge "xsktun pair: TCP bytes a -> b" "$up" 1000000
+      expect_ge "xsktun pair: TCP bytes b -> a" "$down" 1000000
+      expect_eq "xsktun pair: drop_decrypt of a" "$(xsktun_counter "$a" drop_decrypt)" 0
+      expect_eq "xsktun pair: drop_decrypt of b" "$(xsktun_counter "$b" drop_decrypt)" 0
+    fi
     xsktun_down "$a" "$b"
   done
 }

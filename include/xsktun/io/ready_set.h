@@ -4,8 +4,9 @@
 #pragma once
 
 #include <sys/epoll.h>
-#include <cerrno>
 #include <unistd.h>
+
+#include <cerrno>
 
 namespace xsktun::io {
 
