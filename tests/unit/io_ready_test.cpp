@@ -19,6 +19,17 @@ bool readable_within(int fd, int ms) {
 }
 Endpoint loopback(uint16_t port) { return Endpoint{*IpAddr::parse("127.0.0.1"), port}; }
 
+// Sends one byte from `a` to `b`'s port; `b`'s ready descriptor must turn readable and
+// try_recv_batch must return that byte.
+void expect_delivered(UdpSocket& a, UdpSocket& b, uint8_t byte) {
+  Batch out(1), in(8);
+  out.set(0, {byte}, loopback(b.port()));
+  ASSERT_EQ(a.send_batch(out.bufs), 1);
+  EXPECT_TRUE(readable_within(b.ready_fd(), 1000));
+  ASSERT_EQ(b.try_recv_batch(in.bufs), 1);
+  EXPECT_EQ(in.get(0), Bytes({byte}));
+}
+
 TEST(UdpSocketReady, WakesForDatagramsFollowsRebindAndWake) {
   auto a = UdpSocket::open(0);
   auto b = UdpSocket::open(0);
@@ -29,12 +40,7 @@ TEST(UdpSocketReady, WakesForDatagramsFollowsRebindAndWake) {
   Batch out(1), in(8);
   EXPECT_EQ(b->try_recv_batch(in.bufs), 0);  // nothing queued: returns at once
 
-  out.set(0, {1}, loopback(b->port()));
-  ASSERT_EQ(a->send_batch(out.bufs), 1);
-  EXPECT_TRUE(readable_within(fd, 1000));
-  in.reset();
-  ASSERT_EQ(b->try_recv_batch(in.bufs), 1);
-  EXPECT_EQ(in.get(0), Bytes({1}));
+  expect_delivered(*a, *b, 1);
   in.reset();
   EXPECT_EQ(b->try_recv_batch(in.bufs), 0);
   EXPECT_FALSE(readable_within(fd, 0));
@@ -44,12 +50,7 @@ TEST(UdpSocketReady, WakesForDatagramsFollowsRebindAndWake) {
   ASSERT_EQ(b->rebind(0), 0);
   EXPECT_EQ(b->ready_fd(), fd);
   EXPECT_FALSE(readable_within(fd, 0));  // the old socket's shutdown does not leave it readable
-  out.set(0, {2}, loopback(b->port()));
-  ASSERT_EQ(a->send_batch(out.bufs), 1);
-  EXPECT_TRUE(readable_within(fd, 1000));
-  in.reset();
-  ASSERT_EQ(b->try_recv_batch(in.bufs), 1);
-  EXPECT_EQ(in.get(0), Bytes({2}));
+  expect_delivered(*a, *b, 2);
   out.set(0, {3}, loopback(old_port));  // nobody listens there now
   a->send_batch(out.bufs);
   EXPECT_FALSE(readable_within(fd, 50));

@@ -81,25 +81,21 @@ void Runner::fail(const char* what, int err) {
   if (on_failure_) on_failure_();
 }
 
+bool Runner::check(int n, const char* what) {
+  if (n >= 0) return true;
+  if (running_) fail(what, -n);
+  return false;
+}
+
 void Runner::tun_loop() {
   BufferPool pool(kBatch, dev_.mtu());
-  while (running_) {
-    int n = tun_batch(dev_, tun_, pool, true);
-    if (n < 0) {
-      if (running_) fail("TUN read", -n);
-      return;
-    }
+  while (running_ && check(tun_batch(dev_, tun_, pool, true), "TUN read")) {
   }
 }
 
 void Runner::udp_loop() {
   BufferPool pool(kBatch, udp_payload(dev_.mtu()));
-  while (running_) {
-    int n = udp_batch(dev_, udp_, pool, true);
-    if (n < 0) {
-      if (running_) fail("UDP receive", -n);
-      return;
-    }
+  while (running_ && check(udp_batch(dev_, udp_, pool, true), "UDP receive")) {
   }
 }
 
@@ -110,22 +106,13 @@ void Runner::io_loop() {
     // A batch from each side in turn; sleep only when both came back empty, so segments left
     // pending inside either device are taken on the next turn without a poll.
     int t = tun_batch(dev_, tun_, tun_pool, false);
-    if (t < 0) {
-      if (running_) fail("TUN read", -t);
-      return;
-    }
+    if (!check(t, "TUN read")) return;
     int u = udp_batch(dev_, udp_, udp_pool, false);
-    if (u < 0) {
-      if (running_) fail("UDP receive", -u);
-      return;
-    }
+    if (!check(u, "UDP receive")) return;
     if (t > 0 || u > 0) continue;
     // Both ready descriptors include the wake eventfds, so stop() ends this poll.
     pollfd pfd[2] = {{tun_.ready_fd(), POLLIN, 0}, {udp_.ready_fd(), POLLIN, 0}};
-    if (poll(pfd, 2, -1) < 0 && errno != EINTR) {
-      if (running_) fail("poll", errno);
-      return;
-    }
+    if (poll(pfd, 2, -1) < 0 && !check(errno == EINTR ? 0 : -errno, "poll")) return;
   }
 }
 
@@ -133,10 +120,7 @@ void Runner::receiver_loop(size_t i) {
   std::vector<io::PacketBuf> bufs(kBatch);
   while (running_) {
     int n = receivers_[i](bufs);
-    if (n < 0) {
-      if (running_) fail("AF_XDP receive", -n);
-      return;
-    }
+    if (!check(n, "AF_XDP receive")) return;
     if (n > 0) dev_.process_udp(std::span(bufs.data(), static_cast<size_t>(n)));
   }
 }

@@ -47,7 +47,7 @@ void FakeTun::inject(Bytes packet) {
   {
     std::lock_guard lk(mu_);
     rx_.push_back(std::move(packet));
-    ready_.set(true);
+    sync_ready_locked();
   }
   cv_.notify_all();
 }
@@ -103,7 +103,7 @@ int FakeTun::take_locked(std::span<PacketBuf> bufs) {
     if (!copy_in(bufs[n], rx_.front())) ++truncated_;  // the kernel truncates silently too
     rx_.pop_front();
   }
-  ready_.set(woken_ || !rx_.empty());
+  sync_ready_locked();
   return static_cast<int>(n);
 }
 
@@ -125,7 +125,7 @@ void FakeTun::wake() {
   {
     std::lock_guard lk(mu_);
     woken_ = true;
-    ready_.set(true);
+    sync_ready_locked();
   }
   cv_.notify_all();
 }

@@ -9,12 +9,12 @@ namespace xsktun::proto::crypto {
 
 namespace {
 constexpr size_t kBlake2sBlock = 64;
+}  // namespace
 
 void nonce12(uint8_t nonce[12], uint64_t counter) {
   std::memset(nonce, 0, 4);
   for (int i = 0; i < 8; ++i) nonce[4 + i] = static_cast<uint8_t>(counter >> (8 * i));
 }
-}  // namespace
 
 bool init() { return sodium_init() >= 0; }
 

@@ -11,14 +11,13 @@
 #include <cstring>
 #include <string_view>
 
+#include "xsktun/protocol/crypto.h"
+
 namespace xsktun::proto::aead {
 
 namespace {
 
-void nonce12(uint8_t n[12], uint64_t counter) {
-  std::memset(n, 0, 4);
-  for (int i = 0; i < 8; ++i) n[4 + i] = static_cast<uint8_t>(counter >> (8 * i));
-}
+using crypto::nonce12;
 
 Backend initial_backend() {
   const char* e = getenv("XSKTUN_AEAD");
@@ -194,13 +193,13 @@ bool provider_open(const Provider& pr, void* c, const uint8_t* k, uint8_t* out, 
 bool known_answers_ok(const Provider& pr) {
   void* c = pr.newctx(pr.provctx);
   if (c == nullptr) return false;
-  uint8_t key[32], n[12] = {1, 2, 3}, in[1436], ours[1436], ref[1436], back[1436];
+  uint8_t key[32], n[12], in[1436], ours[1436], ref[1436], back[1436];
   for (size_t i = 0; i < sizeof key; ++i) key[i] = static_cast<uint8_t>(i * 7 + 1);
   for (size_t i = 0; i < sizeof in; ++i) in[i] = static_cast<uint8_t>(i * 13);
+  nonce12(n, 0x0807060504030201);
   bool ok = true;
   for (size_t len : {0, 1, 64, 65, 1420}) {
-    unsigned long long clen = 0;
-    crypto_aead_chacha20poly1305_ietf_encrypt(ref, &clen, in, len, nullptr, 0, nullptr, n, key);
+    crypto::aead_encrypt(ref, {in, len}, 0x0807060504030201, key, {});
     ok = ok && provider_seal(pr, c, key, ours, in, len, n) && std::memcmp(ours, ref, len + 16) == 0;
     ok = ok && provider_open(pr, c, key, back, ours, len + 16, n) && std::memcmp(back, in, len) == 0;
     ours[len] ^= 1;
@@ -236,19 +235,13 @@ bool ossl_open(uint8_t* out, const uint8_t* in, size_t len_with_tag, uint64_t co
   return provider_open(provider(), x.dec, k, out, in, len_with_tag, n);
 }
 
+// The libsodium backend is the handshake's AEAD (crypto.h) with empty associated data.
 void sodium_seal(uint8_t* out, const uint8_t* in, size_t len, uint64_t counter, const uint8_t key[32]) {
-  uint8_t n[12];
-  nonce12(n, counter);
-  unsigned long long clen = 0;
-  crypto_aead_chacha20poly1305_ietf_encrypt(out, &clen, in, len, nullptr, 0, nullptr, n, key);
+  crypto::aead_encrypt(out, {in, len}, counter, key, {});
 }
 
 bool sodium_open(uint8_t* out, const uint8_t* in, size_t len_with_tag, uint64_t counter, const uint8_t key[32]) {
-  if (len_with_tag < 16) return false;
-  uint8_t n[12];
-  nonce12(n, counter);
-  unsigned long long plen = 0;
-  return crypto_aead_chacha20poly1305_ietf_decrypt(out, &plen, nullptr, in, len_with_tag, nullptr, 0, n, key) == 0;
+  return crypto::aead_decrypt(out, {in, len_with_tag}, counter, key, {});
 }
 
 }  // namespace

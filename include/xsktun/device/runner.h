@@ -44,6 +44,8 @@ class Runner {
   void handshake_loop();
   void timer_loop();
   void fail(const char* what, int err);
+  // True if `n` (a count or -errno) is no error; else fail()s (unless stopping) and is false.
+  bool check(int n, const char* what);
 
   Device& dev_;
   io::TunIo& tun_;

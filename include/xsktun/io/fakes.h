@@ -64,7 +64,8 @@ class FakeTun final : public TunIo {
   int try_read_batch(std::span<PacketBuf> bufs) override;
 
  private:
-  int take_locked(std::span<PacketBuf> bufs);
+  int take_locked(std::span<PacketBuf> bufs);  // under mu_
+  void sync_ready_locked() { ready_.set(woken_ || !rx_.empty()); }
 
   const size_t mtu_;
   mutable std::mutex mu_;

@@ -32,6 +32,8 @@ void public_from_private(uint8_t pub[kKeyLen], const SecretKey& priv);
 // the handshake must treat as failure (whitepaper 5.4.2-5.4.3, kernel noise.c mix_dh).
 [[nodiscard]] bool dh(SecretKey& out, const SecretKey& priv, const uint8_t pub[kKeyLen]);
 
+// The AEAD nonce of a counter: 32 zero bits || le64(counter) (whitepaper 5.4.6).
+void nonce12(uint8_t nonce[12], uint64_t counter);
 // AEAD(key, counter, plain, ad): ChaCha20-Poly1305 IETF, nonce = 32 zero bits || le64(counter).
 // out must hold plain.size() + kTagLen bytes; out may alias plain (in place).
 void aead_encrypt(uint8_t* out, Bytes plain, uint64_t counter, const uint8_t key[kKeyLen], Bytes ad);
