@@ -173,9 +173,9 @@ check_transfer() {
 case_iperf() {
   pair_up 4
   ping_ok "$NS1" $IN4_2
-  # --io-threads auto: one thread for TUN and UDP on at most 2 CPUs (socket mode only).
+  # --io-threads auto: one thread for TUN, UDP (and AF_XDP queues) on at most 2 CPUs.
   local want_io=2
-  [[ $XSKTUN_UP_MODE == socket ]] && (( $(nproc) <= 2 )) && want_io=1
+  (( $(nproc) <= 2 )) && want_io=1
   expect_eq "io_threads (auto, $(nproc) CPUs, $XSKTUN_UP_MODE mode)" "$(xsktun_json_field "$XS_IF" io_threads)" $want_io
   local tcp_up tcp_down udp_up udp_down
   iperf_run tcp_up "$NS2" $IN4_2 "$NS1" -t 3          # xsktun encrypts
@@ -384,7 +384,6 @@ case_xsktun_pair() {
     [[ $outer == 6 ]] && { ta=2; tb=1; }
     xsktun_start "$NS1" "$a" --io-threads $ta
     xsktun_start "$NS2" "$b" --io-threads $tb
-    [[ $XSKTUN_UP_MODE == xdp ]] && { ta=2; tb=2; }  # AF_XDP receivers: always a thread each
     expect_eq "io_threads of a" "$(xsktun_json_field "$a" io_threads)" $ta
     expect_eq "io_threads of b" "$(xsktun_json_field "$b" io_threads)" $tb
     wg set "$a" private-key "$(key xs)" listen-port $XS_PORT \

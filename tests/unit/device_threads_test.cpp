@@ -3,7 +3,10 @@
 // one thread serving both. Run under TSan by scripts/test.sh.
 #include <gtest/gtest.h>
 
+#include <poll.h>
+
 #include <chrono>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -79,6 +82,63 @@ TEST_P(DeviceThreads, BidirectionalTrafficWithLiveConfigChanges) {
   EXPECT_EQ(a.counter(device::Counter::drop_replay), 0u);
   EXPECT_EQ(b.counter(device::Counter::drop_replay), 0u);
   EXPECT_FALSE(ra.failed());
+  EXPECT_FALSE(rb.failed());
+}
+
+// An extra receiver (what an AF_XDP queue is in XDP mode): b's datagrams arrive only through it
+// (b's Runner is given a UDP side nobody sends to). One I/O thread serves it in its loop without
+// ever waiting inside it; otherwise it has a thread of its own that waits in it.
+TEST_P(DeviceThreads, ExtraReceiverServedByTheLoopOrItsOwnThread) {
+  device::SystemClock clock;
+  io::FakeNetwork net;
+  net.set_capture(false);
+  Node a{net, "192.0.2.1", 51820, clock};
+  Node b{net, "192.0.2.2", 51821, clock};
+  auto idle = net.attach(*IpAddr::parse("192.0.2.9"), 9);
+  ASSERT_EQ(add_peer(a, b, {"10.0.0.2/32"}), 0);
+  ASSERT_EQ(add_peer(b, a, {"10.0.0.1/32"}), 0);
+  a.tun.set_blocking(true);
+  a.udp->set_blocking(true);
+  b.tun.set_blocking(true);
+  std::mutex mu;
+  std::set<std::thread::id> threads;
+  std::set<int> timeouts;
+  // The fake copies into the caller's buffers (an AF_XDP queue points them into its UMEM).
+  std::vector<std::vector<uint8_t>> storage(device::Runner::kBatch, std::vector<uint8_t>(2048));
+  device::Runner ra(*a.dev, a.tun, *a.udp), rb(*b.dev, b.tun, *idle);
+  rb.add_receiver(
+      [&](std::span<io::PacketBuf> bufs, int ms) {
+        {
+          std::lock_guard lock(mu);
+          threads.insert(std::this_thread::get_id());
+          timeouts.insert(ms);
+        }
+        pollfd p{b.udp->ready_fd(), POLLIN, 0};
+        if (ms != 0) poll(&p, 1, ms);
+        for (size_t i = 0; i < bufs.size(); ++i) bufs[i] = {storage[i].data(), 0, storage[i].size()};
+        return b.udp->try_recv_batch(bufs);
+      },
+      b.udp->ready_fd());
+  ra.set_single_io_thread(GetParam());
+  rb.set_single_io_thread(GetParam());
+  ra.start();
+  rb.start();
+  EXPECT_EQ(rb.single_io_thread(), GetParam());
+  constexpr int kPackets = 200;
+  std::set<std::string> got;
+  for (int i = 0; i < kPackets; ++i) a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "p" + std::to_string(i)));
+  for (int waited = 0; waited < 100 && got.size() < kPackets / 2; ++waited) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    for (auto& p : b.tun.take_written()) got.insert(payload_of(p));
+  }
+  ra.stop();
+  rb.stop();
+  // Packets beyond the staged-queue bound before the handshake are dropped by design.
+  EXPECT_GE(got.size(), static_cast<size_t>(kPackets / 2));
+  EXPECT_EQ(b.counter(device::Counter::handshakes_completed), 1u);
+  std::lock_guard lock(mu);
+  EXPECT_EQ(threads.size(), 1u);
+  EXPECT_EQ(timeouts, GetParam() ? std::set<int>{0} : std::set<int>{100});
   EXPECT_FALSE(rb.failed());
 }
 

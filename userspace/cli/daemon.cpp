@@ -257,7 +257,8 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   device::Runner runner(dev, *tun, *outer);
   runner.set_single_io_thread(single_io_thread(o.io_threads, usable_cpus()));
   for (size_t q = 0; xsk && q < xsk->queue_count(); ++q)
-    runner.add_receiver([b = xsk.get(), q](std::span<io::PacketBuf> bufs) { return b->recv_xsk(q, bufs, 100); });
+    runner.add_receiver([b = xsk.get(), q](std::span<io::PacketBuf> bufs, int ms) { return b->recv_xsk(q, bufs, ms); },
+                        xsk->queue_fd(q));
   runner.start();
   io_threads = runner.single_io_thread() ? 1 : 2;
   XLOG_INFO("%s up: mode %s, listening on UDP port %u, MTU %zu, TUN offloads: %s%s, %s", o.ifname.c_str(),

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -50,18 +51,23 @@ Runner::Runner(Device& dev, io::TunIo& tun, io::UdpIo& udp) : dev_(dev), tun_(tu
 
 Runner::~Runner() { stop(); }
 
+void Runner::add_receiver(RecvFn recv, int ready_fd) {
+  receivers_.push_back({std::move(recv), ready_fd, std::vector<io::PacketBuf>(kBatch)});
+}
+
 void Runner::start() {
   running_ = true;
-  single_io_ = want_single_io_ && tun_.ready_fd() >= 0 && udp_.ready_fd() >= 0;
+  single_io_ = want_single_io_ && tun_.ready_fd() >= 0 && udp_.ready_fd() >= 0 &&
+               std::all_of(receivers_.begin(), receivers_.end(), [](const Receiver& r) { return r.ready_fd >= 0; });
   if (single_io_) {
     threads_.emplace_back([this] { io_loop(); });
   } else {
     threads_.emplace_back([this] { tun_loop(); });
     threads_.emplace_back([this] { udp_loop(); });
+    for (size_t i = 0; i < receivers_.size(); ++i) threads_.emplace_back([this, i] { receiver_loop(i); });
   }
   threads_.emplace_back([this] { handshake_loop(); });
   threads_.emplace_back([this] { timer_loop(); });
-  for (size_t i = 0; i < receivers_.size(); ++i) threads_.emplace_back([this, i] { receiver_loop(i); });
 }
 
 void Runner::stop() {
@@ -102,6 +108,7 @@ void Runner::udp_loop() {
 void Runner::io_loop() {
   BufferPool tun_pool(kBatch, dev_.mtu());
   BufferPool udp_pool(kBatch, udp_payload(dev_.mtu()));
+  std::vector<pollfd> pfds;
   while (running_) {
     // A batch from each side in turn; sleep only when both came back empty, so segments left
     // pending inside either device are taken on the next turn without a poll.
@@ -109,19 +116,33 @@ void Runner::io_loop() {
     if (!check(t, "TUN read")) return;
     int u = udp_batch(dev_, udp_, udp_pool, false);
     if (!check(u, "UDP receive")) return;
-    if (t > 0 || u > 0) continue;
-    // Both ready descriptors include the wake eventfds, so stop() ends this poll.
-    pollfd pfd[2] = {{tun_.ready_fd(), POLLIN, 0}, {udp_.ready_fd(), POLLIN, 0}};
-    if (poll(pfd, 2, -1) < 0 && !check(errno == EINTR ? 0 : -errno, "poll")) return;
+    bool busy = t > 0 || u > 0;
+    for (auto& r : receivers_) {
+      int n = receiver_batch(r, 0);
+      if (!check(n, "AF_XDP receive")) return;
+      busy = busy || n > 0;
+    }
+    if (busy) continue;
+    // The TUN and UDP ready descriptors include the wake eventfds, so stop() ends this poll.
+    // poll(), not epoll: an AF_XDP socket's poll callback is also what kicks a driver that
+    // asked for a wakeup (need_wakeup), and epoll would not call it on every wait.
+    pfds.clear();
+    pfds.push_back({tun_.ready_fd(), POLLIN, 0});
+    pfds.push_back({udp_.ready_fd(), POLLIN, 0});
+    for (auto& r : receivers_) pfds.push_back({r.ready_fd, POLLIN, 0});
+    if (poll(pfds.data(), pfds.size(), -1) < 0 && !check(errno == EINTR ? 0 : -errno, "poll")) return;
   }
 }
 
+int Runner::receiver_batch(Receiver& r, int timeout_ms) {
+  int n = r.recv(r.bufs, timeout_ms);
+  if (n > 0) dev_.process_udp(std::span(r.bufs.data(), static_cast<size_t>(n)));
+  return n;
+}
+
 void Runner::receiver_loop(size_t i) {
-  std::vector<io::PacketBuf> bufs(kBatch);
-  while (running_) {
-    int n = receivers_[i](bufs);
-    if (!check(n, "AF_XDP receive")) return;
-    if (n > 0) dev_.process_udp(std::span(bufs.data(), static_cast<size_t>(n)));
+  // A short timeout: the loop must notice stop() (a receiver has no wake descriptor here).
+  while (running_ && check(receiver_batch(receivers_[i], 100), "AF_XDP receive")) {
   }
 }
 

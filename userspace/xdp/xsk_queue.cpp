@@ -111,6 +111,8 @@ int XskQueue::peek_rx(std::span<io::PacketBuf> bufs, int timeout_ms) {
   uint32_t idx = 0;
   uint32_t got = xsk_ring_cons__peek(&rx_, static_cast<uint32_t>(bufs.size()), &idx);
   if (got == 0) {
+    // Nothing and no wait: no syscall either. The caller's poll() on fd() waits and kicks.
+    if (timeout_ms == 0) return 0;
     // need_wakeup: the kernel wants a syscall to refill; poll() both waits and kicks it.
     pollfd pfd[2] = {{xsk_socket__fd(xsk_), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
     int rc = poll(pfd, 2, timeout_ms);

@@ -15,15 +15,18 @@ class Runner {
  public:
   Runner(Device& dev, io::TunIo& tun, io::UdpIo& udp);
   ~Runner();
-  // An extra receive loop (one per AF_XDP queue): recv fills bufs and returns a count, 0 on
-  // timeout/wake, or -errno; its datagrams go to Device::process_udp. Call before start().
-  using RecvFn = std::function<int(std::span<io::PacketBuf>)>;
-  void add_receiver(RecvFn recv) { receivers_.push_back(std::move(recv)); }
-  // Serve the TUN and the UDP side from one thread (polling both) instead of a thread each.
+  // An extra receive side (one per AF_XDP queue): recv(bufs, timeout_ms) fills bufs and returns
+  // a count, 0 on timeout/wake, or -errno; timeout 0 must not block. Its datagrams go to
+  // Device::process_udp. With a ready_fd (readable while recv has something) the single I/O
+  // thread serves it too; without one it gets a thread of its own. Call before start().
+  using RecvFn = std::function<int(std::span<io::PacketBuf>, int timeout_ms)>;
+  void add_receiver(RecvFn recv, int ready_fd = -1);
+  // Serve the TUN and the UDP side (and the receivers) from one thread, polling all, instead of
+  // a thread each.
   // One thread saves the wakeups between them: on a host with 2 CPUs a TCP stream's ACKs,
   // written and read back by the same thread, cost no thread switch (README, Design). A thread
-  // each runs both directions in parallel on bigger hosts. Needs ready_fd() on both sides,
-  // else a thread each. Call before start().
+  // each runs both directions in parallel on bigger hosts. Needs ready_fd() on both sides and
+  // on every receiver, else a thread each. Call before start().
   void set_single_io_thread(bool on) { want_single_io_ = on; }
   // Whether start() chose one thread for both sides.
   bool single_io_thread() const { return single_io_; }
@@ -54,7 +57,14 @@ class Runner {
   std::atomic<bool> failed_{false};
   std::function<void()> on_failure_;
   std::vector<std::thread> threads_;
-  std::vector<RecvFn> receivers_;
+  struct Receiver {
+    RecvFn recv;
+    int ready_fd;
+    std::vector<io::PacketBuf> bufs;  // its own: recv may keep pointers to them until the next call
+  };
+  // A batch from receiver r handed to the device: the count or -errno.
+  int receiver_batch(Receiver& r, int timeout_ms);
+  std::vector<Receiver> receivers_;
   bool want_single_io_ = false;
   bool single_io_ = false;
 };

@@ -30,10 +30,13 @@ class XskBind : public io::UdpIo {
   int rebind(uint16_t port) override;
   void set_fwmark(uint32_t mark) override { kernel_->set_fwmark(mark); }
   void wake() override;
+  int ready_fd() const override { return kernel_->ready_fd(); }
+  int try_recv_batch(std::span<io::PacketBuf> bufs) override { return kernel_->try_recv_batch(bufs); }
 
   // Receives from AF_XDP queue i (run by that queue's worker thread).
   int recv_xsk(size_t i, std::span<io::PacketBuf> bufs, int timeout_ms);
   size_t queue_count() const { return queues_.size(); }
+  int queue_fd(size_t i) const { return queues_[i]->fd(); }
   bool zerocopy() const;
   // Called with the new port after a successful rebind (the XDP config map follows it).
   void set_on_port_change(std::function<void(uint16_t)> f) { on_port_change_ = std::move(f); }

@@ -36,13 +36,15 @@ class XskQueue {
   // RX: returns the WireGuard messages of up to bufs.size() frames (data points into the UMEM;
   // endpoint = the sender). Frames of the previous call go back to the fill ring first, and the
   // return paths of those the device marked authenticated are reported to `learn`. Blocks in
-  // poll() up to timeout_ms when nothing is ready. Single consumer.
+  // poll() up to timeout_ms when nothing is ready; with 0 it makes no syscall. Single consumer.
   template <typename Learn>
   int recv(std::span<io::PacketBuf> bufs, int timeout_ms, Learn&& learn);
   // TX: copies each payload into a free TX frame behind headers for (path, endpoint) and
   // submits them. Returns how many were queued. Thread-safe (serialized internally).
   int send(std::span<const io::PacketBuf> bufs, std::span<const Path* const> paths);
   void wake();
+  // Polls readable while RX frames wait; poll() on it also kicks a driver that needs a wakeup.
+  int fd() const { return xsk_socket__fd(xsk_); }
 
  private:
   XskQueue() = default;
