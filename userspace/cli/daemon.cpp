@@ -261,10 +261,11 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
                         xsk->queue_fd(q));
   runner.start();
   io_threads = runner.single_io_thread() ? 1 : 2;
-  XLOG_INFO("%s up: mode %s, listening on UDP port %u, MTU %zu, TUN offloads: %s%s, %s", o.ifname.c_str(),
+  XLOG_INFO("%s up: mode %s, listening on UDP port %u, MTU %zu, TUN offloads: %s%s, %s%s", o.ifname.c_str(),
             mode.mode.c_str(), outer->port(), dev.mtu(), tun->features().tso ? "TSO/GRO" : "off",
             tun->features().uso ? "+USO" : "",
-            runner.single_io_thread() ? "one I/O thread for TUN and UDP" : "an I/O thread each for TUN and UDP");
+            runner.single_io_thread() ? "one I/O thread for TUN and UDP" : "an I/O thread each for TUN and UDP",
+            xsk ? (runner.single_io_thread() ? " (and the AF_XDP queues)" : " (and each AF_XDP queue)") : "");
   ready.report("ok");
 
   std::string why = "signal";

@@ -69,9 +69,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->capture_default_str();
   cup->add_option("--io-threads", up.io_threads,
-                  "Socket mode: 1 = one thread serves the TUN and the UDP socket (fewer thread wakeups, best on "
-                  "1-2 CPUs), 2 = a thread each (both directions in parallel), auto = 1 if this process may run "
-                  "on at most 2 CPUs, else 2")
+                  "1 = one thread serves the TUN, the UDP socket and (XDP mode) the AF_XDP queues (fewer thread "
+                  "wakeups, best on 1-2 CPUs), 2 = a thread each (both directions in parallel), auto = 1 if this "
+                  "process may run on at most 2 CPUs, else 2")
       ->check(CLI::IsMember({"auto", "1", "2"}))
       ->capture_default_str();
   cup->add_flag("--force", up.force, "Replace a stale xsktun XDP program or pin directory left on the NIC");
