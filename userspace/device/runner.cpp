@@ -141,7 +141,8 @@ int Runner::receiver_batch(Receiver& r, int timeout_ms) {
 }
 
 void Runner::receiver_loop(size_t i) {
-  // A short timeout: the loop must notice stop() (a receiver has no wake descriptor here).
+  // A bounded wait: stop() wakes only the TUN and UDP sides (XskBind passes that on to its
+  // queues); a receiver nothing wakes still sees stop() within 100 ms.
   while (running_ && check(receiver_batch(receivers_[i], 100), "AF_XDP receive")) {
   }
 }

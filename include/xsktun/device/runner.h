@@ -22,8 +22,7 @@ class Runner {
   using RecvFn = std::function<int(std::span<io::PacketBuf>, int timeout_ms)>;
   void add_receiver(RecvFn recv, int ready_fd = -1);
   // Serve the TUN and the UDP side (and the receivers) from one thread, polling all, instead of
-  // a thread each.
-  // One thread saves the wakeups between them: on a host with 2 CPUs a TCP stream's ACKs,
+  // a thread each. One thread saves the wakeups between them: on a host with 2 CPUs a TCP stream's ACKs,
   // written and read back by the same thread, cost no thread switch (README, Design). A thread
   // each runs both directions in parallel on bigger hosts. Needs ready_fd() on both sides and
   // on every receiver, else a thread each. Call before start().
