@@ -16,16 +16,21 @@
 namespace xsktun::testing {
 namespace {
 
-class DeviceThreads : public ::testing::TestWithParam<bool> {};  // param: one I/O thread
-
-TEST_P(DeviceThreads, BidirectionalTrafficWithLiveConfigChanges) {
+// Two peered nodes; the parameter: one I/O thread.
+class DeviceThreads : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    net.set_capture(false);
+    ASSERT_EQ(add_peer(a, b, {"10.0.0.2/32"}), 0);
+    ASSERT_EQ(add_peer(b, a, {"10.0.0.1/32"}), 0);
+  }
   device::SystemClock clock;
   io::FakeNetwork net;
-  net.set_capture(false);
   Node a{net, "192.0.2.1", 51820, clock};
   Node b{net, "192.0.2.2", 51821, clock};
-  ASSERT_EQ(add_peer(a, b, {"10.0.0.2/32"}), 0);
-  ASSERT_EQ(add_peer(b, a, {"10.0.0.1/32"}), 0);
+};
+
+TEST_P(DeviceThreads, BidirectionalTrafficWithLiveConfigChanges) {
   for (Node* n : {&a, &b}) {
     n->tun.set_blocking(true);
     n->udp->set_blocking(true);
@@ -89,14 +94,7 @@ TEST_P(DeviceThreads, BidirectionalTrafficWithLiveConfigChanges) {
 // (b's Runner is given a UDP side nobody sends to). One I/O thread serves it in its loop without
 // ever waiting inside it; otherwise it has a thread of its own that waits in it.
 TEST_P(DeviceThreads, ExtraReceiverServedByTheLoopOrItsOwnThread) {
-  device::SystemClock clock;
-  io::FakeNetwork net;
-  net.set_capture(false);
-  Node a{net, "192.0.2.1", 51820, clock};
-  Node b{net, "192.0.2.2", 51821, clock};
   auto idle = net.attach(*IpAddr::parse("192.0.2.9"), 9);
-  ASSERT_EQ(add_peer(a, b, {"10.0.0.2/32"}), 0);
-  ASSERT_EQ(add_peer(b, a, {"10.0.0.1/32"}), 0);
   a.tun.set_blocking(true);
   a.udp->set_blocking(true);
   b.tun.set_blocking(true);

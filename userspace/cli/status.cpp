@@ -58,7 +58,10 @@ std::string format_status_text(const nlohmann::json& s) {
   o << "  public key: " << s.value("public_key", "(none)") << "\n";
   o << "  listening port: " << s.value("listen_port", 0) << "\n";
   o << "  mode: " << s.value("mode", "") << "\n";
-  if (int t = s.value("io_threads", 0); t > 0) o << "  io threads: " << (t == 1 ? "1 (TUN, UDP, AF_XDP)" : "2") << "\n";
+  if (int t = s.value("io_threads", 0); t > 0) {
+    bool xdp = s.value("mode", "") == "xdp";
+    o << "  io threads: " << (t == 1 ? (xdp ? "1 (TUN, UDP, AF_XDP)" : "1 (TUN and UDP)") : "2") << "\n";
+  }
   if (s.contains("xdp") && s["xdp"].is_object()) {
     const auto& x = s["xdp"];
     o << "  xdp: nic " << x.value("nic", "") << ", " << x.value("attach_mode", "") << ", zerocopy "

@@ -108,7 +108,10 @@ void Runner::udp_loop() {
 void Runner::io_loop() {
   BufferPool tun_pool(kBatch, dev_.mtu());
   BufferPool udp_pool(kBatch, udp_payload(dev_.mtu()));
-  std::vector<pollfd> pfds;
+  // The TUN and UDP ready descriptors include the wake eventfds, so stop() ends the poll below;
+  // none of them changes while running (UdpSocket::rebind keeps its ready descriptor).
+  std::vector<pollfd> pfds = {{tun_.ready_fd(), POLLIN, 0}, {udp_.ready_fd(), POLLIN, 0}};
+  for (auto& r : receivers_) pfds.push_back({r.ready_fd, POLLIN, 0});
   while (running_) {
     // A batch from each side in turn; sleep only when both came back empty, so segments left
     // pending inside either device are taken on the next turn without a poll.
@@ -123,13 +126,8 @@ void Runner::io_loop() {
       busy = busy || n > 0;
     }
     if (busy) continue;
-    // The TUN and UDP ready descriptors include the wake eventfds, so stop() ends this poll.
     // poll(), not epoll: an AF_XDP socket's poll callback is also what kicks a driver that
     // asked for a wakeup (need_wakeup), and epoll would not call it on every wait.
-    pfds.clear();
-    pfds.push_back({tun_.ready_fd(), POLLIN, 0});
-    pfds.push_back({udp_.ready_fd(), POLLIN, 0});
-    for (auto& r : receivers_) pfds.push_back({r.ready_fd, POLLIN, 0});
     if (poll(pfds.data(), pfds.size(), -1) < 0 && !check(errno == EINTR ? 0 : -errno, "poll")) return;
   }
 }

@@ -214,25 +214,27 @@ bool known_answers_ok(const Provider& pr) {
 // If it happened anyway: before the cipher ran (init) or out of place, `in` is intact and the
 // caller seals with libsodium; in place the plaintext is gone, so the tag is zeroed: the peer
 // drops the packet as unauthenticated and no stale buffer bytes go out as a tag.
-bool ossl_seal(uint8_t* out, const uint8_t* in, size_t len, uint64_t counter, const uint8_t key[32]) {
+bool ossl_seal(const Provider& pr, uint8_t* out, const uint8_t* in, size_t len, uint64_t counter,
+               const uint8_t key[32]) {
   uint8_t n[12];
   nonce12(n, counter);
   Ctx& x = ctx();
   const uint8_t* k = rekey(x.enc_key, &x.enc_keyed, key);
-  if (provider_seal(provider(), x.enc, k, out, in, len, n)) return true;
+  if (provider_seal(pr, x.enc, k, out, in, len, n)) return true;
   x.enc_keyed = false;  // the context may not hold the key now
   if (out != in) return false;
   std::memset(out + len, 0, 16);
   return true;  // nothing left to seal again
 }
 
-bool ossl_open(uint8_t* out, const uint8_t* in, size_t len_with_tag, uint64_t counter, const uint8_t key[32]) {
+bool ossl_open(const Provider& pr, uint8_t* out, const uint8_t* in, size_t len_with_tag, uint64_t counter,
+               const uint8_t key[32]) {
   if (len_with_tag < 16) return false;
   uint8_t n[12];
   nonce12(n, counter);
   Ctx& x = ctx();
   const uint8_t* k = rekey(x.dec_key, &x.dec_keyed, key);
-  return provider_open(provider(), x.dec, k, out, in, len_with_tag, n);
+  return provider_open(pr, x.dec, k, out, in, len_with_tag, n);
 }
 
 // The libsodium backend is the handshake's AEAD (crypto.h) with empty associated data.
@@ -253,14 +255,20 @@ void set_backend(Backend b) { g_backend.store(b, std::memory_order_relaxed); }
 bool openssl_available() { return provider().ok; }
 
 void seal_with(Backend b, uint8_t* out, const uint8_t* in, size_t len, uint64_t counter, const uint8_t key[32]) {
-  if (b == Backend::kOpenssl && openssl_available() && ossl_seal(out, in, len, counter, key)) return;
+  if (b == Backend::kOpenssl) {  // the provider looked up once per packet
+    const Provider& pr = provider();
+    if (pr.ok && ossl_seal(pr, out, in, len, counter, key)) return;
+  }
   sodium_seal(out, in, len, counter, key);
 }
 
 bool open_with(Backend b, uint8_t* out, const uint8_t* in, size_t len_with_tag, uint64_t counter,
                const uint8_t key[32]) {
-  return b == Backend::kOpenssl && openssl_available() ? ossl_open(out, in, len_with_tag, counter, key)
-                                                       : sodium_open(out, in, len_with_tag, counter, key);
+  if (b == Backend::kOpenssl) {
+    const Provider& pr = provider();
+    if (pr.ok) return ossl_open(pr, out, in, len_with_tag, counter, key);
+  }
+  return sodium_open(out, in, len_with_tag, counter, key);
 }
 
 // OpenSSL's fixed per-call cost (provider init, Poly1305 setup, the tag's OSSL_PARAM lookup)

@@ -19,7 +19,7 @@ struct UpOptions {
   std::string log_level = "info";
   std::string log_file;
   size_t mtu = 1420;
-  std::string io_threads = "auto";  // auto | 1 | 2 (socket mode: see Runner::set_single_io_thread)
+  std::string io_threads = "auto";  // auto | 1 | 2 (see Runner::set_single_io_thread)
 };
 
 // `--io-threads auto`: one thread for the TUN and the UDP socket when this process may run on at
