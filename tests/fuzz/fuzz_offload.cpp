@@ -53,6 +53,11 @@ void read_side(const uint8_t* data, size_t size) {
     size_t len = write_segment(*g, pkt, i, out.data(), out.size());
     if (len == 0) return;  // larger than the buffer: the caller drops the rest
     if (len < g->hdr_len || len > out.size()) __builtin_trap();
+    // The checksums, built from precomputed sums and field values, verify when summed over the
+    // bytes actually written.
+    std::span<const uint8_t> seg(out.data(), len);
+    if (!g->v6 && csum_fold(csum_add(seg.data(), g->l4_off)) != 0xffff) __builtin_trap();
+    if (!l4_checksum_ok(seg, g->l4_off, g->proto)) __builtin_trap();
     payload += len - g->hdr_len;
   }
   if (payload != pkt.size() - g->hdr_len) __builtin_trap();  // the segments carry every byte once

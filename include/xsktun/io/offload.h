@@ -86,6 +86,13 @@ struct GsoPacket {
   size_t gso_size = 0;    // payload bytes per segment (the last may be shorter)
   size_t segments = 0;
   bool keep_cwr = false;  // AccECN: CWR is not cleared after the first segment
+  // What every segment's checksums share, summed once per super-packet (unfolded, see
+  // csum_add): the IPv4 header without its total length, ID and checksum; the pseudo-header's
+  // addresses and protocol plus the L4 header without its checksum and (TCP) sequence number
+  // and offset/flags word, (UDP) length. write_segment adds the per-segment fields by value
+  // instead of summing bytes it has just stored.
+  uint64_t ip_sum = 0;
+  uint64_t l4_sum = 0;
 };
 
 // Checks `hdr` (gso_type not NONE) against `pkt`; nullopt if malformed or not TCP/UDP over IP.
