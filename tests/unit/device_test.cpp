@@ -165,6 +165,34 @@ TEST_F(DeviceTest, MixedReceiveBatchJudgesEachMessage) {
   EXPECT_EQ(b.counter(Counter::drop_replay), 1u);
 }
 
+// The replay window moves once per run of messages to one index (one lock), so a duplicate
+// inside the run must still be caught, and a forgery carrying a genuine message's counter must
+// not use that counter up before the genuine one, later in the same run, is judged.
+TEST_F(DeviceTest, ReplayWindowJudgesDuplicatesWithinOneRun) {
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "warmup"));
+  run();
+  ASSERT_EQ(received(b).size(), 1u);
+  net.clear_capture();
+  net.set_drop(true);
+  for (const char* s : {"q0", "q1", "q2"}) a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", s));
+  run();
+  net.set_drop(false);
+  std::vector<io::Datagram> d;
+  for (auto& x : net.capture())
+    if (x.to == b.udp->local() && x.bytes[0] == proto::kMessageData) d.push_back(x);
+  ASSERT_EQ(d.size(), 3u);
+  auto forged = d[1].bytes;  // same index and counter as d[1], wrong tag
+  forged.back() ^= 1;
+  uint64_t rx_before = b.counter(Counter::rx_packets);
+  for (const auto& bytes : {d[0].bytes, d[0].bytes, forged, d[1].bytes, d[2].bytes, d[1].bytes})
+    b.udp->inject(d[0].from, bytes);
+  receive_only(b);
+  EXPECT_EQ(received(b), (std::vector<std::string>{"q0", "q1", "q2"}));
+  EXPECT_EQ(b.counter(Counter::rx_packets) - rx_before, 3u);
+  EXPECT_EQ(b.counter(Counter::drop_decrypt), 1u);
+  EXPECT_EQ(b.counter(Counter::drop_replay), 2u);
+}
+
 TEST_F(DeviceTest, GarbageIsCountedAndTunnelContinues) {
   a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "before"));
   run();

@@ -37,8 +37,8 @@ bool Device::validate_inner(const uint8_t* pkt, size_t* len) {
 
 void Device::receive_run(std::span<io::PacketBuf> run, const routing::AllowedIps& table,
                          std::vector<io::PacketBuf>& to_tun) {
-  // One index lookup and one peer lock for a run of messages to the same receiver index; only
-  // the AEAD and the replay window are per packet.
+  // One index lookup, one replay-window lock and one peer lock for a run of messages to the
+  // same receiver index; only the AEAD is per packet.
   Nanos now = clock_.now();
   uint32_t receiver;
   std::memcpy(&receiver, run[0].data + 4, 4);
@@ -52,25 +52,32 @@ void Device::receive_run(std::span<io::PacketBuf> run, const routing::AllowedIps
     counters_.add(Counter::drop_unknown_index, run.size());
     return;
   }
-  thread_local std::vector<uint32_t> plen;  // plaintext length per packet; kFailed: rejected
-  constexpr uint32_t kFailed = UINT32_MAX;
-  plen.assign(run.size(), kFailed);
-  size_t ok = 0, last_ok = 0, wire_bytes = 0;
-  bool data = false;
+  // Per packet: plaintext length and counter once authenticated; the replay window then moves
+  // over the run's counters under one lock (the window is shared by all receive workers).
+  thread_local std::vector<uint32_t> plen;
+  thread_local std::vector<uint64_t> counter;
+  plen.assign(run.size(), 0);
+  counter.assign(run.size(), proto::kReplayed);
   for (size_t i = 0; i < run.size(); ++i) {
     io::PacketBuf& b = run[i];
     size_t n = 0;
-    switch (open(*entry.keypair, b.data, b.len, now, &n)) {
-      case OpenResult::kOk: break;
-      case OpenResult::kMalformed: counters_.add(Counter::drop_malformed); continue;
-      case OpenResult::kExpired: counters_.add(Counter::drop_keypair_expired); continue;
-      case OpenResult::kAuthFailed: counters_.add(Counter::drop_decrypt); continue;
-      case OpenResult::kReplay: counters_.add(Counter::drop_replay); continue;
+    switch (open_unwindowed(*entry.keypair, b.data, b.len, now, &n, &counter[i])) {
+      case OpenResult::kOk: plen[i] = static_cast<uint32_t>(n); break;
+      case OpenResult::kMalformed: counters_.add(Counter::drop_malformed); break;
+      case OpenResult::kExpired: counters_.add(Counter::drop_keypair_expired); break;
+      case OpenResult::kAuthFailed: counters_.add(Counter::drop_decrypt); break;
+      case OpenResult::kReplay: counters_.add(Counter::drop_replay); break;
     }
-    b.authenticated = true;
-    plen[i] = static_cast<uint32_t>(n);
-    data |= n > 0;
-    wire_bytes += b.len;
+  }
+  size_t replayed = accept_counters(*entry.keypair, counter);
+  if (replayed) counters_.add(Counter::drop_replay, replayed);
+  size_t ok = 0, last_ok = 0, wire_bytes = 0;
+  bool data = false;
+  for (size_t i = 0; i < run.size(); ++i) {
+    if (counter[i] == proto::kReplayed) continue;
+    run[i].authenticated = true;
+    data |= plen[i] > 0;
+    wire_bytes += run[i].len;
     last_ok = i;
     ++ok;
   }
@@ -80,7 +87,7 @@ void Device::receive_run(std::span<io::PacketBuf> run, const routing::AllowedIps
   p.rx_bytes.fetch_add(wire_bytes, std::memory_order_relaxed);
   if (!authenticated_from(p, entry.keypair, run[last_ok].endpoint, data, now)) return;
   for (size_t i = 0; i < run.size(); ++i) {
-    if (plen[i] == kFailed) continue;
+    if (counter[i] == proto::kReplayed) continue;
     size_t n = plen[i];
     if (n == 0) {
       counters_.add(Counter::keepalives_rx);

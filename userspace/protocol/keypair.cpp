@@ -57,22 +57,36 @@ const char* to_string(OpenResult r) {
   return "?";
 }
 
-OpenResult open(Keypair& kp, uint8_t* msg, size_t len, Nanos now, size_t* plain_len) {
+OpenResult open_unwindowed(Keypair& kp, uint8_t* msg, size_t len, Nanos now, size_t* plain_len, uint64_t* counter) {
   if (len < kDataOverhead) return OpenResult::kMalformed;
   if (!kp.can_receive(now)) return OpenResult::kExpired;
   const auto* hdr = reinterpret_cast<const MessageData*>(msg);
-  uint64_t counter = le64(hdr->counter);
-  if (counter >= kRejectAfterMessages) return OpenResult::kReplay;
+  uint64_t c = le64(hdr->counter);
+  if (c >= kRejectAfterMessages) return OpenResult::kReplay;
   uint8_t* payload = msg + kDataHeaderLen;
   size_t clen = len - kDataHeaderLen;
-  if (!aead::open(payload, payload, clen, counter, kp.recv_key.data()))
-    return OpenResult::kAuthFailed;
-  {
-    std::lock_guard lock(kp.replay_mu);
-    if (!kp.replay.check_and_update(counter)) return OpenResult::kReplay;
-  }
+  if (!aead::open(payload, payload, clen, c, kp.recv_key.data())) return OpenResult::kAuthFailed;
   *plain_len = clen - kTagLen;
+  *counter = c;
   return OpenResult::kOk;
+}
+
+size_t accept_counters(Keypair& kp, std::span<uint64_t> counters) {
+  size_t rejected = 0;
+  std::lock_guard lock(kp.replay_mu);
+  for (uint64_t& c : counters) {
+    if (c == kReplayed || kp.replay.check_and_update(c)) continue;
+    c = kReplayed;
+    ++rejected;
+  }
+  return rejected;
+}
+
+OpenResult open(Keypair& kp, uint8_t* msg, size_t len, Nanos now, size_t* plain_len) {
+  uint64_t counter;
+  OpenResult r = open_unwindowed(kp, msg, len, now, plain_len, &counter);
+  if (r != OpenResult::kOk) return r;
+  return accept_counters(kp, std::span(&counter, 1)) == 0 ? OpenResult::kOk : OpenResult::kReplay;
 }
 
 Keypairs::Dropped Keypairs::add(std::shared_ptr<Keypair> kp) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 
 #include "xsktun/common/secret.h"
 #include "xsktun/protocol/messages.h"
@@ -51,6 +52,14 @@ const char* to_string(OpenResult r);
 // Decrypts a data message in place: on kOk the plaintext (with padding) is at msg + kDataHeaderLen
 // and *plain_len is its length. The replay window is updated only after authentication.
 OpenResult open(Keypair& kp, uint8_t* msg, size_t len, Nanos now, size_t* plain_len);
+// open() without the replay window, for a run of messages: on kOk *counter is the message's
+// counter, which the caller then passes through accept_counters() (one lock for the run).
+OpenResult open_unwindowed(Keypair& kp, uint8_t* msg, size_t len, Nanos now, size_t* plain_len, uint64_t* counter);
+// Moves the replay window over the counters of authenticated messages, in order, under one
+// lock; a counter the window rejects (seen before, or behind it) becomes kReplayed. Returns how
+// many were rejected.
+inline constexpr uint64_t kReplayed = UINT64_MAX;
+size_t accept_counters(Keypair& kp, std::span<uint64_t> counters);
 
 // The three keypair slots of one peer.
 class Keypairs {
