@@ -28,6 +28,22 @@ struct DeviceTest : ::testing::Test {
     for (auto& p : n.tun.take_written()) out.push_back(payload_of(p));
     return out;
   }
+  // Completes a handshake with one delivered packet, then has `a` seal one data message per
+  // payload while the network drops them: the messages to b, captured, for a test to replay.
+  std::vector<io::Datagram> held_data_messages(std::initializer_list<const char*> payloads) {
+    a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "warmup"));
+    run();
+    EXPECT_EQ(received(b).size(), 1u);
+    net.clear_capture();
+    net.set_drop(true);
+    for (const char* s : payloads) a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", s));
+    run();
+    net.set_drop(false);
+    std::vector<io::Datagram> d;
+    for (auto& x : net.capture())
+      if (x.to == b.udp->local() && x.bytes[0] == proto::kMessageData) d.push_back(x);
+    return d;
+  }
 };
 
 TEST_F(DeviceTest, HandshakeOnDemandThenDataBothWays) {
@@ -138,17 +154,7 @@ TEST_F(DeviceTest, ReplayedDataDeliversNothing) {
 // each is judged on its own (the run shares only the index lookup and the peer bookkeeping), and
 // the good ones reach the TUN in order.
 TEST_F(DeviceTest, MixedReceiveBatchJudgesEachMessage) {
-  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "warmup"));
-  run();
-  ASSERT_EQ(received(b).size(), 1u);
-  net.clear_capture();
-  net.set_drop(true);
-  for (const char* s : {"p0", "p1", "p2", "p3"}) a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", s));
-  run();
-  net.set_drop(false);
-  std::vector<io::Datagram> d;
-  for (auto& x : net.capture())
-    if (x.to == b.udp->local() && x.bytes[0] == proto::kMessageData) d.push_back(x);
+  std::vector<io::Datagram> d = held_data_messages({"p0", "p1", "p2", "p3"});
   ASSERT_EQ(d.size(), 4u);
   auto forged = d[2].bytes;
   forged.back() ^= 1;
@@ -169,17 +175,7 @@ TEST_F(DeviceTest, MixedReceiveBatchJudgesEachMessage) {
 // inside the run must still be caught, and a forgery carrying a genuine message's counter must
 // not use that counter up before the genuine one, later in the same run, is judged.
 TEST_F(DeviceTest, ReplayWindowJudgesDuplicatesWithinOneRun) {
-  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "warmup"));
-  run();
-  ASSERT_EQ(received(b).size(), 1u);
-  net.clear_capture();
-  net.set_drop(true);
-  for (const char* s : {"q0", "q1", "q2"}) a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", s));
-  run();
-  net.set_drop(false);
-  std::vector<io::Datagram> d;
-  for (auto& x : net.capture())
-    if (x.to == b.udp->local() && x.bytes[0] == proto::kMessageData) d.push_back(x);
+  std::vector<io::Datagram> d = held_data_messages({"q0", "q1", "q2"});
   ASSERT_EQ(d.size(), 3u);
   auto forged = d[1].bytes;  // same index and counter as d[1], wrong tag
   forged.back() ^= 1;

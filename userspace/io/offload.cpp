@@ -166,9 +166,8 @@ void sum_templates(GsoPacket& g, const uint8_t* pkt) {
   // The excluded words add up to less than 2^18, so one carry-wrapping add takes them in.
   if (!g.v6) g.ip_sum = add_oc(csum_add(pkt, g.l4_off), minus_word(pkt + 2) + minus_word(pkt + 4) + minus_word(pkt + 10));
   const uint8_t* l4 = pkt + g.l4_off;
-  uint64_t acc = g.v6 ? csum_add(pkt + 8, 32) : csum_add(pkt + 12, 8);
-  acc = add_oc(acc, as_loaded(g.proto));
-  acc = add_oc(acc, csum_add(l4, g.hdr_len - g.l4_off));
+  // The pseudo-header with length 0: write_segment adds each segment's length.
+  uint64_t acc = add_oc(pseudo_header_sum(pkt, g.v6, g.proto, 0), csum_add(l4, g.hdr_len - g.l4_off));
   if (g.proto == kProtoTcp) {
     g.l4_sum = add_oc(acc, minus_word(l4 + 4) + minus_word(l4 + 6) + minus_word(l4 + 12) + minus_word(l4 + kTcpCsumOff));
   } else {

@@ -56,8 +56,9 @@ OpenResult open(Keypair& kp, uint8_t* msg, size_t len, Nanos now, size_t* plain_
 // counter, which the caller then passes through accept_counters() (one lock for the run).
 OpenResult open_unwindowed(Keypair& kp, uint8_t* msg, size_t len, Nanos now, size_t* plain_len, uint64_t* counter);
 // Moves the replay window over the counters of authenticated messages, in order, under one
-// lock; a counter the window rejects (seen before, or behind it) becomes kReplayed. Returns how
-// many were rejected.
+// lock. Entries already kReplayed (messages that failed before the window) are skipped; a
+// counter the window rejects (seen before, or behind it) becomes kReplayed. Returns how many
+// the window rejected.
 inline constexpr uint64_t kReplayed = UINT64_MAX;
 size_t accept_counters(Keypair& kp, std::span<uint64_t> counters);
 
