@@ -1,7 +1,8 @@
 // The data-path AEAD (ChaCha20-Poly1305, RFC 8439; nonce = 32 zero bits || le64(counter),
-// whitepaper 5.4.6) behind one small interface with two backends: libsodium and OpenSSL's
-// libcrypto. Both produce identical bytes (tested); the faster one is the default (measured by
-// build/xsktun-microbench: OpenSSL 3's assembly is ~3x libsodium 1.0.18's on this CPU).
+// whitepaper 5.4.6) behind one small interface with two backends: libsodium's AEAD, and RFC 8439
+// 2.8's construction over OpenSSL libcrypto's ChaCha20 and Poly1305 (why not its AEAD cipher:
+// data_aead.cpp). Both produce identical bytes (tested); the faster one is the default (measured
+// by build/xsktun-microbench: OpenSSL 3's assembly is ~3x libsodium 1.0.18's on this CPU).
 // Handshakes keep using libsodium through crypto.h.
 #pragma once
 
@@ -15,15 +16,9 @@ const char* name(Backend b);
 // Process-wide choice; XSKTUN_AEAD=libsodium|openssl in the environment overrides the default.
 Backend backend();
 void set_backend(Backend b);
-// Whether OpenSSL's default provider offers ChaCha20-Poly1305 here; if not, the OpenSSL backend
-// falls back to libsodium (same bytes).
+// Whether OpenSSL's default provider offers ChaCha20 and Poly1305 here and the AEAD built from
+// them gave libsodium's bytes; if not, the OpenSSL backend falls back to libsodium (same bytes).
 bool openssl_available();
-
-// Below this many bytes seal/open use libsodium even when the backend is OpenSSL (its fixed
-// per-call cost dominates there; see data_aead.cpp).
-inline constexpr size_t kSmallPacket = 128;
-// Backend that seal/open use for a message of `len` bytes.
-Backend for_len(size_t len);
 
 // out may equal in (in place). seal writes len + 16 bytes; open reads len_with_tag bytes and
 // writes len_with_tag - 16, returning false (output unspecified, never to be used) on a bad tag.
