@@ -170,11 +170,13 @@ bool keystream_pass(const Provider& pr, Ctx& x, size_t len, uint64_t counter, co
   bool ok = pr.cipher_init(x.cipher, key, 32, iv, sizeof iv, nullptr) == 1 &&
             pr.cipher_update(x.cipher, s, &outl, total, s, total) == 1 && outl == total;
   clean_upper();
+  if (!ok) sodium_memzero(s, kBlock);  // whatever of the key block got written
   return ok;
 }
 
 // Tag over the ciphertext `ct` with the one-time key in the scratch's first 32 bytes (2.8:
-// no associated data, so only ct || pad16(ct) || le64(0) || le64(len)). Wipes the key after.
+// no associated data, so only ct || pad16(ct) || le64(0) || le64(len)). Wipes the key block
+// after, whether or not the MAC calls succeeded.
 bool poly_tag(const Provider& pr, Ctx& x, uint8_t tag[16], const uint8_t* ct, size_t len) {
   uint8_t trailer[32] = {};
   size_t pad = (16 - len % 16) % 16;
