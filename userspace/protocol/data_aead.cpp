@@ -196,10 +196,10 @@ bool ossl_seal(const Provider& pr, uint8_t* out, const uint8_t* in, size_t len, 
   Ctx& x = ctx(pr);
   if (x.cipher == nullptr || x.mac == nullptr || len > kMaxMessage) return false;
   uint8_t* msg = x.scratch.get() + kBlock;
-  std::memcpy(msg, in, len);
+  if (len) std::memcpy(msg, in, len);  // an empty message may come with null pointers
   uint8_t tag[16];
   if (!keystream_pass(pr, x, len, counter, key) || !poly_tag(pr, x, tag, msg, len)) return false;
-  std::memcpy(out, msg, len);
+  if (len) std::memcpy(out, msg, len);
   std::memcpy(out + len, tag, 16);
   return true;
 }
@@ -211,11 +211,11 @@ bool ossl_open(const Provider& pr, bool* opened, uint8_t* out, const uint8_t* in
   size_t len = len_with_tag - 16;
   if (x.cipher == nullptr || x.mac == nullptr || len > kMaxMessage) return false;
   uint8_t* msg = x.scratch.get() + kBlock;
-  std::memcpy(msg, in, len);
+  if (len) std::memcpy(msg, in, len);
   uint8_t tag[16];
   if (!keystream_pass(pr, x, len, counter, key) || !poly_tag(pr, x, tag, in, len)) return false;
   *opened = CRYPTO_memcmp(tag, in + len, 16) == 0;
-  if (*opened) std::memcpy(out, msg, len);
+  if (*opened && len) std::memcpy(out, msg, len);
   return true;
 }
 
