@@ -177,6 +177,8 @@ case_iperf() {
   local want_io=2
   (( $(nproc) <= 2 )) && want_io=1
   expect_eq "io_threads (auto, $(nproc) CPUs, $XSKTUN_UP_MODE mode)" "$(xsktun_json_field "$XS_IF" io_threads)" $want_io
+  # The data path's AEAD is the OpenSSL construction wherever OpenSSL's default provider is.
+  expect_eq "aead in use ($XSKTUN_UP_MODE mode)" "$(xsktun_json_field "$XS_IF" aead)" openssl
   local tcp_up tcp_down udp_up udp_down
   iperf_run tcp_up "$NS2" $IN4_2 "$NS1" -t 3          # xsktun encrypts
   iperf_run tcp_down "$NS2" $IN4_2 "$NS1" -t 3 -R     # xsktun decrypts

@@ -70,8 +70,10 @@ TEST(DataAead, BackendSwitchApplies) {
   Backend before = backend();
   set_backend(Backend::kLibsodium);
   EXPECT_EQ(backend(), Backend::kLibsodium);
+  EXPECT_EQ(effective_backend(), Backend::kLibsodium);
   set_backend(Backend::kOpenssl);
   EXPECT_EQ(backend(), Backend::kOpenssl);
+  EXPECT_EQ(effective_backend(), Backend::kOpenssl);  // available here (test above)
   set_backend(before);
 }
 

@@ -19,6 +19,9 @@ void set_backend(Backend b);
 // Whether OpenSSL's default provider offers ChaCha20 and Poly1305 here and the AEAD built from
 // them gave libsodium's bytes; if not, the OpenSSL backend falls back to libsodium (same bytes).
 bool openssl_available();
+// The backend seal/open actually use: backend(), or libsodium when that is OpenSSL and OpenSSL
+// is unavailable here (what `xsktun show` reports as "aead").
+Backend effective_backend();
 
 // out may equal in (in place). seal writes len + 16 bytes; open reads len_with_tag bytes and
 // writes len_with_tag - 16, returning false (output unspecified, never to be used) on a bad tag.
