@@ -185,6 +185,7 @@ case_iperf() {
   iperf_run udp_up "$NS2" $IN4_2 "$NS1" -u -b 200M -l 1300 -t 3
   iperf_run udp_down "$NS2" $IN4_2 "$NS1" -u -b 200M -l 1300 -t 3 -R
   info "iperf3 bytes received: TCP up $tcp_up, down $tcp_down; UDP up $udp_up, down $udp_down"
+  expect_eq "messages the OpenSSL AEAD handed to libsodium under iperf3" "$(xsktun_json_field "$XS_IF" aead_fallbacks)" 0
   expect_ge "TCP bytes xsktun -> wireguard-go" "$tcp_up" 1000000
   expect_ge "TCP bytes wireguard-go -> xsktun" "$tcp_down" 1000000
   expect_ge "UDP bytes xsktun -> wireguard-go" "$udp_up" 1000000

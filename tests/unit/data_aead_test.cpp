@@ -1,5 +1,6 @@
 // Both data-path AEAD backends give identical bytes, open each other's output, and reject
-// tampering; the RFC 8439 A.5 vector (nonce = 0^32 || le64 counter) pins the layout for both.
+// tampering. libsodium's own AEAD is pinned by the RFC 8439 vectors in crypto_test.cpp; the
+// OpenSSL construction is pinned to libsodium here (and in fuzz_aead).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -109,6 +110,40 @@ TEST(DataAead, OpensslConstructionMatchesLibsodiumAtEveryLength) {
     ASSERT_EQ(std::memcmp(out.data(), plain.data(), len), 0) << "len " << len;
     a[len / 2] ^= 0x01;  // a ciphertext byte, or the tag when len is 0
     ASSERT_FALSE(open_with(Backend::kOpenssl, out.data(), a.data(), len + 16, counter, key)) << len;
+  }
+}
+
+// The OpenSSL backend hands a message to libsodium only on a provider failure or above 64 KiB,
+// and counts it: without this, the agreement tests above would pass even if libsodium had
+// quietly served every length (seal_with/open_with fall back with the same bytes).
+TEST(DataAead, OpensslServesEverythingUpTo64KiBAndCountsWhatItHandsOn) {
+  uint8_t key[32] = {9};
+  std::vector<uint8_t> in(65537, 3), sealed(65537 + 16), out(65537);
+  uint64_t before = openssl_fallbacks();
+  for (size_t len : {0u, 1u, 1420u, 65535u, 65536u}) {
+    seal_with(Backend::kOpenssl, sealed.data(), in.data(), len, 4, key);
+    ASSERT_TRUE(open_with(Backend::kOpenssl, out.data(), sealed.data(), len + 16, 4, key)) << len;
+    sealed[0] ^= 1;
+    EXPECT_FALSE(open_with(Backend::kOpenssl, out.data(), sealed.data(), len + 16, 4, key)) << len;
+  }
+  EXPECT_EQ(openssl_fallbacks(), before);
+  seal_with(Backend::kOpenssl, sealed.data(), in.data(), 65537, 4, key);
+  EXPECT_TRUE(open_with(Backend::kOpenssl, out.data(), sealed.data(), sealed.size(), 4, key));
+  EXPECT_EQ(openssl_fallbacks(), before + 2);
+}
+
+// A worker wipes its context's key before it blocks; the next packet loads the key again.
+TEST(DataAead, ForgettingTheThreadKeyKeepsLaterPacketsRight) {
+  uint8_t key[32] = {5}, in[600] = {1}, a[616], b[616], out[600];
+  forget_thread_key();  // harmless before any use and when repeated
+  for (int i = 0; i < 3; ++i) {
+    seal_with(Backend::kOpenssl, a, in, sizeof in, 8, key);
+    forget_thread_key();
+    forget_thread_key();
+    seal_with(Backend::kLibsodium, b, in, sizeof in, 8, key);
+    ASSERT_EQ(std::memcmp(a, b, sizeof a), 0);
+    forget_thread_key();
+    EXPECT_TRUE(open_with(Backend::kOpenssl, out, a, sizeof a, 8, key));
   }
 }
 

@@ -19,6 +19,7 @@ nlohmann::json build_status(const std::string& ifname, const ModeInfo& mode, con
   j["mtu"] = mtu;
   j["mode"] = mode.mode;
   j["aead"] = proto::aead::name(proto::aead::effective_backend());
+  j["aead_fallbacks"] = proto::aead::openssl_fallbacks();
   if (mode.mode == "xdp")
     j["xdp"] = {{"nic", mode.nic}, {"attach_mode", mode.attach_mode}, {"zerocopy", mode.zerocopy},
                 {"queues", mode.queues}};
@@ -64,7 +65,11 @@ std::string format_status_text(const nlohmann::json& s) {
     bool xdp = s.value("mode", "") == "xdp";
     o << "  io threads: " << (t == 1 ? (xdp ? "1 (TUN, UDP, AF_XDP)" : "1 (TUN and UDP)") : "2") << "\n";
   }
-  if (s.contains("aead")) o << "  data aead: " << s.value("aead", "") << "\n";
+  if (s.contains("aead")) {
+    o << "  data aead: " << s.value("aead", "");
+    if (uint64_t f = s.value("aead_fallbacks", uint64_t{0}); f > 0) o << " (" << f << " messages handed to libsodium)";
+    o << "\n";
+  }
   if (s.contains("xdp") && s["xdp"].is_object()) {
     const auto& x = s["xdp"];
     o << "  xdp: nic " << x.value("nic", "") << ", " << x.value("attach_mode", "") << ", zerocopy "

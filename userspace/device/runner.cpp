@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "xsktun/common/log.h"
+#include "xsktun/protocol/data_aead.h"
 
 namespace xsktun::device {
 
@@ -31,14 +32,21 @@ struct BufferPool {
   }
 };
 
+// Before a thread may block: it keeps no copy of a session key while idle, so erasing an
+// expired keypair (as the kernel's timers.c does) leaves none behind in an OpenSSL context.
+// Costs one key load per wait.
+void before_wait() { proto::aead::forget_thread_key(); }
+
 // One batch from each side, waiting for it or not, handed to the device: the count or -errno.
 int tun_batch(Device& dev, io::TunIo& tun, BufferPool& pool, bool wait) {
+  if (wait) before_wait();
   pool.reset(proto::kDataHeaderLen);
   int n = wait ? tun.read_batch(pool.bufs) : tun.try_read_batch(pool.bufs);
   if (n > 0) dev.process_tun(std::span(pool.bufs.data(), static_cast<size_t>(n)));
   return n;
 }
 int udp_batch(Device& dev, io::UdpIo& udp, BufferPool& pool, bool wait) {
+  if (wait) before_wait();
   pool.reset(0);
   int n = wait ? udp.recv_batch(pool.bufs) : udp.try_recv_batch(pool.bufs);
   if (n > 0) dev.process_udp(std::span(pool.bufs.data(), static_cast<size_t>(n)));
@@ -128,11 +136,13 @@ void Runner::io_loop() {
     if (busy) continue;
     // poll(), not epoll: an AF_XDP socket's poll callback is also what kicks a driver that
     // asked for a wakeup (need_wakeup), and epoll would not call it on every wait.
+    before_wait();
     if (poll(pfds.data(), pfds.size(), -1) < 0 && !check(errno == EINTR ? 0 : -errno, "poll")) return;
   }
 }
 
 int Runner::receiver_batch(Receiver& r, int timeout_ms) {
+  if (timeout_ms != 0) before_wait();
   int n = r.recv(r.bufs, timeout_ms);
   if (n > 0) dev_.process_udp(std::span(r.bufs.data(), static_cast<size_t>(n)));
   return n;
@@ -147,6 +157,7 @@ void Runner::receiver_loop(size_t i) {
 
 void Runner::handshake_loop() {
   while (running_) {
+    before_wait();
     dev_.wait_handshakes(100 * proto::kMillisecond);
     dev_.process_handshakes();
   }
@@ -156,6 +167,7 @@ void Runner::timer_loop() {
   // Timers need ~10 ms precision at most; a short cap also picks up deadlines armed meanwhile.
   while (running_) {
     dev_.tick();
+    before_wait();
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }

@@ -39,8 +39,9 @@ std::atomic<Backend> g_backend{initial_backend()};
 // ns, 64 B 361 -> 236 ns. Only the construction is ours (key block, counter 1 for the message,
 // the MAC over ciphertext || pad16 || le64(0) || le64(len)); the primitives are the library's,
 // and the result is checked against libsodium's AEAD before first use (known_answers_ok) and
-// in tests at every length up to beyond the MTU. Without the default provider (a FIPS-only
-// configuration) the OpenSSL backend is unavailable and libsodium serves every packet.
+// in tests at every length up to beyond the MTU. The default provider (built into libcrypto)
+// is loaded into a private library context, so the process's default context keeps whatever
+// its configuration says; if that load or a lookup fails, libsodium serves every packet.
 struct Provider {
   OSSL_FUNC_cipher_newctx_fn* cipher_new = nullptr;
   OSSL_FUNC_cipher_freectx_fn* cipher_free = nullptr;
@@ -105,7 +106,8 @@ const Provider& provider() {
   static const Provider p = [] {
     Provider p;
     // Loaded once and kept for the life of the process: the function pointers live in it.
-    OSSL_PROVIDER* prov = OSSL_PROVIDER_load(nullptr, "default");
+    OSSL_LIB_CTX* libctx = OSSL_LIB_CTX_new();
+    OSSL_PROVIDER* prov = libctx ? OSSL_PROVIDER_load(libctx, "default") : nullptr;
     if (prov == nullptr) return p;
     query(prov, OSSL_OP_CIPHER, "ChaCha20", p, take_cipher);
     query(prov, OSSL_OP_MAC, "POLY1305", p, take_mac);
@@ -121,17 +123,27 @@ constexpr size_t kBlock = 64;          // one ChaCha20 block
 constexpr size_t kMaxMessage = 65536;  // larger messages (none fit a UDP datagram) take libsodium
 
 // Per thread: one ChaCha20 and one Poly1305 context and the scratch the single cipher call
-// runs over. Both contexts cleanse their keys when freed; the scratch is wiped at thread exit
-// and its key block after every packet.
+// runs over. The ChaCha20 context holds the last data key until forget_thread_key() (a worker
+// calls it before it blocks) or thread exit; both contexts cleanse themselves when freed; the
+// scratch is wiped at thread exit and its key block after every packet. The free functions
+// are copied: the first Ctx is built while provider() is still being initialised.
+struct Ctx;
+thread_local Ctx* t_ctx = nullptr;  // this thread's Ctx, if it has one yet
 struct Ctx {
-  const Provider& p;
+  OSSL_FUNC_cipher_freectx_fn* cipher_free;
+  OSSL_FUNC_mac_freectx_fn* mac_free;
   void* cipher = nullptr;
   void* mac = nullptr;
+  bool keyed = false;  // the ChaCha20 context may hold a data key
   std::unique_ptr<uint8_t[]> scratch{new uint8_t[kBlock + kMaxMessage + kBlock]};
-  explicit Ctx(const Provider& pr) : p(pr), cipher(p.cipher_new(p.provctx)), mac(p.mac_new(p.provctx)) {}
+  explicit Ctx(const Provider& p)
+      : cipher_free(p.cipher_free), mac_free(p.mac_free), cipher(p.cipher_new(p.provctx)), mac(p.mac_new(p.provctx)) {
+    t_ctx = this;
+  }
   ~Ctx() {
-    if (cipher) p.cipher_free(cipher);
-    if (mac) p.mac_free(mac);
+    t_ctx = nullptr;
+    if (cipher) cipher_free(cipher);
+    if (mac) mac_free(mac);
     sodium_memzero(scratch.get(), kBlock + kMaxMessage + kBlock);
   }
   Ctx(const Ctx&) = delete;
@@ -168,6 +180,7 @@ bool keystream_pass(const Provider& pr, Ctx& x, size_t len, uint64_t counter, co
   std::memset(s, 0, kBlock);
   size_t total = (kBlock + len + kBlock - 1) & ~(kBlock - 1);
   size_t outl = 0;
+  x.keyed = true;
   bool ok = pr.cipher_init(x.cipher, key, 32, iv, sizeof iv, nullptr) == 1 &&
             pr.cipher_update(x.cipher, s, &outl, total, s, total) == 1 && outl == total;
   clean_upper();
@@ -251,6 +264,8 @@ bool sodium_open(uint8_t* out, const uint8_t* in, size_t len_with_tag, uint64_t 
   return crypto::aead_decrypt(out, {in, len_with_tag}, counter, key, {});
 }
 
+std::atomic<uint64_t> g_fallbacks{0};
+
 }  // namespace
 
 const char* name(Backend b) { return b == Backend::kOpenssl ? "openssl" : "libsodium"; }
@@ -258,6 +273,16 @@ Backend backend() { return g_backend.load(std::memory_order_relaxed); }
 void set_backend(Backend b) { g_backend.store(b, std::memory_order_relaxed); }
 
 bool openssl_available() { return provider().ok; }
+
+uint64_t openssl_fallbacks() { return g_fallbacks.load(std::memory_order_relaxed); }
+
+void forget_thread_key() {
+  Ctx* x = t_ctx;
+  if (x == nullptr || !x->keyed || x->cipher == nullptr) return;
+  static const uint8_t kZeroKey[32] = {};
+  provider().cipher_init(x->cipher, kZeroKey, sizeof kZeroKey, nullptr, 0, nullptr);  // key words only
+  x->keyed = false;
+}
 
 Backend effective_backend() {
   Backend b = backend();
@@ -267,7 +292,10 @@ Backend effective_backend() {
 void seal_with(Backend b, uint8_t* out, const uint8_t* in, size_t len, uint64_t counter, const uint8_t key[32]) {
   if (b == Backend::kOpenssl) {  // the provider looked up once per packet
     const Provider& pr = provider();
-    if (pr.ok && ossl_seal(pr, out, in, len, counter, key)) return;
+    if (pr.ok) {
+      if (ossl_seal(pr, out, in, len, counter, key)) return;
+      g_fallbacks.fetch_add(1, std::memory_order_relaxed);
+    }
   }
   sodium_seal(out, in, len, counter, key);
 }
@@ -278,7 +306,10 @@ bool open_with(Backend b, uint8_t* out, const uint8_t* in, size_t len_with_tag, 
   if (b == Backend::kOpenssl) {
     const Provider& pr = provider();
     bool opened = false;
-    if (pr.ok && ossl_open(pr, &opened, out, in, len_with_tag, counter, key)) return opened;
+    if (pr.ok) {
+      if (ossl_open(pr, &opened, out, in, len_with_tag, counter, key)) return opened;
+      g_fallbacks.fetch_add(1, std::memory_order_relaxed);
+    }
   }
   return sodium_open(out, in, len_with_tag, counter, key);
 }

@@ -1,6 +1,7 @@
 // `xsktun show`: the JSON status (a contract: interface, public_key, listen_port, mode, aead,
 // peers, counters, xdp) and its human-readable rendering. "aead" is the data path's AEAD
-// backend in use: "openssl" (RFC 8439 over OpenSSL's ChaCha20 and Poly1305) or "libsodium".
+// backend in use: "openssl" (RFC 8439 over OpenSSL's ChaCha20 and Poly1305) or "libsodium";
+// "aead_fallbacks" counts messages the OpenSSL backend handed to libsodium.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -22,6 +22,12 @@ bool openssl_available();
 // The backend seal/open actually use: backend(), or libsodium when that is OpenSSL and OpenSSL
 // is unavailable here (what `xsktun show` reports as "aead").
 Backend effective_backend();
+// Messages the OpenSSL backend handed to libsodium (same bytes) because a provider call failed
+// or the message is over 64 KiB; `xsktun show` reports it as "aead_fallbacks".
+uint64_t openssl_fallbacks();
+// Overwrites the calling thread's copy of the last data key in its OpenSSL context, so a thread
+// that goes idle keeps no session key (the Runner calls it before every blocking wait).
+void forget_thread_key();
 
 // out may equal in (in place). seal writes len + 16 bytes; open reads len_with_tag bytes and
 // writes len_with_tag - 16, returning false (output unspecified, never to be used) on a bad tag.
