@@ -46,7 +46,8 @@ int main(int argc, char** argv) {
       "xsktun: a WireGuard-compatible VPN data plane on XDP/AF_XDP, with a UDP socket mode.\n"
       "Configure it with wg(8) (UAPI socket /var/run/wireguard/IFNAME.sock) or a wg-style config file.\n"
       "wg-quick: WG_QUICK_USERSPACE_IMPLEMENTATION=xsktun wg-quick up IFNAME (mode from XSKTUN_MODE,\n"
-      "NIC from XSKTUN_NIC)."};
+      "NIC from XSKTUN_NIC). XSKTUN_AEAD=libsodium makes the data path use libsodium's AEAD instead of\n"
+      "the default, RFC 8439 over OpenSSL's ChaCha20 and Poly1305 (same bytes; `show` says which)."};
   app.require_subcommand(1);
 
   UpOptions up;
