@@ -28,6 +28,7 @@
 #include "xsktun/device/runner.h"
 #include "xsktun/io/tun.h"
 #include "xsktun/io/udp_socket.h"
+#include "xsktun/protocol/data_aead.h"
 #include "xsktun/xdp/xdp_plane.h"
 #include "xsktun/xdp/xsk_bind.h"
 
@@ -52,6 +53,9 @@ class DeviceUapi : public control::UapiHandler {
   control::UapiError set(const control::ConfigChange& c) override {
     std::string err;
     int rc = dev_.apply(c, &err);
+    // A set can seal (the keepalive sent when persistent keepalive is switched on); like the
+    // Runner's workers, this thread keeps no copy of a session key while it waits.
+    proto::aead::forget_thread_key();
     if (rc) XLOG_WARN("uapi set failed: %s", err.c_str());
     return control::UapiError{rc, err};
   }

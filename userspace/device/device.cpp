@@ -5,7 +5,6 @@
 #include <ctime>
 
 #include "xsktun/protocol/crypto.h"
-#include "xsktun/protocol/data_aead.h"
 
 namespace xsktun::device {
 
@@ -165,10 +164,7 @@ int Device::apply_peer(const control::PeerChange& pc, routing::AllowedIps& table
       p->persistent_keepalive = *pc.persistent_keepalive;
       p->timers.set_persistent_keepalive(*pc.persistent_keepalive * proto::kSecond);
     }
-    if (send_keepalive_now && p->endpoint.valid()) {
-      send_keepalive(*p);
-      proto::aead::forget_thread_key();  // the caller (UAPI thread) is not a Runner worker
-    }
+    if (send_keepalive_now && p->endpoint.valid()) send_keepalive(*p);
     if (observer_) observer_->peer_updated(p->id, p->public_key, p->endpoint);
   }
   if (pc.replace_allowed_ips) table.remove_by_peer(p->id);

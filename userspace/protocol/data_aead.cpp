@@ -173,19 +173,26 @@ inline void clean_upper() {
 // block 0's keystream (s[0..32)) is the one-time Poly1305 key (2.6), the message is XORed
 // with blocks 1.. (the IV is le32(block counter) || nonce, OpenSSL's raw ChaCha20 layout).
 // The slack rounds the call up to whole blocks so OpenSSL makes exactly one assembly call.
-bool keystream_pass(const Provider& pr, Ctx& x, size_t len, uint64_t counter, const uint8_t key[32]) {
+// Copies `in` (len bytes) into s and XORs it there: returns the result (ciphertext when
+// sealing, plaintext when opening) at s + 64, or nullptr if the context is missing, the
+// message too long or a call failed; `in` is only read.
+uint8_t* xor_in_scratch(const Provider& pr, Ctx& x, const uint8_t* in, size_t len, uint64_t counter,
+                        const uint8_t key[32]) {
+  if (x.cipher == nullptr || x.mac == nullptr || len > kMaxMessage) return nullptr;
   uint8_t iv[16] = {};
   nonce12(iv + 4, counter);
   uint8_t* s = x.scratch.get();
   std::memset(s, 0, kBlock);
+  if (len) std::memcpy(s + kBlock, in, len);  // an empty message may come with null pointers
   size_t total = (kBlock + len + kBlock - 1) & ~(kBlock - 1);
   size_t outl = 0;
   x.keyed = true;
   bool ok = pr.cipher_init(x.cipher, key, 32, iv, sizeof iv, nullptr) == 1 &&
             pr.cipher_update(x.cipher, s, &outl, total, s, total) == 1 && outl == total;
   clean_upper();
-  if (!ok) sodium_memzero(s, kBlock);  // whatever of the key block got written
-  return ok;
+  if (ok) return s + kBlock;
+  sodium_memzero(s, kBlock);  // whatever of the key block got written
+  return nullptr;
 }
 
 // Tag over the ciphertext `ct` with the one-time key in the scratch's first 32 bytes (2.8:
@@ -208,11 +215,9 @@ bool poly_tag(const Provider& pr, Ctx& x, uint8_t tag[16], const uint8_t* ct, si
 bool ossl_seal(const Provider& pr, uint8_t* out, const uint8_t* in, size_t len, uint64_t counter,
                const uint8_t key[32]) {
   Ctx& x = ctx(pr);
-  if (x.cipher == nullptr || x.mac == nullptr || len > kMaxMessage) return false;
-  uint8_t* msg = x.scratch.get() + kBlock;
-  if (len) std::memcpy(msg, in, len);  // an empty message may come with null pointers
   uint8_t tag[16];
-  if (!keystream_pass(pr, x, len, counter, key) || !poly_tag(pr, x, tag, msg, len)) return false;
+  const uint8_t* msg = xor_in_scratch(pr, x, in, len, counter, key);
+  if (msg == nullptr || !poly_tag(pr, x, tag, msg, len)) return false;
   if (len) std::memcpy(out, msg, len);
   std::memcpy(out + len, tag, 16);
   return true;
@@ -223,11 +228,9 @@ bool ossl_open(const Provider& pr, bool* opened, uint8_t* out, const uint8_t* in
                uint64_t counter, const uint8_t key[32]) {
   Ctx& x = ctx(pr);
   size_t len = len_with_tag - 16;
-  if (x.cipher == nullptr || x.mac == nullptr || len > kMaxMessage) return false;
-  uint8_t* msg = x.scratch.get() + kBlock;
-  if (len) std::memcpy(msg, in, len);
   uint8_t tag[16];
-  if (!keystream_pass(pr, x, len, counter, key) || !poly_tag(pr, x, tag, in, len)) return false;
+  const uint8_t* msg = xor_in_scratch(pr, x, in, len, counter, key);
+  if (msg == nullptr || !poly_tag(pr, x, tag, in, len)) return false;  // the MAC is over the ciphertext
   *opened = CRYPTO_memcmp(tag, in + len, 16) == 0;
   if (*opened && len) std::memcpy(out, msg, len);
   return true;
