@@ -7,32 +7,12 @@
  * kernel stack (and the control plane's UDP socket) still sees it. Only frames that are provably
  * WireGuard messages to our listen port are ever dropped. */
 #include <linux/bpf.h>
-#include <linux/if_ether.h>
-#include <linux/in.h>
-#include <linux/in6.h>
-#include <linux/ip.h>
-#include <linux/ipv6.h>
-#include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
-#include <bpf/bpf_endian.h>
 #include <xdp/xdp_helpers.h>
 
 #include "xsktun_shared.h"
+#include "xsktun_parse.h"
 
-/* Kernel-internal constants (include/net/ip.h, include/linux/socket.h) absent from UAPI. */
-#define IP_MF 0x2000
-#define IP_OFFSET 0x1fff
-#define XSKTUN_AF_INET 2
-#define XSKTUN_AF_INET6 10
-
-#define MAX_VLAN_TAGS 2     /* 802.1Q, or 802.1ad outer + 802.1Q inner (QinQ) */
-#define MAX_IPV6_EXT_HDRS 4 /* bounded so the verifier sees a finite walk */
-
-/* 802.1Q tag as it follows the MAC addresses (include/linux/if_vlan.h is not UAPI). */
-struct vlan_hdr {
-  __be16 tci;
-  __be16 encap_proto;
-};
 
 /* ---- Maps. Names are the pin names under XSKTUN_PIN_ROOT/IFNAME/; do not rename. ---- */
 
@@ -137,120 +117,28 @@ static __always_inline int ratelimit_allow(const struct xsktun_rl_key *key)
   return 1;
 }
 
-/* IPv4 (RFC 791): IHL >= 5 with options skipped; fragments go to the stack to reassemble. */
-static __always_inline int parse_ipv4(void **pos, void *end, struct xsktun_rl_key *src)
-{
-  struct iphdr *ip = *pos;
-
-  if ((void *)(ip + 1) > end)
-    return XSKTUN_STAT_PASS_UNPARSED;
-  if (ip->version != 4 || ip->ihl < 5)
-    return XSKTUN_STAT_PASS_UNPARSED;
-  __u32 hlen = ip->ihl * 4;
-  if (*pos + hlen > end)
-    return XSKTUN_STAT_PASS_UNPARSED;
-  if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
-    return XSKTUN_STAT_PASS_FRAGMENT;
-  if (ip->protocol != IPPROTO_UDP)
-    return XSKTUN_STAT_PASS_NOT_OURS;
-  src->family = XSKTUN_AF_INET;
-  __builtin_memcpy(src->addr, &ip->saddr, 4);
-  *pos += hlen;
-  return CONTINUE;
-}
-
-static __always_inline int is_skippable_ipv6_ext(__u8 nexthdr)
-{
-  return nexthdr == IPPROTO_HOPOPTS || nexthdr == IPPROTO_ROUTING || nexthdr == IPPROTO_DSTOPTS;
-}
-
-/* IPv6 (RFC 8200 4.): skip hop-by-hop, routing and destination options headers, whose length
- * is (hdrlen + 1) * 8 octets; a fragment header means the stack must reassemble. */
-static __always_inline int parse_ipv6(void **pos, void *end, struct xsktun_rl_key *src)
-{
-  struct ipv6hdr *ip6 = *pos;
-  void *cur;
-  __u8 nexthdr;
-
-  if ((void *)(ip6 + 1) > end)
-    return XSKTUN_STAT_PASS_UNPARSED;
-  if (ip6->version != 6)
-    return XSKTUN_STAT_PASS_UNPARSED;
-  nexthdr = ip6->nexthdr;
-  /* The bucket key is the /64: one host owns a whole /64 far too often to key on less. */
-  src->family = XSKTUN_AF_INET6;
-  __builtin_memcpy(src->addr, &ip6->saddr, 8);
-  cur = ip6 + 1;
-
-#pragma unroll
-  for (int i = 0; i < MAX_IPV6_EXT_HDRS; i++) {
-    if (!is_skippable_ipv6_ext(nexthdr))
-      break;
-    struct ipv6_opt_hdr *opt = cur;
-    if ((void *)(opt + 1) > end)
-      return XSKTUN_STAT_PASS_UNPARSED;
-    nexthdr = opt->nexthdr;
-    cur += (opt->hdrlen + 1) * 8;
-  }
-  if (nexthdr == IPPROTO_FRAGMENT)
-    return XSKTUN_STAT_PASS_FRAGMENT;
-  if (is_skippable_ipv6_ext(nexthdr)) /* longer chain than we walk */
-    return XSKTUN_STAT_PASS_UNPARSED;
-  if (nexthdr != IPPROTO_UDP)
-    return XSKTUN_STAT_PASS_NOT_OURS;
-  *pos = cur;
-  return CONTINUE;
-}
-
-/* Ethernet, up to MAX_VLAN_TAGS tags, then IPv4/IPv6; leaves *pos at the L4 header. */
-static __always_inline int parse_l2_l3(void **pos, void *end, struct xsktun_rl_key *src)
-{
-  struct ethhdr *eth = *pos;
-  __be16 proto;
-
-  if ((void *)(eth + 1) > end)
-    return XSKTUN_STAT_PASS_UNPARSED;
-  proto = eth->h_proto;
-  *pos = eth + 1;
-
-#pragma unroll
-  for (int i = 0; i < MAX_VLAN_TAGS; i++) {
-    if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
-      break;
-    struct vlan_hdr *vlan = *pos;
-    if ((void *)(vlan + 1) > end)
-      return XSKTUN_STAT_PASS_UNPARSED;
-    proto = vlan->encap_proto;
-    *pos = vlan + 1;
-  }
-  if (proto == bpf_htons(ETH_P_IP))
-    return parse_ipv4(pos, end, src);
-  if (proto == bpf_htons(ETH_P_IPV6))
-    return parse_ipv6(pos, end, src);
-  if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
-    return XSKTUN_STAT_PASS_UNPARSED; /* more tags than we walk */
-  return XSKTUN_STAT_PASS_NOT_OURS;
-}
-
 /* WireGuard message (whitepaper 5.4): type byte, three reserved zero bytes, then the body.
  * Handshake messages have fixed sizes; a data message is at least header + counter + tag. */
-static __always_inline int classify_wireguard(struct xdp_md *ctx, __u8 *msg, __u32 msg_len,
-                                              void *end, const struct xsktun_config *cfg,
-                                              const struct xsktun_rl_key *src)
+static __always_inline int classify_wireguard(struct xdp_md *ctx, const __u8 *msg, __u32 msg_len,
+                                              const __u8 *end, const struct xsktun_config *cfg,
+                                              const struct xsktun_rl_key *src, __u64 frame_len)
 {
-  if (msg_len < 4 || (void *)(msg + 4) > end)
+  if (msg_len < 4 || msg + 4 > end)
     return XSKTUN_STAT_DROP_MALFORMED;
   if (msg[1] | msg[2] | msg[3])
     return XSKTUN_STAT_DROP_MALFORMED;
 
   switch (msg[0]) {
   case XSKTUN_MSG_DATA: {
-    if (msg_len < XSKTUN_DATA_MIN_LEN || (void *)(msg + 8) > end)
+    if (msg_len < XSKTUN_DATA_MIN_LEN || msg + 8 > end)
       return XSKTUN_STAT_DROP_MALFORMED;
     __u32 receiver;
     __builtin_memcpy(&receiver, msg + 4, sizeof(receiver));
     if (!bpf_map_lookup_elem(&sessions, &receiver))
       return XSKTUN_STAT_DROP_UNKNOWN_INDEX;
+    /* A frame longer than an AF_XDP frame would be dropped by the socket: the stack takes it. */
+    if (cfg->max_redirect_len && frame_len > cfg->max_redirect_len)
+      return XSKTUN_STAT_PASS_TOO_BIG;
     /* Fallback action XDP_PASS: no socket on this queue means the kernel socket gets it. */
     if (bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS) == XDP_REDIRECT)
       return XSKTUN_STAT_REDIRECT_DATA;
@@ -276,30 +164,47 @@ static __always_inline int classify_wireguard(struct xdp_md *ctx, __u8 *msg, __u
   return XSKTUN_STAT_PASS_HANDSHAKE;
 }
 
+/* The rate-limit key of a frame's source: IPv4 address or IPv6 /64. */
+static __always_inline int source_key(const struct xsktun_frame *f, const __u8 *end,
+                                      struct xsktun_rl_key *src)
+{
+  src->family = f->family;
+  if (f->family == XSKTUN_AF_INET) {
+    if (f->l3 + 20 > end)
+      return XSKTUN_STAT_PASS_UNPARSED;
+    __builtin_memcpy(src->addr, f->l3 + 12, 4);
+  } else {
+    /* The bucket key is the /64: one host owns a whole /64 far too often to key on less. */
+    if (f->l3 + 40 > end)
+      return XSKTUN_STAT_PASS_UNPARSED;
+    __builtin_memcpy(src->addr, f->l3 + 8, 8);
+  }
+  return XSKTUN_PARSE_OK;
+}
+
 static __always_inline int classify(struct xdp_md *ctx)
 {
-  void *pos = (void *)(long)ctx->data;
-  void *end = (void *)(long)ctx->data_end;
+  const __u8 *data = (const __u8 *)(long)ctx->data;
+  const __u8 *end = (const __u8 *)(long)ctx->data_end;
+  struct xsktun_frame f;
   struct xsktun_rl_key src;
   __u32 zero = 0;
   int stat;
 
   __builtin_memset(&src, 0, sizeof(src));
-  stat = parse_l2_l3(&pos, end, &src);
-  if (stat != CONTINUE)
+  stat = xsktun_parse_to_udp(data, end, &f);
+  if (stat != XSKTUN_PARSE_OK)
     return stat;
-
-  struct udphdr *udp = pos;
-  if ((void *)(udp + 1) > end)
-    return XSKTUN_STAT_PASS_UNPARSED;
   const struct xsktun_config *cfg = bpf_map_lookup_elem(&config, &zero);
-  if (!cfg || cfg->listen_port == 0 || udp->dest != bpf_htons(cfg->listen_port))
+  if (!cfg || cfg->listen_port == 0 || xsktun_rd16(f.udp + 2) != cfg->listen_port)
     return XSKTUN_STAT_PASS_NOT_OURS;
-  /* The UDP length, not the frame length: Ethernet pads short frames (RFC 768). */
-  __u32 udp_len = bpf_ntohs(udp->len);
-  if (udp_len < sizeof(*udp) || (void *)udp + udp_len > end)
+  long msg_len = xsktun_udp_payload_len(&f, end);
+  if (msg_len < 0)
     return XSKTUN_STAT_PASS_UNPARSED;
-  return classify_wireguard(ctx, (__u8 *)(udp + 1), udp_len - sizeof(*udp), end, cfg, &src);
+  stat = source_key(&f, end, &src);
+  if (stat != XSKTUN_PARSE_OK)
+    return stat;
+  return classify_wireguard(ctx, f.udp + 8, (__u32)msg_len, end, cfg, &src, (__u64)(end - data));
 }
 
 static __always_inline int action_of(int stat)

@@ -9,9 +9,15 @@
 /* Pin directory: /sys/fs/bpf/xsktun/IFNAME/<map name>. */
 #define XSKTUN_PIN_ROOT "/sys/fs/bpf/xsktun"
 
-#define XSKTUN_MAX_PEERS 65536
-#define XSKTUN_MAX_SESSIONS (3 * XSKTUN_MAX_PEERS) /* previous/current/next keypair per peer */
-#define XSKTUN_MAX_ALLOWED_IPS 131072
+/* Configuration limits, the same in both modes: the device refuses a change that would exceed
+ * one of them as a whole (ENOSPC), so the maps always hold what the configuration holds. The
+ * hash maps are NO_PREALLOC (their bucket arrays, 16 bytes per slot, are the fixed cost: about
+ * 2 MiB for peers and 8 MiB for sessions); the LPM tries allocate per entry only. */
+#define XSKTUN_MAX_PEERS 131072
+/* previous/current/next keypair per peer, plus one per peer for the moment a new keypair is
+ * added before the one it replaces is removed */
+#define XSKTUN_MAX_SESSIONS (4 * XSKTUN_MAX_PEERS)
+#define XSKTUN_MAX_ALLOWED_IPS 1048576 /* per family (allowed_ips_v4, allowed_ips_v6) */
 #define XSKTUN_MAX_QUEUES 64
 #define XSKTUN_RATELIMIT_ENTRIES 16384
 
@@ -60,6 +66,9 @@ struct xsktun_config {
   __u16 listen_port; /* host byte order; 0 = nothing is ours (pass everything) */
   __u8 ratelimit_enabled;
   __u8 pad;
+  /* Longest frame an AF_XDP socket can take (its UMEM frame size); longer data frames go to the
+   * kernel socket instead of being dropped by the socket. 0 = no limit. */
+  __u32 max_redirect_len;
 };
 
 /* ratelimit: LRU hash, source -> token bucket (nanoseconds of credit). */
@@ -73,17 +82,25 @@ struct xsktun_rl_value {
   __u64 last_ns;
 };
 
-/* stats: per-CPU array indexed by these. */
+/* stats: per-CPU array indexed by enum xsktun_stat. One X-macro names each counter once: the
+ * enum here, the `xdp_<name>` keys of `xsktun show` and the tests are generated from it. Append
+ * only (the JSON keys are a contract). */
+#define XSKTUN_STATS(X)                                                                          \
+  X(PASS_NOT_OURS, pass_not_ours)         /* not IP/UDP to the listen port: untouched */          \
+  X(PASS_FRAGMENT, pass_fragment)         /* IP fragment: the stack reassembles */                \
+  X(PASS_UNPARSED, pass_unparsed)         /* truncated or unparseable headers */                  \
+  X(REDIRECT_DATA, redirect_data)         /* data message to a live session -> AF_XDP */          \
+  X(PASS_DATA_NO_XSK, pass_data_no_xsk)   /* live session but no socket on this queue -> stack */ \
+  X(DROP_UNKNOWN_INDEX, drop_unknown_index) /* data message, receiver index not in sessions */    \
+  X(DROP_MALFORMED, drop_malformed)       /* bad type, length or non-zero reserved bytes */       \
+  X(PASS_HANDSHAKE, pass_handshake)       /* types 1-3 within budget -> kernel socket */          \
+  X(DROP_HANDSHAKE_RATELIMITED, drop_handshake_ratelimited)                                     \
+  X(PASS_TOO_BIG, pass_too_big)           /* data frame longer than an AF_XDP frame -> stack */
+
 enum xsktun_stat {
-  XSKTUN_STAT_PASS_NOT_OURS = 0,  /* not IP/UDP to the listen port: untouched */
-  XSKTUN_STAT_PASS_FRAGMENT,      /* IP fragment: the stack reassembles */
-  XSKTUN_STAT_PASS_UNPARSED,      /* truncated or unparseable headers */
-  XSKTUN_STAT_REDIRECT_DATA,      /* data message to a live session -> AF_XDP */
-  XSKTUN_STAT_PASS_DATA_NO_XSK,   /* live session but no socket on this queue -> stack */
-  XSKTUN_STAT_DROP_UNKNOWN_INDEX, /* data message, receiver index not in sessions */
-  XSKTUN_STAT_DROP_MALFORMED,     /* bad type, length or non-zero reserved bytes */
-  XSKTUN_STAT_PASS_HANDSHAKE,     /* types 1-3 within budget -> kernel socket */
-  XSKTUN_STAT_DROP_HANDSHAKE_RATELIMITED,
+#define XSKTUN_STAT_ENUM(upper, lower) XSKTUN_STAT_##upper,
+  XSKTUN_STATS(XSKTUN_STAT_ENUM)
+#undef XSKTUN_STAT_ENUM
   XSKTUN_STAT__MAX,
 };
 

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "xsktun/xdp/bpf_maps.h"
+#include "xsktun/xdp/frame.h"
 
 namespace xsktun::xdp {
 namespace {
@@ -142,9 +143,11 @@ Bytes v6_frame(const Bytes& msg, const V6& o = {}) {
 
 // ---- Running the program. ----
 
-const char* const kStatNames[] = {"PASS_NOT_OURS",  "PASS_FRAGMENT",    "PASS_UNPARSED",
-                                  "REDIRECT_DATA",  "PASS_DATA_NO_XSK", "DROP_UNKNOWN_INDEX",
-                                  "DROP_MALFORMED", "PASS_HANDSHAKE",   "DROP_HANDSHAKE_RATELIMITED"};
+const char* const kStatNames[] = {
+#define XSKTUN_STAT_NAME(upper, lower) #upper,
+    XSKTUN_STATS(XSKTUN_STAT_NAME)
+#undef XSKTUN_STAT_NAME
+};
 static_assert(std::size(kStatNames) == XSKTUN_STAT__MAX);
 
 // "DROP_MALFORMED+1": readable and exact (any other counter moving shows up too).
@@ -388,6 +391,34 @@ TEST_P(XdpTableTest, VerdictAndCounter) {
 INSTANTIATE_TEST_SUITE_P(Frames, XdpTableTest, ::testing::ValuesIn(table()),
                          [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
+// ---- The same table through the userspace frame parser (no root needed). ----
+
+// One definition of "redirectable" (bpf/xsktun_parse.h): every frame the program steers to an
+// AF_XDP socket (a live session's data: PASS_DATA_NO_XSK here, REDIRECT_DATA when a socket is in
+// xsks) parses in userspace down to that data message; frames the program passes as fragments
+// or unparseable do not.
+TEST(XdpTableUserspaceParser, EveryRedirectCaseParsesAndNoUnparsedOneDoes) {
+  int redirects = 0;
+  for (const Case& c : table()) {
+    SCOPED_TRACE(c.name);
+    ParsedFrame pf;
+    const bool parsed = parse_frame(c.frame.data(), c.frame.size(), &pf);
+    if (c.stat == XSKTUN_STAT_PASS_DATA_NO_XSK) {
+      ++redirects;
+      ASSERT_TRUE(parsed);
+      ASSERT_GE(pf.payload_len, size_t{XSKTUN_DATA_MIN_LEN});
+      EXPECT_EQ(pf.payload[0], XSKTUN_MSG_DATA);
+      uint32_t receiver;
+      std::memcpy(&receiver, pf.payload + 4, 4);
+      EXPECT_EQ(receiver, kKnownIndex);
+      EXPECT_EQ(pf.reply.src_port, kPort);
+    } else if (c.stat == XSKTUN_STAT_PASS_UNPARSED || c.stat == XSKTUN_STAT_PASS_FRAGMENT) {
+      EXPECT_FALSE(parsed);
+    }
+  }
+  EXPECT_GE(redirects, 15) << "the table lost its redirect cases";
+}
+
 // ---- Truncation: every prefix of a valid frame, from 0 bytes up to the whole frame. ----
 
 TEST_F(XdpProgTest, EveryTruncationIsPassedAsUnparsed) {
@@ -476,6 +507,21 @@ TEST_F(XdpProgTest, ConfigSettersKeepEachOther) {
   ASSERT_EQ(bpf_map_lookup_elem(obj_->config_fd(), &key, &cfg), 0);
   EXPECT_EQ(cfg.listen_port, 4242);
   EXPECT_EQ(cfg.ratelimit_enabled, 0);
+}
+
+// A data frame longer than an AF_XDP frame (the UMEM frame size in config.max_redirect_len)
+// would be dropped by the socket: the program passes it to the kernel socket instead.
+TEST_F(XdpProgTest, DataFramesLongerThanMaxRedirectLenGoToTheStack) {
+  const Bytes big = v4_frame(data_msg(kKnownIndex, 1400));  // 14 + 20 + 8 + 1400 bytes
+  ASSERT_EQ(obj_->set_max_redirect_len(static_cast<uint32_t>(big.size())), 0);
+  expect(big, XDP_PASS, XSKTUN_STAT_PASS_DATA_NO_XSK);
+  ASSERT_EQ(obj_->set_max_redirect_len(static_cast<uint32_t>(big.size() - 1)), 0);
+  expect(big, XDP_PASS, XSKTUN_STAT_PASS_TOO_BIG);
+  expect(v6_frame(data_msg(kKnownIndex, 1400)), XDP_PASS, XSKTUN_STAT_PASS_TOO_BIG);
+  // Unknown indexes are still dropped, handshakes still pass as handshakes.
+  expect(v4_frame(data_msg(kUnknownIndex, 1400)), XDP_DROP, XSKTUN_STAT_DROP_UNKNOWN_INDEX);
+  expect(v4_frame(initiation()), XDP_PASS, XSKTUN_STAT_PASS_HANDSHAKE);
+  expect(v4_frame(data_msg(kKnownIndex)), XDP_PASS, XSKTUN_STAT_PASS_DATA_NO_XSK);
 }
 
 TEST_F(XdpProgTest, SessionRemovalMakesIndexUnknown) {

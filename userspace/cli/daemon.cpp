@@ -78,10 +78,22 @@ struct ReadyPipe {
 // Adds the XDP program's verdict counters to the `counters` object as xdp_* keys.
 void add_xdp_stats(nlohmann::json& j, const std::array<uint64_t, XSKTUN_STAT__MAX>& st) {
   static const char* const kNames[XSKTUN_STAT__MAX] = {
-      "xdp_pass_not_ours",     "xdp_pass_fragment",     "xdp_pass_unparsed",
-      "xdp_redirect_data",     "xdp_pass_data_no_xsk",  "xdp_drop_unknown_index",
-      "xdp_drop_malformed",    "xdp_pass_handshake",    "xdp_drop_handshake_ratelimited"};
+#define XSKTUN_STAT_KEY(upper, lower) "xdp_" #lower,
+      XSKTUN_STATS(XSKTUN_STAT_KEY)
+#undef XSKTUN_STAT_KEY
+  };
   for (int i = 0; i < XSKTUN_STAT__MAX; ++i) j["counters"][kNames[i]] = st[static_cast<size_t>(i)];
+}
+
+// Adds the kernel's AF_XDP statistics (XDP_STATISTICS, summed over the queues) as xsk_* keys.
+void add_xsk_stats(nlohmann::json& j, const xdp_statistics& s) {
+  auto& c = j["counters"];
+  c["xsk_rx_dropped"] = s.rx_dropped;              // frames the socket dropped (no room, too long)
+  c["xsk_rx_invalid_descs"] = s.rx_invalid_descs;  // bad fill ring addresses
+  c["xsk_tx_invalid_descs"] = s.tx_invalid_descs;  // TX descriptors the kernel refused
+  c["xsk_rx_ring_full"] = s.rx_ring_full;          // frames dropped: RX ring full
+  c["xsk_fill_ring_empty"] = s.rx_fill_ring_empty_descs;  // times no fill buffer was posted
+  c["xsk_tx_ring_empty"] = s.tx_ring_empty_descs;  // times the kernel found the TX ring empty
 }
 
 // Whether the XDP program this daemon attached is still on the NIC (XdpPlane::attached: a
@@ -109,6 +121,14 @@ class XdpWatch {
   std::mutex mu_;
   bool lost_ = false;
 };
+
+// Frames over the NIC MTU take the kernel socket: follow MTU changes (checked every 200 ms).
+void follow_nic_mtu(xdp::XskBind& xsk, const std::string& nic) {
+  uint32_t mtu = xdp::nic_mtu(nic);
+  if (mtu == 0 || mtu == xsk.nic_mtu()) return;
+  XLOG_INFO("%s: MTU %u -> %u; longer frames go through the kernel socket", nic.c_str(), xsk.nic_mtu(), mtu);
+  xsk.set_nic_mtu(mtu);
+}
 
 bool setup_xdp(const UpOptions& o, std::unique_ptr<io::UdpSocket>& udp, std::unique_ptr<xdp::XdpPlane>* plane,
                std::unique_ptr<xdp::XskBind>* bind, ModeInfo* mode, std::string* why) {
@@ -149,13 +169,20 @@ bool setup_xdp(const UpOptions& o, std::unique_ptr<io::UdpSocket>& udp, std::uni
     queues.push_back(std::move(xq));
   }
   *bind = std::make_unique<xdp::XskBind>(std::move(udp), std::move(queues));
+  // Longer frames go to the kernel socket both ways: in, the program passes data frames the
+  // sockets could not take; out, frames over the NIC MTU are sent (and fragmented) by the kernel.
+  if (p->set_max_redirect_len((*bind)->max_rx_frame()) != 0) {
+    *why = "cannot write the config map";
+    return false;
+  }
+  (*bind)->set_nic_mtu(xdp::nic_mtu(o.nic));
   mode->mode = "xdp";
   mode->nic = o.nic;
   mode->attach_mode = p->attach_mode();
   mode->zerocopy = (*bind)->zerocopy();
   mode->queues = nq;
-  XLOG_INFO("xdp mode on %s: %s attach, %d queue(s), %s", o.nic.c_str(), mode->attach_mode.c_str(), nq,
-            mode->zerocopy ? "zero-copy" : "copy mode (zero-copy not supported by the driver)");
+  XLOG_INFO("xdp mode on %s: %s attach, %d queue(s), %s, NIC MTU %u", o.nic.c_str(), mode->attach_mode.c_str(), nq,
+            mode->zerocopy ? "zero-copy" : "copy mode (zero-copy not supported by the driver)", (*bind)->nic_mtu());
   *plane = std::move(p);
   return true;
 }
@@ -213,7 +240,7 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   std::unique_ptr<xdp::MapSync> sync;
   if (plane) {
     xsk->set_counters(&dev.counters());
-    sync = std::make_unique<xdp::MapSync>(plane->map_fds());
+    sync = std::make_unique<xdp::MapSync>(plane->map_fds(), &dev.counters());
     dev.set_observer(sync.get());
     xsk->set_on_port_change([p = plane.get()](uint16_t port) { p->set_listen_port(port); });
   }
@@ -245,7 +272,9 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     j["io_threads"] = io_threads.load();
     if (plane) {
       add_xdp_stats(j, plane->stats());
+      add_xsk_stats(j, xsk->xsk_statistics());
       j["xdp_attached"] = xdp_watch->attached();
+      j["xdp"]["nic_mtu"] = xsk->nic_mtu();
     }
     return j.dump() + "\n";
   };
@@ -294,6 +323,7 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
       break;
     }
     if (xdp_watch) xdp_watch->attached();  // logs a detach once
+    if (xsk) follow_nic_mtu(*xsk, o.nic);
   }
   XLOG_INFO("%s down: %s", o.ifname.c_str(), why.c_str());
   runner.stop();

@@ -151,7 +151,7 @@ int Device::apply_peer(const control::PeerChange& pc, routing::AllowedIps& table
     // A peer with our own public key makes no sense (wireguard-go ignores it too).
     auto id = identity_.load();
     if (id->has_private && id->public_key == pc.public_key) return 0;
-    if (peer_count() >= static_cast<size_t>(proto::kMaxPeers)) return ENOSPC;
+    if (peer_count() >= limits_.peers) return ENOSPC;  // check_change refuses this first
     p = create_peer(pc.public_key);
   }
   bool send_keepalive_now = false;
@@ -175,7 +175,15 @@ int Device::apply_peer(const control::PeerChange& pc, routing::AllowedIps& table
 
 int Device::apply(const control::ConfigChange& change, std::string* err) {
   std::lock_guard lock(config_mu_);
-  // Everything that can fail is checked before anything changes.
+  // Everything that can fail is checked before anything changes; the rebind, the one step that
+  // can still fail, comes first.
+  for (const auto& pc : change.peers)
+    for (const auto& prefix : pc.allowed_ips)
+      if (prefix.addr.family != AF_INET && prefix.addr.family != AF_INET6) {
+        if (err) *err = "bad allowed IP";
+        return EINVAL;
+      }
+  if (int rc = check_change(change, err)) return rc;
   if (change.listen_port && *change.listen_port != udp_.port()) {
     int rc = udp_.rebind(*change.listen_port);
     if (rc < 0) {
@@ -183,12 +191,6 @@ int Device::apply(const control::ConfigChange& change, std::string* err) {
       return -rc;
     }
   }
-  for (const auto& pc : change.peers)
-    for (const auto& prefix : pc.allowed_ips)
-      if (prefix.addr.family != AF_INET && prefix.addr.family != AF_INET6) {
-        if (err) *err = "bad allowed IP";
-        return EINVAL;
-      }
   if (change.fwmark) {
     fwmark_ = *change.fwmark;
     udp_.set_fwmark(fwmark_);

@@ -143,6 +143,7 @@ bool AllowedIps::insert(const Prefix& p, PeerId peer) {
       nodes_[leaf].has_peer = true;
       set_link(t, parent, key, leaf);
       ++count_;
+      ++t.count;
       return true;
     }
     const Node& n = nodes_[cur];
@@ -150,7 +151,7 @@ bool AllowedIps::insert(const Prefix& p, PeerId peer) {
     if (common == n.cidr) {
       if (n.cidr == cidr) {  // exact prefix already present (maybe as glue): overwrite the owner
         Node& m = nodes_[cur];
-        if (!m.has_peer) ++count_;
+        if (!m.has_peer) ++count_, ++t.count;
         m.has_peer = true;
         m.peer = peer;
         return true;
@@ -165,6 +166,7 @@ bool AllowedIps::insert(const Prefix& p, PeerId peer) {
     nodes_[fresh].peer = peer;
     nodes_[fresh].has_peer = true;
     ++count_;
+    ++t.count;
     if (common == cidr) {  // new prefix is a strict ancestor of cur
       nodes_[fresh].child[bit_at(cur_key, cidr)] = cur;
       set_link(t, parent, key, fresh);
@@ -196,6 +198,7 @@ uint32_t AllowedIps::find_node(const Trie& t, const Key& key, uint8_t cidr, uint
 // leave chains of empty nodes behind (the kernel's remove_node does the same collapse).
 void AllowedIps::erase_peer_at(Trie& t, uint32_t idx, const uint32_t* path, int depth) {
   --count_;
+  --t.count;
   Node& n = nodes_[idx];
   n.has_peer = false;
   if (n.child[0] != kNil && n.child[1] != kNil) return;  // stays as glue
@@ -346,6 +349,7 @@ void AllowedIps::clear() {
   free_.clear();
   v4_.root = kNil;
   v6_.root = kNil;
+  v4_.count = v6_.count = 0;
   count_ = 0;
 }
 

@@ -57,6 +57,10 @@ int XdpObject::set_ratelimit(bool enabled) {
   return update_config([enabled](struct xsktun_config& cfg) { cfg.ratelimit_enabled = enabled ? 1 : 0; });
 }
 
+int XdpObject::set_max_redirect_len(uint32_t len) {
+  return update_config([len](struct xsktun_config& cfg) { cfg.max_redirect_len = len; });
+}
+
 XdpObject::Stats XdpObject::stats() const {
   Stats total{};
   int ncpus = libbpf_num_possible_cpus();

@@ -1,6 +1,9 @@
 #include "xsktun/xdp/frame.h"
 
 #include "xsktun/io/offload.h"
+#include "xsktun_shared.h"
+// after xsktun_shared.h (its stat codes)
+#include "xsktun_parse.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -10,7 +13,7 @@
 namespace xsktun::xdp {
 
 namespace {
-constexpr uint16_t kEthIp = 0x0800, kEthIp6 = 0x86dd, kEthVlan = 0x8100, kEthQinQ = 0x88a8;
+constexpr uint16_t kEthIp = XSKTUN_ETH_P_IP, kEthIp6 = XSKTUN_ETH_P_IPV6, kEthVlan = XSKTUN_ETH_P_8021Q;
 constexpr size_t kEthLen = 14, kVlanLen = 4, kIp4Len = 20, kIp6Len = 40, kUdpLen = 8;
 
 uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
@@ -28,47 +31,26 @@ uint16_t ipv4_checksum(const uint8_t* hdr, size_t len) {
 }
 
 bool parse_frame(const uint8_t* f, size_t len, ParsedFrame* out) {
-  if (len < kEthLen) return false;
-  size_t off = 12;
-  uint16_t proto = rd16(f + off);
-  uint16_t tci = 0;
-  for (int tags = 0; (proto == kEthVlan || proto == kEthQinQ) && tags < 2; ++tags) {
-    if (len < off + 2 + kVlanLen) return false;
-    tci = rd16(f + off + 2) & 0x0fff;  // the innermost tag wins (TX supports one tag)
-    off += kVlanLen;
-    proto = rd16(f + off);
-  }
-  off += 2;
+  // The XDP program's own parser (bpf/xsktun_parse.h): what it redirects, this accepts.
+  const uint8_t* end = f + len;
+  xsktun_frame fr{};
+  if (xsktun_parse_to_udp(f, end, &fr) != XSKTUN_PARSE_OK) return false;
+  long payload = xsktun_udp_payload_len(&fr, end);
+  if (payload < 0) return false;
   std::memcpy(out->reply.dst_mac.data(), f + 6, 6);
   std::memcpy(out->reply.src_mac.data(), f, 6);
-  out->reply.vlan_tci = tci;
-  const uint8_t* udp;
-  if (proto == kEthIp) {
-    if (len < off + kIp4Len) return false;
-    const uint8_t* ip = f + off;
-    size_t ihl = size_t{ip[0] & 0x0fu} * 4;
-    if ((ip[0] >> 4) != 4 || ihl < kIp4Len || len < off + ihl + kUdpLen || ip[9] != IPPROTO_UDP) return false;
-    if (rd16(ip + 6) & 0x3fff) return false;  // MF or a fragment offset
-    out->source.addr = IpAddr::v4(ip + 12);
-    out->reply.src_ip = IpAddr::v4(ip + 16);
-    udp = ip + ihl;
-  } else if (proto == kEthIp6) {
-    if (len < off + kIp6Len + kUdpLen) return false;
-    const uint8_t* ip = f + off;
-    if ((ip[0] >> 4) != 6 || ip[6] != IPPROTO_UDP) return false;
-    out->source.addr = IpAddr::v6(ip + 8);
-    out->reply.src_ip = IpAddr::v6(ip + 24);
-    udp = ip + kIp6Len;
+  out->reply.vlan_tci = fr.vlan_tci & 0x0fff;  // the innermost tag's VLAN id (TX supports one tag)
+  if (fr.family == XSKTUN_AF_INET) {
+    out->source.addr = IpAddr::v4(fr.l3 + 12);
+    out->reply.src_ip = IpAddr::v4(fr.l3 + 16);
   } else {
-    return false;
+    out->source.addr = IpAddr::v6(fr.l3 + 8);
+    out->reply.src_ip = IpAddr::v6(fr.l3 + 24);
   }
-  size_t udp_len = rd16(udp + 4);
-  size_t avail = len - static_cast<size_t>(udp - f);
-  if (udp_len < kUdpLen || udp_len > avail) return false;
-  out->source.port = rd16(udp);
-  out->reply.src_port = rd16(udp + 2);
-  out->payload = udp + kUdpLen;
-  out->payload_len = udp_len - kUdpLen;
+  out->source.port = rd16(fr.udp);
+  out->reply.src_port = rd16(fr.udp + 2);
+  out->payload = fr.udp + kUdpLen;
+  out->payload_len = static_cast<size_t>(payload);
   return true;
 }
 

@@ -16,7 +16,7 @@ bool MapSync::PrefixLess::operator()(const Prefix& a, const Prefix& b) const {
 
 void MapSync::session_added(uint32_t index, uint32_t peer_id) {
   xsktun_session v{peer_id};
-  if (bpf_map_update_elem(fds_.sessions, &index, &v, BPF_ANY) != 0) ++errors_;
+  if (bpf_map_update_elem(fds_.sessions, &index, &v, BPF_ANY) != 0) failed();
 }
 
 void MapSync::session_removed(uint32_t index) { bpf_map_delete_elem(fds_.sessions, &index); }
@@ -29,7 +29,7 @@ void MapSync::peer_updated(uint32_t peer_id, const Key& public_key, const Endpoi
     v.endpoint_port = endpoint.port;
     v.endpoint_family = endpoint.addr.family;
   }
-  if (bpf_map_update_elem(fds_.peers, &peer_id, &v, BPF_ANY) != 0) ++errors_;
+  if (bpf_map_update_elem(fds_.peers, &peer_id, &v, BPF_ANY) != 0) failed();
 }
 
 void MapSync::peer_removed(uint32_t peer_id) { bpf_map_delete_elem(fds_.peers, &peer_id); }
@@ -45,7 +45,7 @@ void MapSync::write_prefix(const Prefix& p, uint32_t peer, bool remove) {
     std::memcpy(k.addr, p.addr.bytes.data(), 16);
     rc = remove ? bpf_map_delete_elem(fds_.allowed_v6, &k) : bpf_map_update_elem(fds_.allowed_v6, &k, &peer, BPF_ANY);
   }
-  if (rc != 0 && !remove) ++errors_;
+  if (rc != 0 && !remove) failed();
 }
 
 void MapSync::allowed_ips_changed(const routing::AllowedIps& table) {

@@ -280,11 +280,31 @@ MapFds XdpPlane::map_fds() const {
 int XdpPlane::xsks_map_fd() const { return bpf_map__fd(skel_->maps.xsks); }
 
 int XdpPlane::set_listen_port(uint16_t port) {
+  std::lock_guard lock(config_mu_);
+  config_.listen_port = port;
+  return write_config();
+}
+
+int XdpPlane::set_max_redirect_len(uint32_t len) {
+  std::lock_guard lock(config_mu_);
+  config_.max_redirect_len = len;
+  return write_config();
+}
+
+int XdpPlane::write_config() {
   uint32_t key = 0;
-  xsktun_config cfg{};
-  cfg.listen_port = port;
-  cfg.ratelimit_enabled = 1;
-  return bpf_map_update_elem(bpf_map__fd(skel_->maps.config), &key, &cfg, BPF_ANY);
+  config_.ratelimit_enabled = 1;
+  return bpf_map_update_elem(bpf_map__fd(skel_->maps.config), &key, &config_, BPF_ANY);
+}
+
+uint32_t nic_mtu(const std::string& nic) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, nic.c_str(), IFNAMSIZ - 1);
+  int rc = ioctl(fd, SIOCGIFMTU, &ifr);
+  close(fd);
+  return rc == 0 && ifr.ifr_mtu > 0 ? static_cast<uint32_t>(ifr.ifr_mtu) : 0;
 }
 
 std::array<uint64_t, XSKTUN_STAT__MAX> XdpPlane::stats() const {

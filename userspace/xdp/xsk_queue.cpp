@@ -1,5 +1,6 @@
 #include "xsktun/xdp/xsk_queue.h"
 
+#include <linux/bpf.h>
 #include <linux/if_xdp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -89,6 +90,14 @@ XskQueue::~XskQueue() {
   if (wake_fd_ >= 0) close(wake_fd_);
 }
 
+uint32_t XskQueue::max_rx_frame() const { return frame_size_ - XDP_PACKET_HEADROOM; }
+
+bool XskQueue::statistics(xdp_statistics* out) const {
+  socklen_t len = sizeof *out;
+  *out = {};
+  return getsockopt(xsk_socket__fd(xsk_), SOL_XDP, XDP_STATISTICS, out, &len) == 0;
+}
+
 void XskQueue::wake() {
   uint64_t one = 1;
   (void)!write(wake_fd_, &one, sizeof one);
@@ -132,7 +141,12 @@ int XskQueue::peek_rx(std::span<io::PacketBuf> bufs, int timeout_ms) {
     uint8_t* frame = static_cast<uint8_t*>(xsk_umem__get_data(area_, d->addr));
     held_.push_back(addr);
     ParsedFrame pf;
-    if (!parse_frame(frame, d->len, &pf)) continue;  // the program only redirects parseable frames
+    // The program redirects only what this parser takes (both use bpf/xsktun_parse.h); a frame
+    // that does not parse came from something else steering to our socket.
+    if (!parse_frame(frame, d->len, &pf)) {
+      counters_->add(device::Counter::drop_xsk_unparsed);
+      continue;
+    }
     auto& b = bufs[static_cast<size_t>(out++)];
     b.data = const_cast<uint8_t*>(pf.payload);
     b.len = pf.payload_len;
@@ -159,11 +173,16 @@ void XskQueue::kick_tx() {
   }
 }
 
-void XskQueue::reclaim_completions() {
+uint32_t XskQueue::reclaim_completions() {
   uint32_t idx = 0;
   uint32_t n = xsk_ring_cons__peek(&comp_, kRingSize, &idx);
   for (uint32_t i = 0; i < n; ++i) tx_free_.push_back(*xsk_ring_cons__comp_addr(&comp_, idx + i));
-  if (n) xsk_ring_cons__release(&comp_, n);
+  if (n) {
+    xsk_ring_cons__release(&comp_, n);
+    // Completed: the kernel took the frame off the TX ring (copy mode: handed to the driver).
+    counters_->add(device::Counter::xsk_tx_packets, n);
+  }
+  return n;
 }
 
 int XskQueue::send(std::span<const io::PacketBuf> bufs, std::span<const Path* const> paths) {
@@ -179,10 +198,13 @@ int XskQueue::send(std::span<const io::PacketBuf> bufs, std::span<const Path* co
     return 0;
   reclaim_completions();
   // Reserve exactly what will be submitted: the ring's cached producer index must not run
-  // ahead of what we fill.
-  uint32_t fits = 0;
-  for (size_t i = 0; i < bufs.size() && fits < tx_free_.size(); ++i)
-    if (header_len(*paths[i], bufs[i].endpoint.addr.family) + bufs[i].len <= frame_size_) ++fits;
+  // ahead of what we fill. XskBind sends longer frames through the kernel; any that still
+  // reach here, and those beyond the free frames or ring slots, are dropped and counted.
+  uint32_t fits = 0, too_big = 0;
+  for (size_t i = 0; i < bufs.size(); ++i) {
+    if (header_len(*paths[i], bufs[i].endpoint.addr.family) + bufs[i].len > frame_size_) ++too_big;
+    else if (fits < tx_free_.size()) ++fits;
+  }
   uint32_t idx = 0;
   uint32_t n = fits ? xsk_ring_prod__reserve(&tx_, fits, &idx) : 0;
   uint32_t used = 0;
@@ -201,8 +223,11 @@ int XskQueue::send(std::span<const io::PacketBuf> bufs, std::span<const Path* co
     d->options = 0;
     ++used;
   }
+  if (too_big) counters_->add(device::Counter::drop_xsk_too_big, too_big);
+  if (bufs.size() - too_big > used) counters_->add(device::Counter::drop_xsk_tx_full, bufs.size() - too_big - used);
   if (used) xsk_ring_prod__submit(&tx_, used);
   kick_tx();
+  reclaim_completions();  // copy mode completes inside the kick: count them now
   return static_cast<int>(used);
 }
 

@@ -45,7 +45,15 @@ namespace xsktun::device {
   X(slowpath_tx_packets)     /* XDP mode: sent through the kernel socket instead */         \
   X(xsk_rx_packets)                                                                         \
   X(xsk_tx_packets)                                                                         \
-  X(handshake_mac2_ok)       /* under load: handshake message with a valid mac2, let through */
+  X(handshake_mac2_ok)       /* under load: handshake message with a valid mac2, let through */ \
+  X(slowpath_rx_packets)     /* XDP mode: datagrams read from the kernel socket (handshakes, */ \
+                             /* reassembled fragments, frames the program passed) */          \
+  X(slowpath_tx_too_big)     /* XDP mode: frame over the NIC MTU or a UMEM frame, sent through */ \
+                             /* the kernel socket, which fragments it (in slowpath_tx_packets) */ \
+  X(drop_xsk_tx_full)        /* XDP mode: no free UMEM frame or TX ring slot (in drop_udp_send) */ \
+  X(drop_xsk_too_big)        /* XDP mode: frame longer than a UMEM frame (in drop_udp_send) */  \
+  X(drop_xsk_unparsed)       /* XDP mode: a frame on an AF_XDP socket that does not parse */     \
+  X(map_update_errors)       /* XDP mode: a BPF map write failed (the map disagrees) */
 
 enum class Counter : int {
 #define XSKTUN_COUNTER_ENUM(name) name,

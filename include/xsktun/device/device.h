@@ -22,6 +22,7 @@
 #include "xsktun/protocol/ratelimiter.h"
 #include "xsktun/protocol/timers.h"
 #include "xsktun/routing/allowed_ips.h"
+#include "xsktun_shared.h"
 
 namespace xsktun::device {
 
@@ -76,13 +77,25 @@ class DeviceObserver {
   virtual void allowed_ips_changed(const routing::AllowedIps& table) = 0;
 };
 
+// Configuration limits, by default the BPF maps' sizes (bpf/xsktun_shared.h) in both modes, so
+// XDP mode's maps always hold the whole configuration. A change past one is refused whole.
+struct Limits {
+  size_t peers = XSKTUN_MAX_PEERS;
+  size_t allowed_ips_v4 = XSKTUN_MAX_ALLOWED_IPS;
+  size_t allowed_ips_v6 = XSKTUN_MAX_ALLOWED_IPS;
+};
+
 class Device {
  public:
   Device(io::TunIo& tun, io::UdpIo& udp, const Clock& clock);
   ~Device();
 
-  // Applies a change atomically: either all of it or (on error) none. Returns 0 or an errno.
+  // Applies a change atomically: either all of it or (on error) none. Returns 0 or an errno
+  // (ENOSPC: past a limit; EINVAL: a bad prefix; the bind's error for a listen port in use).
   int apply(const control::ConfigChange& change, std::string* err);
+  // Lower limits for tests (before any peer exists).
+  void set_limits(const Limits& l) { limits_ = l; }
+  const Limits& limits() const { return limits_; }
   control::DeviceSnapshot snapshot() const;
   const Counters& counters() const { return counters_; }
   Counters& counters() { return counters_; }
@@ -138,6 +151,8 @@ class Device {
   void remove_peer_locked(const std::shared_ptr<Peer>& p);  // config_mu_ held
   int apply_peer(const control::PeerChange& pc, routing::AllowedIps& table);
   void publish_allowed(std::shared_ptr<const routing::AllowedIps> t);
+  // device_limits.cpp: 0 if the whole change fits the limits, else an errno and *err.
+  int check_change(const control::ConfigChange& change, std::string* err) const;
 
   // device_data.cpp
   struct SentRun {  // out[begin, end) were sealed for peer
@@ -173,6 +188,7 @@ class Device {
   // cookie factory that starves the data messages behind it (see screen_handshake).
   proto::HandshakeRateLimiter cookie_limiter_;
   uint32_t fwmark_ = 0;
+  Limits limits_;
 
   mutable std::shared_mutex peers_mu_;
   std::unordered_map<uint32_t, std::shared_ptr<Peer>> peers_by_id_;

@@ -55,6 +55,7 @@ class AllowedIps {
   std::unordered_map<PeerId, std::vector<Prefix>> by_peer() const;
   std::vector<std::pair<Prefix, PeerId>> entries() const;  // everything, sorted by (family, addr, cidr)
   size_t size() const { return count_; }                   // number of prefixes mapped to a peer
+  size_t size(int family) const { return trie_for(family).count; }  // of one family
   bool empty() const { return count_ == 0; }
   // Live trie nodes including internal branch ("glue") nodes; at most 2 * size() per family. Diagnostics.
   size_t node_count() const { return nodes_.size() - free_.size(); }
@@ -79,6 +80,7 @@ class AllowedIps {
   struct Trie {
     uint32_t root = kNil;
     uint8_t bits = 0;  // 32 or 128
+    size_t count = 0;  // prefixes mapped to a peer
   };
 
   static bool parse_prefix(const Prefix& p, Key* key, uint8_t* cidr, int* family);
@@ -100,8 +102,8 @@ class AllowedIps {
 
   std::vector<Node> nodes_;
   std::vector<uint32_t> free_;  // recycled slots in nodes_
-  Trie v4_{kNil, 32};
-  Trie v6_{kNil, 128};
+  Trie v4_{kNil, 32, 0};
+  Trie v6_{kNil, 128, 0};
   size_t count_ = 0;
 };
 

@@ -44,6 +44,7 @@ class XdpObject {
   // Read-modify-write of the single config element; 0 or -errno.
   int set_listen_port(uint16_t port);
   int set_ratelimit(bool enabled);
+  int set_max_redirect_len(uint32_t len);  // 0 = no limit
 
   // Each counter summed over all possible CPUs; zeros if the map cannot be read.
   Stats stats() const;

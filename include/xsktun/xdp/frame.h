@@ -28,8 +28,10 @@ struct ParsedFrame {
   Path reply;       // the path that sends back to `source`
 };
 
-// Parses Ethernet (optionally one or two VLAN tags), IPv4 (with options, no fragments) or IPv6
-// (no extension headers), and UDP. False for anything else or anything truncated.
+// Parses a frame with the XDP program's parser (bpf/xsktun_parse.h: Ethernet with up to two VLAN
+// tags, IPv4 with options and no fragments or IPv6 with up to 4 hop-by-hop/routing/destination
+// options headers, UDP). False for anything else or anything truncated; every frame the program
+// redirects parses.
 bool parse_frame(const uint8_t* frame, size_t len, ParsedFrame* out);
 
 // Bytes of headers build_headers writes for a path and destination family.

@@ -22,25 +22,25 @@ struct MapFds {
 
 class MapSync : public device::DeviceObserver {
  public:
-  explicit MapSync(MapFds fds) : fds_(fds) {}
+  // Failed map writes are counted in `counters` (map_update_errors), which `show` prints.
+  MapSync(MapFds fds, device::Counters* counters) : fds_(fds), counters_(counters) {}
   void session_added(uint32_t index, uint32_t peer_id) override;
   void session_removed(uint32_t index) override;
   void peer_updated(uint32_t peer_id, const Key& public_key, const Endpoint& endpoint) override;
   void peer_removed(uint32_t peer_id) override;
   void allowed_ips_changed(const routing::AllowedIps& table) override;
-  // Map writes that failed (map full, ...): reported by `show` through the device counters.
-  uint64_t errors() const { return errors_; }
 
  private:
   struct PrefixLess {
     bool operator()(const Prefix& a, const Prefix& b) const;
   };
   void write_prefix(const Prefix& p, uint32_t peer, bool remove);
+  void failed() { counters_->add(device::Counter::map_update_errors); }
 
   MapFds fds_;
   std::mutex mu_;
   std::map<Prefix, uint32_t, PrefixLess> mirrored_;  // what the BPF maps hold
-  uint64_t errors_ = 0;
+  device::Counters* counters_;
 };
 
 // Reads an allowed-IPs map back (for the test that proves maps and table agree).

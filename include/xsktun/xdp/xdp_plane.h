@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -35,6 +36,9 @@ class XdpPlane {
   MapFds map_fds() const;
   int xsks_map_fd() const;
   int set_listen_port(uint16_t port);
+  // The longest frame the AF_XDP sockets take; the program passes longer data frames to the
+  // kernel socket (counted as xdp_pass_too_big) instead of letting the socket drop them.
+  int set_max_redirect_len(uint32_t len);
   const std::string& attach_mode() const { return attach_mode_; }  // "native" or "generic"
   const std::string& pin_dir() const { return pin_dir_; }
   int ifindex() const { return ifindex_; }
@@ -45,6 +49,7 @@ class XdpPlane {
  private:
   XdpPlane() = default;
   bool pin_maps(std::string* err);
+  int write_config();  // config_mu_ held
   void unpin_maps();
 
   xsktun_bpf* skel_ = nullptr;
@@ -56,7 +61,12 @@ class XdpPlane {
   std::string attach_mode_;
   std::string pin_dir_;
   uint32_t prog_id_ = 0;
+  std::mutex config_mu_;
+  xsktun_config config_{};  // what the config map holds
 };
+
+// The MTU of a NIC (SIOCGIFMTU), 0 if it cannot be read.
+uint32_t nic_mtu(const std::string& nic);
 
 // Number of RX queues of a NIC (from /sys/class/net/DEV/queues), at least 1.
 int nic_rx_queues(const std::string& nic);

@@ -3,6 +3,7 @@
 // slow path for destinations whose return path is not known yet.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -20,10 +21,15 @@ class XskBind : public io::UdpIo {
  public:
   XskBind(std::unique_ptr<io::UdpSocket> kernel, std::vector<std::unique_ptr<XskQueue>> queues);
   // The device's counters (the device is built on top of this bind, so they come later).
-  void set_counters(device::Counters* c) { counters_ = c; }
+  void set_counters(device::Counters* c);
+  // The NIC's MTU: a frame whose IP packet is longer goes through the kernel socket, which
+  // fragments it (AF_XDP does not). The daemon sets it at attach and whenever it changes.
+  void set_nic_mtu(uint32_t mtu) { nic_mtu_.store(mtu, std::memory_order_relaxed); }
+  uint32_t nic_mtu() const { return nic_mtu_.load(std::memory_order_relaxed); }
 
-  // The kernel socket's receive side (handshakes, and data when no AF_XDP socket took it).
-  int recv_batch(std::span<io::PacketBuf> bufs) override { return kernel_->recv_batch(bufs); }
+  // The kernel socket's receive side (handshakes, reassembled fragments, data the program
+  // passed), counted as slowpath_rx_packets.
+  int recv_batch(std::span<io::PacketBuf> bufs) override { return count_slow_rx(kernel_->recv_batch(bufs)); }
   // Data to endpoints with a learned path goes out through AF_XDP; the rest through the kernel.
   int send_batch(std::span<io::PacketBuf> bufs) override;
   uint16_t port() const override { return kernel_->port(); }
@@ -31,7 +37,7 @@ class XskBind : public io::UdpIo {
   void set_fwmark(uint32_t mark) override { kernel_->set_fwmark(mark); }
   void wake() override;
   int ready_fd() const override { return kernel_->ready_fd(); }
-  int try_recv_batch(std::span<io::PacketBuf> bufs) override { return kernel_->try_recv_batch(bufs); }
+  int try_recv_batch(std::span<io::PacketBuf> bufs) override { return count_slow_rx(kernel_->try_recv_batch(bufs)); }
 
   // Receives from AF_XDP queue i (run by that queue's worker thread).
   int recv_xsk(size_t i, std::span<io::PacketBuf> bufs, int timeout_ms);
@@ -41,6 +47,10 @@ class XskBind : public io::UdpIo {
   // Called with the new port after a successful rebind (the XDP config map follows it).
   void set_on_port_change(std::function<void(uint16_t)> f) { on_port_change_ = std::move(f); }
   size_t known_paths() const;
+  // The kernel's AF_XDP statistics (XDP_STATISTICS), summed over the queues.
+  xdp_statistics xsk_statistics() const;
+  // The longest frame every queue's socket can receive (for the program's config map).
+  uint32_t max_rx_frame() const;
 
  private:
   struct EndpointLess {
@@ -51,12 +61,19 @@ class XskBind : public io::UdpIo {
     }
   };
   void learn(const ParsedFrame& pf);
+  int count_slow_rx(int n) {
+    if (n > 0) counters_->add(device::Counter::slowpath_rx_packets, static_cast<uint64_t>(n));
+    return n;
+  }
+  // Whether the frame for `b` over `path` fits the NIC MTU and a UMEM frame.
+  bool fits_xsk(const io::PacketBuf& b, const Path& path) const;
 
   std::unique_ptr<io::UdpSocket> kernel_;
   std::vector<std::unique_ptr<XskQueue>> queues_;
   device::Counters* counters_ = nullptr;
   device::Counters scratch_;  // until set_counters
   std::function<void(uint16_t)> on_port_change_;
+  std::atomic<uint32_t> nic_mtu_{1500};
   mutable std::mutex paths_mu_;
   std::map<Endpoint, Path, EndpointLess> paths_;
 };

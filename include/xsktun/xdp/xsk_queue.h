@@ -2,6 +2,7 @@
 // half of the UMEM's frames feed the fill ring (RX), the second half are TX frames.
 #pragma once
 
+#include <linux/if_xdp.h>
 #include <xdp/xsk.h>
 
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "xsktun/device/counters.h"
 #include "xsktun/io/packet_io.h"
 #include "xsktun/xdp/frame.h"
 
@@ -32,6 +34,15 @@ class XskQueue {
 
   bool zerocopy() const { return zerocopy_; }
   uint32_t queue() const { return queue_; }
+  // Where drops and transmissions are counted (XskBind passes the device's counters on).
+  void set_counters(device::Counters* c) { counters_ = c; }
+  // The longest frame this socket can receive: a UMEM frame less the kernel's XDP headroom
+  // (net/xdp/xsk_buff_pool.c); the XDP program passes longer ones to the stack.
+  uint32_t max_rx_frame() const;
+  // The longest frame send() can build (one UMEM frame).
+  uint32_t frame_size() const { return frame_size_; }
+  // The kernel's AF_XDP statistics of this socket (XDP_STATISTICS); false if unavailable.
+  bool statistics(xdp_statistics* out) const;
 
   // RX: returns the WireGuard messages of up to bufs.size() frames (data points into the UMEM;
   // endpoint = the sender). Frames of the previous call go back to the fill ring first, and the
@@ -40,7 +51,9 @@ class XskQueue {
   template <typename Learn>
   int recv(std::span<io::PacketBuf> bufs, int timeout_ms, Learn&& learn);
   // TX: copies each payload into a free TX frame behind headers for (path, endpoint) and
-  // submits them. Returns how many were queued. Thread-safe (serialized internally).
+  // submits them. Returns how many were queued; the rest (no free frame or ring slot, or longer
+  // than a frame) are counted as drops. xsk_tx_packets counts the frames the kernel completed.
+  // Thread-safe (serialized internally).
   int send(std::span<const io::PacketBuf> bufs, std::span<const Path* const> paths);
   void wake();
   // Polls readable while RX frames wait; poll() on it also kicks a driver that needs a wakeup.
@@ -49,7 +62,7 @@ class XskQueue {
  private:
   XskQueue() = default;
   void recycle_previous(std::vector<std::pair<ParsedFrame, bool>>* learned);
-  void reclaim_completions();
+  uint32_t reclaim_completions();
   void kick_tx();
   int peek_rx(std::span<io::PacketBuf> bufs, int timeout_ms);
 
@@ -65,6 +78,8 @@ class XskQueue {
   xsk_ring_cons rx_{};
   xsk_ring_prod tx_{};
   int wake_fd_ = -1;
+  device::Counters scratch_;  // until set_counters
+  device::Counters* counters_ = &scratch_;
 
   // RX frames handed out by the last recv (returned to the fill ring on the next one).
   std::vector<uint64_t> held_;
