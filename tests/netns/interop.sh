@@ -129,28 +129,6 @@ case_ping() {
 
 # --- 2. bulk traffic and transfer counters --------------------------------------------------
 
-# iperf_run VAR NS_SERVER SERVER_ADDR NS_CLIENT [client args...]: VAR := the bytes the server
-# received (iperf3 -J "sum_received").
-iperf_run() {
-  local var=$1 nss=$2 addr=$3 nsc=$4 out i srv
-  shift 4
-  out=$TEST_TMP/iperf.$RANDOM.json
-  # Not through the n() function: a backgrounded function is a subshell, and $! would be its pid
-  # rather than iperf3's, which cleanup must be able to kill.
-  ip netns exec "$nss" iperf3 -s -1 -B "$addr" -p 5201 >/dev/null 2>&1 &
-  srv=$!
-  bg_register $srv
-  for i in $(seq 50); do
-    [[ -n $(n "$nss" ss -Htln "sport = 5201") ]] && break
-    sleep 0.05
-  done
-  n "$nsc" iperf3 -c "$addr" -p 5201 -J "$@" >"$out" || die "iperf3 -c $addr $* failed: $(cat "$out")"
-  wait $srv || true
-  bg_done $srv
-  printf -v "$var" '%s' "$(awk '/"sum_received"/ { f = 1 }
-    f && /"bytes"/ { gsub(/[^0-9]/, ""); print; exit }' "$out")"
-}
-
 # udp_drops NS PORT: datagrams the kernel dropped on the tunnel's UDP socket(s) (full receive
 # buffer): the only place where bytes one side sent can legitimately vanish on a veth.
 udp_drops() {

@@ -560,6 +560,28 @@ ping_eventually() {
 $out"
 }
 
+# iperf_run VAR NS_SERVER SERVER_ADDR NS_CLIENT [client args...]: VAR := the bytes the server
+# received (iperf3 -J "sum_received").
+iperf_run() {
+  local var=$1 nss=$2 addr=$3 nsc=$4 out i srv
+  shift 4
+  out=$TEST_TMP/iperf.$RANDOM.json
+  # Not through the n() function: a backgrounded function is a subshell, and $! would be its pid
+  # rather than iperf3's, which cleanup must be able to kill.
+  ip netns exec "$nss" iperf3 -s -1 -B "$addr" -p 5201 >/dev/null 2>&1 &
+  srv=$!
+  bg_register $srv
+  for i in $(seq 50); do
+    [[ -n $(n "$nss" ss -Htln "sport = 5201") ]] && break
+    sleep 0.05
+  done
+  n "$nsc" iperf3 -c "$addr" -p 5201 -J "$@" >"$out" || die "iperf3 -c $addr $* failed: $(cat "$out")"
+  wait $srv || true
+  bg_done $srv
+  printf -v "$var" '%s' "$(awk '/"sum_received"/ { f = 1 }
+    f && /"bytes"/ { gsub(/[^0-9]/, ""); print; exit }' "$out")"
+}
+
 # pid_alive PID: running and not a zombie (an orphaned daemon that exited stays a zombie until
 # PID 1 reaps it, which some init systems do lazily).
 pid_alive() {

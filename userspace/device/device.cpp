@@ -146,6 +146,7 @@ int Device::apply_peer(const control::PeerChange& pc, routing::AllowedIps& table
     }
     return 0;
   }
+  bool created = false;
   if (!p) {
     if (pc.update_only) return 0;
     // A peer with our own public key makes no sense (wireguard-go ignores it too).
@@ -153,6 +154,7 @@ int Device::apply_peer(const control::PeerChange& pc, routing::AllowedIps& table
     if (id->has_private && id->public_key == pc.public_key) return 0;
     if (peer_count() >= limits_.peers) return ENOSPC;  // check_change refuses this first
     p = create_peer(pc.public_key);
+    created = true;
   }
   bool send_keepalive_now = false;
   {
@@ -167,7 +169,9 @@ int Device::apply_peer(const control::PeerChange& pc, routing::AllowedIps& table
     if (send_keepalive_now && p->endpoint.valid()) send_keepalive(*p);
     if (observer_) observer_->peer_updated(p->id, p->public_key, p->endpoint);
   }
-  if (pc.replace_allowed_ips) table.remove_by_peer(p->id);
+  // A new peer owns nothing yet; skipping the walk keeps adding N peers linear in N (remove_by_peer
+  // walks the whole table).
+  if (pc.replace_allowed_ips && !created) table.remove_by_peer(p->id);
   for (const auto& prefix : pc.allowed_ips)
     if (!table.insert(prefix, p->id)) return EINVAL;
   return 0;

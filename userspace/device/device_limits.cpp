@@ -61,6 +61,7 @@ int Device::check_change(const control::ConfigChange& change, std::string* err) 
   uint32_t provisional = UINT32_MAX;  // real ids count up from 1: no clash
   for (const auto& pc : change.peers) {
     auto id = current_id(pc.public_key);
+    bool created = false;
     if (pc.remove) {
       if (id) remove(pc.public_key, *id);
       continue;
@@ -68,10 +69,11 @@ int Device::check_change(const control::ConfigChange& change, std::string* err) 
     if (!id) {
       if (pc.update_only || (own && *own == pc.public_key)) continue;
       id = provisional--;
+      created = true;
       ++peers;
       touched[key_bytes(pc.public_key)] = id;
     }
-    if (pc.replace_allowed_ips) table.remove_by_peer(*id);
+    if (pc.replace_allowed_ips && !created) table.remove_by_peer(*id);  // as apply: a new peer owns nothing
     for (const auto& prefix : pc.allowed_ips)
       if (!table.insert(prefix, *id)) {
         if (err) *err = "bad allowed IP " + prefix.str();
