@@ -216,6 +216,7 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     ready.report("cannot open UDP port " + std::to_string(port) + ": " + err);
     return 1;
   }
+  const io::UdpSocket* kernel_sock = udp.get();  // stays ours when XDP mode takes `udp` over
   // XDP mode: attach the program, open one AF_XDP socket per queue; the kernel socket stays
   // for handshakes and the slow path. In auto mode any failure falls back to socket mode.
   ModeInfo mode;
@@ -270,6 +271,7 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     timespec w = clock.wall();
     auto j = build_status(o.ifname, mode, dev.snapshot(), dev.counters(), dev.mtu(), w.tv_sec);
     j["io_threads"] = io_threads.load();
+    j["counters"]["udp_socket_drops"] = kernel_sock->receive_drops();
     if (plane) {
       add_xdp_stats(j, plane->stats());
       add_xsk_stats(j, xsk->xsk_statistics());

@@ -1,5 +1,7 @@
 #include "xsktun/io/udp_socket.h"
 
+#include <linux/sock_diag.h>
+
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <poll.h>
@@ -495,6 +497,14 @@ void UdpSocket::wake() {
   uint64_t one = 1;
   // Never drained, so the eventfd stays readable: wake() is sticky and reaches every receiver.
   [[maybe_unused]] ssize_t r = write(wake_fd_, &one, sizeof one);
+}
+
+uint64_t UdpSocket::receive_drops() const {
+  uint32_t mem[SK_MEMINFO_VARS] = {};
+  socklen_t len = sizeof mem;
+  auto s = current();
+  if (getsockopt(s->fd, SOL_SOCKET, SO_MEMINFO, mem, &len) != 0 || len <= SK_MEMINFO_DROPS * sizeof(uint32_t)) return 0;
+  return mem[SK_MEMINFO_DROPS];
 }
 
 }  // namespace xsktun::io

@@ -73,6 +73,10 @@ class UdpSocket final : public UdpIo {
   int try_recv_batch(std::span<PacketBuf> bufs) override;
 
   uint64_t send_errors() const { return send_errors_.load(std::memory_order_relaxed); }
+  // Datagrams the kernel dropped on the current socket (full receive buffer, SO_MEMINFO's
+  // SK_MEMINFO_DROPS): the one place received datagrams vanish before we read them. Counts from
+  // the last (re)bind.
+  uint64_t receive_drops() const;
   uint64_t truncated() const { return truncated_.load(std::memory_order_relaxed); }
   // Offload state of the current socket, and how often each offload actually carried traffic.
   bool gso_enabled() const { return current()->gso.load(std::memory_order_relaxed); }
