@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "xsktun_shared.h"
+
 namespace xsktun::proto {
 
 using Nanos = int64_t;  // monotonic clock, nanoseconds
@@ -107,6 +109,12 @@ static_assert(sizeof(MessageData) == 16);
 constexpr size_t kDataHeaderLen = sizeof(MessageData);
 constexpr size_t kDataOverhead = kDataHeaderLen + kTagLen;  // 32: a keepalive is exactly this
 constexpr size_t kMinDataLen = kDataOverhead;
+
+// The XDP program classifies with its own copies of these (bpf/xsktun_shared.h, C): tie them.
+static_assert(XSKTUN_MSG_INITIATION == kMessageHandshakeInitiation && XSKTUN_MSG_RESPONSE == kMessageHandshakeResponse &&
+              XSKTUN_MSG_COOKIE == kMessageHandshakeCookie && XSKTUN_MSG_DATA == kMessageData);
+static_assert(XSKTUN_INITIATION_LEN == sizeof(MessageInitiation) && XSKTUN_RESPONSE_LEN == sizeof(MessageResponse) &&
+              XSKTUN_COOKIE_LEN == sizeof(MessageCookieReply) && XSKTUN_DATA_MIN_LEN == kMinDataLen);
 
 // Offsets of the MACs inside the messages that carry them (mac1 covers everything before it).
 template <typename Msg>
