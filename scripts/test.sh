@@ -65,7 +65,7 @@ stage "multi-threaded device tests under ThreadSanitizer"
 TSAN_OPTIONS="halt_on_error=1 suppressions=$ROOT/tests/tsan.supp" "$ROOT/build-tsan/device_threads_test"
 
 stage "libFuzzer smoke run (${FUZZ_SECONDS:-5} s per target)"
-for t in messages data aead uapi config offload; do
+for t in messages data aead uapi config offload frame; do
   mkdir -p "$ROOT/build-fuzz/corpus-$t"
   log="$ROOT/build-fuzz/fuzz_$t.log"
   if ! "$ROOT/build-fuzz/tests/fuzz/fuzz_$t" -max_total_time="${FUZZ_SECONDS:-5}" -max_len=4096 \
