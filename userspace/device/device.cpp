@@ -111,6 +111,7 @@ std::shared_ptr<Peer> Device::create_peer(const Key& pub) {
   p->hs.remote_static = pub;
   p->hs.precompute(*identity_.load());
   p->cookie.set_remote_public_key(pub);
+  watch_timers(p);
   std::unique_lock lock(peers_mu_);
   p->id = next_peer_id_++;
   peers_by_id_[p->id] = p;

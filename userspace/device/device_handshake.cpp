@@ -303,22 +303,4 @@ void Device::handle_timer_actions(Peer& p, TimerActions a) {
   if (a.has(TimerAction::kSendKeepalive)) send_keepalive(p);
 }
 
-Nanos Device::tick() {
-  Nanos now = clock_.now();
-  Nanos next = now + kSecond;
-  std::vector<std::shared_ptr<Peer>> all;
-  {
-    std::shared_lock lock(peers_mu_);
-    for (auto& [id, p] : peers_by_id_) all.push_back(p);
-  }
-  for (auto& p : all) {
-    std::lock_guard pl(p->mu);
-    handle_timer_actions(*p, p->timers.poll(now));
-    if (auto d = p->timers.next_deadline(); d && *d < next) next = *d;
-  }
-  ratelimiter_.gc(now);
-  cookie_limiter_.gc(now);
-  return next;
-}
-
 }  // namespace xsktun::device

@@ -83,6 +83,7 @@ void Runner::stop() {
   tun_.wake();
   udp_.wake();
   dev_.wake_handshakes();
+  dev_.wake_timers();
   for (auto& t : threads_)
     if (t.joinable()) t.join();
   threads_.clear();
@@ -164,11 +165,11 @@ void Runner::handshake_loop() {
 }
 
 void Runner::timer_loop() {
-  // Timers need ~10 ms precision at most; a short cap also picks up deadlines armed meanwhile.
+  // Sleeps until the earliest peer timer (or at most 1 s): idle peers wake nobody.
   while (running_) {
-    dev_.tick();
+    Nanos next = dev_.tick();
     before_wait();
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    dev_.wait_timers(next);
   }
 }
 

@@ -184,7 +184,18 @@ std::optional<Nanos> PeerTimers::next_deadline() const {
   return best;
 }
 
+void PeerTimers::woke(Nanos when) {
+  if (when != wakeup_at_) return;  // superseded: the earlier wakeup is the outstanding one
+  wakeup_at_ = std::numeric_limits<Nanos>::max();
+  if (auto next = next_deadline(); next && wakeup_) {
+    wakeup_at_ = *next;
+    wakeup_(*next);
+  }
+}
+
 void PeerTimers::stop() {
+  // An outstanding wakeup finds nothing armed; the next event asks for a new one.
+  wakeup_at_ = std::numeric_limits<Nanos>::max();
   for (auto& d : deadlines_) d.reset();
   last_sent_handshake_.reset();
   handshake_attempts_ = 0;

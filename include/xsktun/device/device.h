@@ -108,8 +108,20 @@ class Device {
   void process_udp(std::span<io::PacketBuf> bufs);
   // Handles queued handshake messages. Returns how many were handled.
   size_t process_handshakes();
-  // Fires due timers of every peer. Returns the earliest next deadline (or now + 1 s).
+  // Fires the timers that are due (device_timers.cpp: a heap of per-peer wakeups, no walk over
+  // the peers). Returns when to call it next: the earliest wakeup, at most 1 s away.
   Nanos tick();
+  // For the timer thread: sleeps until `until` (a clock_ time), or until an earlier wakeup is
+  // scheduled or wake_timers() is called.
+  void wait_timers(Nanos until);
+  void wake_timers();
+  // Wakeups in the heap (tests, diagnostics): with idle peers, one per armed peer at most.
+  size_t pending_timers() const;
+
+  struct TimerEntry {
+    Nanos when;
+    std::weak_ptr<Peer> peer;
+  };
   // Drops all sessions and stops timers (device going down).
   void shutdown();
 
@@ -140,6 +152,9 @@ class Device {
   void handle_timer_actions(Peer& p, proto::TimerActions a);  // p.mu held
   void send_to(Peer& p, uint8_t* data, size_t len);           // p.mu held
   bool under_load();
+  // device_timers.cpp
+  void schedule(std::weak_ptr<Peer> peer, Nanos when);
+  void watch_timers(const std::shared_ptr<Peer>& p);  // before the peer's first timer event
 
   // device.cpp
   uint32_t new_index(std::shared_ptr<Peer> peer, std::shared_ptr<proto::Keypair> kp);
@@ -200,6 +215,12 @@ class Device {
 
   std::atomic<std::shared_ptr<const routing::AllowedIps>> allowed_;
   DeviceObserver* observer_ = nullptr;
+
+  mutable std::mutex timer_mu_;  // the three below
+  std::condition_variable timer_cv_;
+  std::vector<TimerEntry> timer_heap_;  // min-heap by `when`
+  bool timer_wake_ = false;
+  Nanos last_gc_ = 0;  // timer thread only
 
   std::mutex hs_queue_mu_;
   std::condition_variable hs_queue_cv_;

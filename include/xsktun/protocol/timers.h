@@ -13,6 +13,8 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <limits>
 #include <optional>
 
 #include "xsktun/protocol/messages.h"
@@ -109,6 +111,17 @@ class PeerTimers {
 
   // Fires every deadline <= now, in deadline order, and returns the union of their actions.
   TimerActions poll(Nanos now);
+
+  // --- Scheduling without periodic polling ---
+  // `wakeup(when)` is called (from inside the event or poll call that armed it, so under
+  // whatever lock the owner holds for this object) whenever a deadline is armed earlier than
+  // every wakeup still outstanding: the owner keeps it in a timer heap and, once `when` has
+  // come, calls poll(now) and then woke(when). An idle peer therefore costs nothing until its
+  // earliest deadline. Set before the first event.
+  void set_wakeup(std::function<void(Nanos)> wakeup) { wakeup_ = std::move(wakeup); }
+  // The wakeup for `when` has been served (after poll): if it was the outstanding one, asks
+  // for the next deadline, if any. A wakeup superseded by an earlier one is ignored.
+  void woke(Nanos when);
   // The earliest armed deadline; nullopt when nothing is armed.
   std::optional<Nanos> next_deadline() const;
 
@@ -132,7 +145,13 @@ class PeerTimers {
   };
 
   bool armed(Timer t) const { return deadlines_[t].has_value(); }
-  void arm(Timer t, Nanos when) { deadlines_[t] = when; }
+  void arm(Timer t, Nanos when) {
+    deadlines_[t] = when;
+    if (wakeup_ && when < wakeup_at_) {
+      wakeup_at_ = when;
+      wakeup_(when);
+    }
+  }
   void disarm(Timer t) { deadlines_[t].reset(); }
   Nanos jitter();
   // Mirrors wg_packet_send_queued_handshake_initiation: the REKEY_TIMEOUT gate for every path.
@@ -148,6 +167,9 @@ class PeerTimers {
   bool need_another_keepalive_ = false;
   bool sent_lastminute_handshake_ = false;
   uint64_t rng_state_;
+  std::function<void(Nanos)> wakeup_;
+  // The earliest wakeup requested and not yet served (max: none).
+  Nanos wakeup_at_ = std::numeric_limits<Nanos>::max();
 };
 
 }  // namespace xsktun::proto
