@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include <algorithm>
 #include <memory>
 #include <random>
@@ -513,6 +515,20 @@ void run_randomized(uint32_t seed, int ops) {
     ASSERT_LE(t.node_count(), 2 * t.size());
     if (op % 256 == 0) {
       ASSERT_EQ(t.entries(), naive.entries());
+      // Each peer's chain of prefixes (prefixes_of, count_of, remove_by_peer) and the
+      // per-family counts agree with a walk of the whole table.
+      std::map<PeerId, std::vector<Prefix>> want;
+      size_t v4 = 0;
+      for (const auto& [prefix, owner] : t.entries()) {
+        want[owner].push_back(prefix);
+        v4 += prefix.addr.family == AF_INET;
+      }
+      for (PeerId peer = 0; peer < kPeers; ++peer) {
+        ASSERT_EQ(t.prefixes_of(peer), want[peer]) << "peer " << peer;
+        ASSERT_EQ(t.count_of(peer), want[peer].size());
+      }
+      ASSERT_EQ(t.size(AF_INET), v4);
+      ASSERT_EQ(t.size(AF_INET6), t.size() - v4);
     }
   }
   ASSERT_EQ(t.entries(), naive.entries());

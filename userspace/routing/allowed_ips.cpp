@@ -97,7 +97,7 @@ bool AllowedIps::parse_prefix(const Prefix& p, Key* key, uint8_t* cidr, int* fam
   return true;
 }
 
-uint32_t AllowedIps::alloc_node(const Key& key, uint8_t cidr) {
+uint32_t AllowedIps::alloc_node(const Key& key, uint8_t cidr, bool v6) {
   uint32_t idx;
   if (!free_.empty()) {
     idx = free_.back();
@@ -109,7 +109,34 @@ uint32_t AllowedIps::alloc_node(const Key& key, uint8_t cidr) {
   }
   nodes_[idx].key = key;
   nodes_[idx].cidr = cidr;
+  nodes_[idx].v6 = v6;
   return idx;
+}
+
+void AllowedIps::link(uint32_t idx, PeerId peer) {
+  Node& n = nodes_[idx];
+  n.peer = peer;
+  n.has_peer = true;
+  n.prev = kNil;
+  auto [it, fresh] = heads_.try_emplace(peer, idx);
+  n.next = fresh ? kNil : it->second;
+  if (!fresh) {
+    nodes_[it->second].prev = idx;
+    it->second = idx;
+  }
+}
+
+void AllowedIps::unlink(uint32_t idx) {
+  Node& n = nodes_[idx];
+  if (n.prev != kNil) {
+    nodes_[n.prev].next = n.next;
+  } else if (n.next != kNil) {
+    heads_[n.peer] = n.next;
+  } else {
+    heads_.erase(n.peer);
+  }
+  if (n.next != kNil) nodes_[n.next].prev = n.prev;
+  n.prev = n.next = kNil;
 }
 
 void AllowedIps::free_node(uint32_t idx) {
@@ -138,9 +165,8 @@ bool AllowedIps::insert(const Prefix& p, PeerId peer) {
   uint32_t cur = t.root;
   for (;;) {
     if (cur == kNil) {  // empty slot: the prefix becomes a leaf here
-      uint32_t leaf = alloc_node(key, cidr);
-      nodes_[leaf].peer = peer;
-      nodes_[leaf].has_peer = true;
+      uint32_t leaf = alloc_node(key, cidr, family == AF_INET6);
+      link(leaf, peer);
       set_link(t, parent, key, leaf);
       ++count_;
       ++t.count;
@@ -151,9 +177,14 @@ bool AllowedIps::insert(const Prefix& p, PeerId peer) {
     if (common == n.cidr) {
       if (n.cidr == cidr) {  // exact prefix already present (maybe as glue): overwrite the owner
         Node& m = nodes_[cur];
-        if (!m.has_peer) ++count_, ++t.count;
-        m.has_peer = true;
-        m.peer = peer;
+        if (!m.has_peer) {
+          ++count_, ++t.count;
+        } else if (m.peer == peer) {
+          return true;
+        } else {
+          unlink(cur);
+        }
+        link(cur, peer);
         return true;
       }
       parent = cur;
@@ -162,9 +193,8 @@ bool AllowedIps::insert(const Prefix& p, PeerId peer) {
     }
     // The new prefix and the subtree at `cur` diverge, or the new prefix covers the subtree.
     Key cur_key = n.key;
-    uint32_t fresh = alloc_node(key, cidr);  // may reallocate nodes_: `n` is dead from here on
-    nodes_[fresh].peer = peer;
-    nodes_[fresh].has_peer = true;
+    uint32_t fresh = alloc_node(key, cidr, family == AF_INET6);  // may reallocate nodes_: `n` is dead from here on
+    link(fresh, peer);
     ++count_;
     ++t.count;
     if (common == cidr) {  // new prefix is a strict ancestor of cur
@@ -172,7 +202,7 @@ bool AllowedIps::insert(const Prefix& p, PeerId peer) {
       set_link(t, parent, key, fresh);
       return true;
     }
-    uint32_t glue = alloc_node(mask_key(key, common), static_cast<uint8_t>(common));
+    uint32_t glue = alloc_node(mask_key(key, common), static_cast<uint8_t>(common), family == AF_INET6);
     nodes_[glue].child[bit_at(key, common)] = fresh;
     nodes_[glue].child[bit_at(cur_key, common)] = cur;
     set_link(t, parent, key, glue);
@@ -199,6 +229,7 @@ uint32_t AllowedIps::find_node(const Trie& t, const Key& key, uint8_t cidr, uint
 void AllowedIps::erase_peer_at(Trie& t, uint32_t idx, const uint32_t* path, int depth) {
   --count_;
   --t.count;
+  unlink(idx);
   Node& n = nodes_[idx];
   n.has_peer = false;
   if (n.child[0] != kNil && n.child[1] != kNil) return;  // stays as glue
@@ -247,18 +278,18 @@ void AllowedIps::for_each(const Trie& t, Fn&& fn) const {
 }
 
 void AllowedIps::remove_by_peer(PeerId peer) {
-  for (int family : {AF_INET, AF_INET6}) {
+  auto head = heads_.find(peer);
+  if (head == heads_.end()) return;
+  // Collect first: erasing frees and relinks nodes.
+  std::vector<std::tuple<int, Key, uint8_t>> victims;
+  for (uint32_t i = head->second; i != kNil; i = nodes_[i].next)
+    victims.emplace_back(nodes_[i].v6 ? AF_INET6 : AF_INET, nodes_[i].key, nodes_[i].cidr);
+  uint32_t path[kMaxDepth];
+  for (const auto& [family, key, cidr] : victims) {
     Trie& t = trie_for(family);
-    std::vector<std::pair<Key, uint8_t>> victims;
-    for_each(t, [&](const Node& n) {
-      if (n.peer == peer) victims.emplace_back(n.key, n.cidr);
-    });
-    uint32_t path[kMaxDepth];
-    for (const auto& [key, cidr] : victims) {
-      int depth = 0;
-      uint32_t idx = find_node(t, key, cidr, path, &depth);
-      if (idx != kNil) erase_peer_at(t, idx, path, depth);
-    }
+    int depth = 0;
+    uint32_t idx = find_node(t, key, cidr, path, &depth);
+    if (idx != kNil) erase_peer_at(t, idx, path, depth);
   }
 }
 
@@ -332,10 +363,28 @@ std::vector<std::pair<Prefix, PeerId>> AllowedIps::entries() const {
 
 std::vector<Prefix> AllowedIps::prefixes_of(PeerId peer) const {
   std::vector<Prefix> out;
-  for (const auto& [prefix, owner] : entries()) {
-    if (owner == peer) out.push_back(prefix);
-  }
+  if (auto head = heads_.find(peer); head != heads_.end())
+    for (uint32_t i = head->second; i != kNil; i = nodes_[i].next)
+      out.push_back(make_prefix(nodes_[i].v6 ? AF_INET6 : AF_INET, nodes_[i].key, nodes_[i].cidr));
+  std::sort(out.begin(), out.end(), [](const Prefix& a, const Prefix& b) {
+    return std::tie(a.addr.family, a.addr.bytes, a.cidr) < std::tie(b.addr.family, b.addr.bytes, b.cidr);
+  });
   return out;
+}
+
+size_t AllowedIps::count_of(PeerId peer) const {
+  size_t n = 0;
+  if (auto head = heads_.find(peer); head != heads_.end())
+    for (uint32_t i = head->second; i != kNil; i = nodes_[i].next) ++n;
+  return n;
+}
+
+std::optional<Prefix> AllowedIps::normalize(const Prefix& p) {
+  Key key;
+  uint8_t cidr;
+  int family;
+  if (!parse_prefix(p, &key, &cidr, &family)) return std::nullopt;
+  return make_prefix(family, key, cidr);
 }
 
 std::unordered_map<PeerId, std::vector<Prefix>> AllowedIps::by_peer() const {
@@ -350,6 +399,7 @@ void AllowedIps::clear() {
   v4_.root = kNil;
   v6_.root = kNil;
   v4_.count = v6_.count = 0;
+  heads_.clear();
   count_ = 0;
 }
 

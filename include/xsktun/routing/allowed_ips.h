@@ -32,6 +32,7 @@ class AllowedIps {
   bool insert(const Prefix& p, PeerId peer);
   // Removes only if that exact (masked) prefix maps to `peer`; returns whether something was removed.
   bool remove(const Prefix& p, PeerId peer);
+  // O(prefixes of the peer): every peer's prefixes are chained through their nodes.
   void remove_by_peer(PeerId peer);
   // remove_by_peer(peer) followed by insert() of every prefix; invalid prefixes are skipped. Readers never
   // see the intermediate state because they only see published (immutable) copies.
@@ -49,7 +50,10 @@ class AllowedIps {
   // Send path: the peer for an inner packet's DESTINATION; nullopt if none or not a valid IPv4/IPv6 header.
   std::optional<PeerId> route_packet(const uint8_t* ip_packet, size_t len) const;
 
-  std::vector<Prefix> prefixes_of(PeerId peer) const;      // sorted by (family, addr, cidr)
+  std::vector<Prefix> prefixes_of(PeerId peer) const;      // sorted by (family, addr, cidr); O(its prefixes)
+  size_t count_of(PeerId peer) const;                       // O(its prefixes)
+  // The prefix as the table stores it (host bits cleared); nullopt if invalid.
+  static std::optional<Prefix> normalize(const Prefix& p);
   // Every peer's prefixes from one walk of the table, each list sorted like prefixes_of(): a
   // snapshot of N peers costs O(size) instead of N walks (`wg show` with thousands of peers).
   std::unordered_map<PeerId, std::vector<Prefix>> by_peer() const;
@@ -74,8 +78,12 @@ class AllowedIps {
     Key key{};  // masked to cidr
     uint32_t child[2] = {kNil, kNil};
     PeerId peer = 0;
+    // The peer's chain of prefixes (nodes with has_peer), so its prefixes are found without a
+    // walk of the table (the kernel keeps a list per peer the same way).
+    uint32_t prev = kNil, next = kNil;
     uint8_t cidr = 0;
     bool has_peer = false;
+    bool v6 = false;  // which trie (a key alone does not say)
   };
   struct Trie {
     uint32_t root = kNil;
@@ -89,7 +97,9 @@ class AllowedIps {
 
   Trie& trie_for(int family) { return family == AF_INET ? v4_ : v6_; }
   const Trie& trie_for(int family) const { return family == AF_INET ? v4_ : v6_; }
-  uint32_t alloc_node(const Key& key, uint8_t cidr);
+  uint32_t alloc_node(const Key& key, uint8_t cidr, bool v6);
+  void link(uint32_t idx, PeerId peer);  // sets the node's peer and chains it
+  void unlink(uint32_t idx);             // unchains the node from its peer's chain
   void free_node(uint32_t idx);
   // Index of the node with exactly (key, cidr); fills path[0..*depth) with its ancestors, root first.
   uint32_t find_node(const Trie& t, const Key& key, uint8_t cidr, uint32_t* path, int* depth) const;
@@ -102,6 +112,7 @@ class AllowedIps {
 
   std::vector<Node> nodes_;
   std::vector<uint32_t> free_;  // recycled slots in nodes_
+  std::unordered_map<PeerId, uint32_t> heads_;  // first node of each peer's chain
   Trie v4_{kNil, 32, 0};
   Trie v6_{kNil, 128, 0};
   size_t count_ = 0;
