@@ -2,6 +2,8 @@
 // in step with the userspace table (root: creates real LPM maps).
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
+
+#include <map>
 #include <unistd.h>
 
 #include <random>
@@ -106,6 +108,21 @@ TEST(Frame, RejectsNonUdpFragmentsAndLyingLengths) {
   EXPECT_FALSE(parse_frame(f2, len, &pf));
 }
 
+// What changed between two states of a table, as the device reports it to its observer.
+std::vector<routing::PrefixChange> delta(routing::AllowedIps& was, const routing::AllowedIps& now) {
+  std::map<std::string, std::pair<Prefix, uint32_t>> a, b;
+  for (auto& [p, id] : was.entries()) a[p.str()] = {p, id};
+  for (auto& [p, id] : now.entries()) b[p.str()] = {p, id};
+  std::vector<routing::PrefixChange> out;
+  for (auto& [k, v] : a)
+    if (!b.count(k)) out.push_back({v.first, v.second, std::nullopt});
+  for (auto& [k, v] : b)
+    if (!a.count(k) || a[k].second != v.second)
+      out.push_back({v.first, a.count(k) ? std::optional<uint32_t>(a[k].second) : std::nullopt, v.second});
+  was = now;
+  return out;
+}
+
 // The userspace table (read by the hot path without syscalls) and the pinned BPF maps (read by
 // bpftool and XDP) must never disagree.
 TEST(MapSync, BpfMapsAgreeWithTableAfterRandomChanges) {
@@ -117,7 +134,7 @@ TEST(MapSync, BpfMapsAgreeWithTableAfterRandomChanges) {
   ASSERT_GE(v6, 0);
   device::Counters counters;
   MapSync sync(MapFds{-1, -1, v4, v6}, &counters);
-  routing::AllowedIps table;
+  routing::AllowedIps table, written;
   std::mt19937 rng(42);
   auto random_prefix = [&]() {
     Prefix p;
@@ -134,7 +151,7 @@ TEST(MapSync, BpfMapsAgreeWithTableAfterRandomChanges) {
       case 2: table.remove_by_peer(peer); break;
       case 3: table.replace_peer(peer, {random_prefix(), random_prefix()}); break;
     }
-    sync.allowed_ips_changed(table);
+    sync.allowed_ips_changed(delta(written, table));
     if (step % 20 != 19) continue;
     std::set<std::pair<std::string, uint32_t>> want4, want6;
     for (auto& [p, id] : table.entries()) (p.addr.family == AF_INET ? want4 : want6).emplace(p.str(), id);
@@ -159,7 +176,8 @@ TEST(MapSync, FailedMapWritesAreCounted) {
   MapSync sync(MapFds{-1, -1, v4, v6}, &counters);
   routing::AllowedIps table;
   for (const char* p : {"10.0.0.0/8", "10.1.0.0/16", "10.2.0.0/16"}) table.insert(*Prefix::parse(p), 1);
-  sync.allowed_ips_changed(table);
+  routing::AllowedIps empty;
+  sync.allowed_ips_changed(delta(empty, table));
   EXPECT_EQ(counters.get(device::Counter::map_update_errors), 1u);
   EXPECT_EQ(dump_allowed_map(v4, AF_INET).size(), 2u);
   close(v4);

@@ -29,7 +29,9 @@ Device::Device(io::TunIo& tun, io::UdpIo& udp, const Clock& clock)
       udp_(udp),
       clock_(clock),
       identity_(std::make_shared<const proto::StaticIdentity>()),
-      allowed_(std::make_shared<const routing::AllowedIps>()) {
+      front_(std::make_shared<routing::AllowedIps>()),
+      back_(std::make_shared<routing::AllowedIps>()),
+      allowed_(front_) {
   proto::crypto::init();
 }
 
@@ -98,14 +100,16 @@ void Device::set_observer(DeviceObserver* obs) {
       if (e.keypair) sessions.emplace_back(idx, e.peer->id);
   }
   for (auto& [idx, pid] : sessions) obs->session_added(idx, pid);
-  obs->allowed_ips_changed(*allowed_.load());
+  std::vector<routing::PrefixChange> table;
+  for (auto& [prefix, peer] : front_->entries()) table.push_back({prefix, std::nullopt, peer});
+  obs->allowed_ips_changed(table);
 }
 
 void Device::free_keypair_index(const std::shared_ptr<proto::Keypair>& kp) {
   if (kp) free_index(kp->local_index);
 }
 
-std::shared_ptr<Peer> Device::create_peer(const Key& pub) {
+std::shared_ptr<Peer> Device::create_peer(const Key& pub, uint32_t id) {
   auto p = std::make_shared<Peer>(proto::crypto::random_u32() | (uint64_t{proto::crypto::random_u32()} << 32));
   p->public_key = pub;
   p->hs.remote_static = pub;
@@ -113,7 +117,8 @@ std::shared_ptr<Peer> Device::create_peer(const Key& pub) {
   p->cookie.set_remote_public_key(pub);
   watch_timers(p);
   std::unique_lock lock(peers_mu_);
-  p->id = next_peer_id_++;
+  p->id = id;  // the id the change's plan gave it (device_config.cpp)
+  next_peer_id_ = id + 1;
   peers_by_id_[p->id] = p;
   peers_by_key_[key_str(pub)] = p;
   return p;
@@ -131,121 +136,6 @@ void Device::remove_peer_locked(const std::shared_ptr<Peer>& p) {
   p->timers.stop();
   p->staged.clear();
   if (observer_) observer_->peer_removed(p->id);
-}
-
-void Device::publish_allowed(std::shared_ptr<const routing::AllowedIps> t) {
-  if (observer_) observer_->allowed_ips_changed(*t);
-  allowed_.store(std::move(t));
-}
-
-int Device::apply_peer(const control::PeerChange& pc, routing::AllowedIps& table) {
-  auto p = find_peer(pc.public_key);
-  if (pc.remove) {
-    if (p) {
-      table.remove_by_peer(p->id);
-      remove_peer_locked(p);
-    }
-    return 0;
-  }
-  bool created = false;
-  if (!p) {
-    if (pc.update_only) return 0;
-    // A peer with our own public key makes no sense (wireguard-go ignores it too).
-    auto id = identity_.load();
-    if (id->has_private && id->public_key == pc.public_key) return 0;
-    if (peer_count() >= limits_.peers) return ENOSPC;  // check_change refuses this first
-    p = create_peer(pc.public_key);
-    created = true;
-  }
-  bool send_keepalive_now = false;
-  {
-    std::lock_guard pl(p->mu);
-    if (pc.preshared_key) p->hs.preshared_key = *pc.preshared_key;
-    if (pc.endpoint) p->endpoint = *pc.endpoint;
-    if (pc.persistent_keepalive) {
-      send_keepalive_now = *pc.persistent_keepalive != 0 && p->persistent_keepalive == 0;
-      p->persistent_keepalive = *pc.persistent_keepalive;
-      p->timers.set_persistent_keepalive(*pc.persistent_keepalive * proto::kSecond);
-    }
-    if (send_keepalive_now && p->endpoint.valid()) send_keepalive(*p);
-    if (observer_) observer_->peer_updated(p->id, p->public_key, p->endpoint);
-  }
-  // A new peer owns nothing yet; skipping the walk keeps adding N peers linear in N (remove_by_peer
-  // walks the whole table).
-  if (pc.replace_allowed_ips && !created) table.remove_by_peer(p->id);
-  for (const auto& prefix : pc.allowed_ips)
-    if (!table.insert(prefix, p->id)) return EINVAL;
-  return 0;
-}
-
-int Device::apply(const control::ConfigChange& change, std::string* err) {
-  std::lock_guard lock(config_mu_);
-  // Everything that can fail is checked before anything changes; the rebind, the one step that
-  // can still fail, comes first.
-  for (const auto& pc : change.peers)
-    for (const auto& prefix : pc.allowed_ips)
-      if (prefix.addr.family != AF_INET && prefix.addr.family != AF_INET6) {
-        if (err) *err = "bad allowed IP";
-        return EINVAL;
-      }
-  if (int rc = check_change(change, err)) return rc;
-  if (change.listen_port && *change.listen_port != udp_.port()) {
-    int rc = udp_.rebind(*change.listen_port);
-    if (rc < 0) {
-      if (err) *err = "cannot bind listen port " + std::to_string(*change.listen_port);
-      return -rc;
-    }
-  }
-  if (change.fwmark) {
-    fwmark_ = *change.fwmark;
-    udp_.set_fwmark(fwmark_);
-  }
-  // Setting the key it already has is a no-op (kernel netlink.c skip_set_private_key): every
-  // `wg syncconf` sends the private key, and must not force new handshakes.
-  bool key_changes = change.private_key && !change.private_key->equals(identity_.load()->private_key);
-  if (key_changes) {
-    auto id = std::make_shared<proto::StaticIdentity>();
-    if (!change.private_key->is_zero()) id->set_private(*change.private_key);
-    cookie_checker_.set_public_key(id->public_key);
-    identity_.store(std::move(id));
-  }
-  if (key_changes) {
-    // A new identity invalidates every session and the precomputed static-static DH; a peer
-    // whose key is now our own is removed (wireguard-go does the same).
-    std::vector<std::shared_ptr<Peer>> all;
-    {
-      std::shared_lock lock2(peers_mu_);
-      for (auto& [id, p] : peers_by_id_) all.push_back(p);
-    }
-    for (auto& p : all) {
-      auto id = identity_.load();
-      if (id->has_private && p->public_key == id->public_key) {
-        remove_peer_locked(p);
-        continue;
-      }
-      std::lock_guard pl(p->mu);
-      zero_keys(*p);
-      p->hs.precompute(*id);
-    }
-  }
-  auto table = std::make_shared<routing::AllowedIps>(*allowed_.load());
-  if (change.replace_peers) {
-    std::vector<std::shared_ptr<Peer>> all;
-    {
-      std::shared_lock lock2(peers_mu_);
-      for (auto& [id, p] : peers_by_id_) all.push_back(p);
-    }
-    for (auto& p : all) {
-      table->remove_by_peer(p->id);
-      remove_peer_locked(p);
-    }
-  }
-  int rc = 0;
-  for (const auto& pc : change.peers)
-    if ((rc = apply_peer(pc, *table)) != 0) break;
-  publish_allowed(std::move(table));
-  if (rc && err) *err = "peer change failed";
-  return rc;
 }
 
 control::DeviceSnapshot Device::snapshot() const {

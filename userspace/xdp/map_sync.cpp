@@ -8,12 +8,6 @@
 
 namespace xsktun::xdp {
 
-bool MapSync::PrefixLess::operator()(const Prefix& a, const Prefix& b) const {
-  if (a.addr.family != b.addr.family) return a.addr.family < b.addr.family;
-  if (a.cidr != b.cidr) return a.cidr < b.cidr;
-  return a.addr.bytes < b.addr.bytes;
-}
-
 void MapSync::session_added(uint32_t index, uint32_t peer_id) {
   xsktun_session v{peer_id};
   if (bpf_map_update_elem(fds_.sessions, &index, &v, BPF_ANY) != 0) failed();
@@ -48,17 +42,8 @@ void MapSync::write_prefix(const Prefix& p, uint32_t peer, bool remove) {
   if (rc != 0 && !remove) failed();
 }
 
-void MapSync::allowed_ips_changed(const routing::AllowedIps& table) {
-  std::lock_guard lock(mu_);
-  std::map<Prefix, uint32_t, PrefixLess> now;
-  for (auto& [prefix, peer] : table.entries()) now.emplace(prefix, peer);
-  for (auto& [prefix, peer] : mirrored_)
-    if (!now.count(prefix)) write_prefix(prefix, peer, true);
-  for (auto& [prefix, peer] : now) {
-    auto it = mirrored_.find(prefix);
-    if (it == mirrored_.end() || it->second != peer) write_prefix(prefix, peer, false);
-  }
-  mirrored_ = std::move(now);
+void MapSync::allowed_ips_changed(std::span<const routing::PrefixChange> delta) {
+  for (const auto& c : delta) write_prefix(c.prefix, c.after.value_or(0), !c.after);
 }
 
 std::set<std::pair<std::string, uint32_t>> dump_allowed_map(int fd, int family) {

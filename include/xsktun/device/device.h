@@ -74,7 +74,9 @@ class DeviceObserver {
   virtual void session_removed(uint32_t index) = 0;
   virtual void peer_updated(uint32_t peer_id, const Key& public_key, const Endpoint& endpoint) = 0;
   virtual void peer_removed(uint32_t peer_id) = 0;
-  virtual void allowed_ips_changed(const routing::AllowedIps& table) = 0;
+  // The prefixes whose owner changed, each once (the net effect of one configuration change;
+  // set_observer replays the whole table this way).
+  virtual void allowed_ips_changed(std::span<const routing::PrefixChange> delta) = 0;
 };
 
 // Configuration limits, by default the BPF maps' sizes (bpf/xsktun_shared.h) in both modes, so
@@ -93,6 +95,8 @@ class Device {
   // Applies a change atomically: either all of it or (on error) none. Returns 0 or an errno
   // (ENOSPC: past a limit; EINVAL: a bad prefix; the bind's error for a listen port in use).
   int apply(const control::ConfigChange& change, std::string* err);
+  // Tests: whether the two copies of the allowed-IPs table are equal (device_config.cpp).
+  bool table_copies_agree() const;
   // Lower limits for tests (before any peer exists).
   void set_limits(const Limits& l) { limits_ = l; }
   const Limits& limits() const { return limits_; }
@@ -162,12 +166,21 @@ class Device {
   void free_keypair_index(const std::shared_ptr<proto::Keypair>& kp);
   std::shared_ptr<Peer> find_peer(const Key& pub) const;
   std::shared_ptr<Peer> peer_by_id(uint32_t id) const;
-  std::shared_ptr<Peer> create_peer(const Key& pub);
+  std::shared_ptr<Peer> create_peer(const Key& pub, uint32_t id);
   void remove_peer_locked(const std::shared_ptr<Peer>& p);  // config_mu_ held
-  int apply_peer(const control::PeerChange& pc, routing::AllowedIps& table);
-  void publish_allowed(std::shared_ptr<const routing::AllowedIps> t);
-  // device_limits.cpp: 0 if the whole change fits the limits, else an errno and *err.
-  int check_change(const control::ConfigChange& change, std::string* err) const;
+
+  // device_config.cpp (config_mu_ held throughout)
+  struct ChangePlan {
+    std::vector<std::optional<uint32_t>> new_ids;  // per change.peers[i]: the id it creates with
+    std::vector<routing::PrefixChange> log;        // edits made to back_, in order
+  };
+  int plan_change(const control::ConfigChange& change, ChangePlan* plan, std::string* err);
+  void edit_remove_peer(uint32_t id, std::vector<routing::PrefixChange>& log);
+  bool edit_insert(const Prefix& prefix, uint32_t id, std::vector<routing::PrefixChange>& log);
+  void undo(const std::vector<routing::PrefixChange>& log);
+  void publish(const std::vector<routing::PrefixChange>& log);
+  void apply_peer(const control::PeerChange& pc, std::optional<uint32_t> new_id);
+  void change_identity(const SecretKey& key);
 
   // device_data.cpp
   struct SentRun {  // out[begin, end) were sealed for peer
@@ -213,6 +226,9 @@ class Device {
   mutable std::shared_mutex index_mu_;
   std::unordered_map<uint32_t, IndexEntry> index_;
 
+  // The allowed-IPs table, twice (device_config.cpp): readers load allowed_ (= front_) once per
+  // batch; apply() edits back_ and swaps. front_/back_ only under config_mu_.
+  std::shared_ptr<routing::AllowedIps> front_, back_;
   std::atomic<std::shared_ptr<const routing::AllowedIps>> allowed_;
   DeviceObserver* observer_ = nullptr;
 

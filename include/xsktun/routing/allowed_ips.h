@@ -23,6 +23,12 @@ namespace xsktun::routing {
 
 using PeerId = uint32_t;  // opaque peer handle chosen by the caller; every value is valid
 
+// One prefix's owner before and after a change (nullopt: not in the table).
+struct PrefixChange {
+  Prefix prefix;  // normalized (host bits cleared)
+  std::optional<PeerId> before, after;
+};
+
 class AllowedIps {
  public:
   AllowedIps() = default;

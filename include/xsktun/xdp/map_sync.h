@@ -1,6 +1,6 @@
 // Keeps the pinned BPF maps (sessions, peers, allowed_ips_v4/v6) in step with the device, as its
 // DeviceObserver. The allowed-IPs maps mirror the userspace table (which the hot path reads
-// without syscalls) by diffing each newly published table against the last one written.
+// without syscalls): each change writes only the prefixes whose owner changed.
 #pragma once
 
 #include <mutex>
@@ -28,18 +28,13 @@ class MapSync : public device::DeviceObserver {
   void session_removed(uint32_t index) override;
   void peer_updated(uint32_t peer_id, const Key& public_key, const Endpoint& endpoint) override;
   void peer_removed(uint32_t peer_id) override;
-  void allowed_ips_changed(const routing::AllowedIps& table) override;
+  void allowed_ips_changed(std::span<const routing::PrefixChange> delta) override;
 
  private:
-  struct PrefixLess {
-    bool operator()(const Prefix& a, const Prefix& b) const;
-  };
   void write_prefix(const Prefix& p, uint32_t peer, bool remove);
   void failed() { counters_->add(device::Counter::map_update_errors); }
 
   MapFds fds_;
-  std::mutex mu_;
-  std::map<Prefix, uint32_t, PrefixLess> mirrored_;  // what the BPF maps hold
   device::Counters* counters_;
 };
 
