@@ -302,29 +302,47 @@ TEST(ConfigFile, ShowconfRoundTrips) {
 }  // namespace
 }  // namespace xsktun::control
 
-// `xsktun up -c FILE` reads through read_config_file: bounded, so a FIFO, /dev/zero or a huge
-// file is an error instead of unbounded memory.
-TEST(ReadConfigFile, ReadsSmallFilesAndRefusesHugeOnes) {
+// `xsktun up -c FILE` reads through load_config_file: line by line, so its size in bytes is
+// not limited (17 MiB of comments and one setting load), what it configures is (caps), and
+// /dev/zero ends as an overlong line instead of eating memory.
+TEST(LoadConfigFile, StreamsAnySizeCapsWhatItConfiguresAndStopsOnEndlessLines) {
+  using namespace xsktun::control;
   char dir[] = "/tmp/xsktun-cfg-XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);
-  const std::string small = std::string(dir) + "/small.conf", big = std::string(dir) + "/big.conf";
+  const std::string small = std::string(dir) + "/small.conf", big = std::string(dir) + "/big.conf",
+                    peers = std::string(dir) + "/peers.conf";
   {
-    std::ofstream(small) << "[Interface]\nListenPort = 1\n";
+    std::ofstream(small) << "[Interface]\nListenPort = 1\n[Peer]\nPublicKey = "
+                            "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\nAllowedIPs = 10.0.0.0/8, 10.1.0.0/16";
     std::ofstream f(big);
-    std::string mib(1 << 20, '#');
-    for (size_t i = 0; i <= (xsktun::control::kMaxConfigFile >> 20); ++i) f << mib;  // 17 MiB
+    std::string comment = "# " + std::string(1021, 'x') + "\n";
+    for (size_t i = 0; i < 17 * 1024; ++i) f << comment;  // 17 MiB
+    f << "[Interface]\nListenPort = 2\n";
+    std::ofstream p(peers);
+    for (int i = 0; i < 3; ++i)
+      p << "[Peer]\nPublicKey = AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eH" << char('A' + i) << "A=\n";
   }
-  std::string text, err;
-  ASSERT_TRUE(xsktun::control::read_config_file(small, &text, &err)) << err;
-  EXPECT_EQ(text, "[Interface]\nListenPort = 1\n");
-  EXPECT_FALSE(xsktun::control::read_config_file(big, &text, &err));
-  EXPECT_EQ(err, big + ": larger than 16 MiB");
-  EXPECT_TRUE(text.empty());
-  EXPECT_FALSE(xsktun::control::read_config_file("/dev/zero", &text, &err));
-  EXPECT_EQ(err, "/dev/zero: larger than 16 MiB");
-  EXPECT_FALSE(xsktun::control::read_config_file(std::string(dir) + "/missing", &text, &err));
-  EXPECT_NE(err.find("cannot read " + std::string(dir) + "/missing: No such file"), std::string::npos) << err;
-  std::remove(small.c_str());
-  std::remove(big.c_str());
+  auto ok = load_config_file(small);
+  ASSERT_TRUE(std::holds_alternative<ConfigChange>(ok)) << std::get<std::string>(ok);
+  EXPECT_EQ(*std::get<ConfigChange>(ok).listen_port, 1);
+  ASSERT_EQ(std::get<ConfigChange>(ok).peers.size(), 1u);
+  EXPECT_EQ(std::get<ConfigChange>(ok).peers[0].allowed_ips.size(), 2u) << "the last line has no newline";
+  auto huge = load_config_file(big);
+  ASSERT_TRUE(std::holds_alternative<ConfigChange>(huge)) << std::get<std::string>(huge);
+  EXPECT_EQ(*std::get<ConfigChange>(huge).listen_port, 2);
+  auto capped = load_config_file(peers, {}, ConfigCaps{.peers = 2, .prefixes = 10});
+  ASSERT_TRUE(std::holds_alternative<std::string>(capped));
+  EXPECT_EQ(std::get<std::string>(capped), peers + ": line 5: more than 2 peers");
+  auto prefixes = load_config_file(small, {}, ConfigCaps{.peers = 2, .prefixes = 1});
+  ASSERT_TRUE(std::holds_alternative<std::string>(prefixes));
+  EXPECT_EQ(std::get<std::string>(prefixes), small + ": line 5: more than 1 allowed IPs");
+  auto zero = load_config_file("/dev/zero");
+  ASSERT_TRUE(std::holds_alternative<std::string>(zero));
+  EXPECT_EQ(std::get<std::string>(zero), "/dev/zero: line 1: line longer than 4096 bytes");
+  auto missing = load_config_file(std::string(dir) + "/missing");
+  ASSERT_TRUE(std::holds_alternative<std::string>(missing));
+  EXPECT_NE(std::get<std::string>(missing).find("cannot read " + std::string(dir) + "/missing: No such file"),
+            std::string::npos);
+  for (const auto& f : {small, big, peers}) std::remove(f.c_str());
   rmdir(dir);
 }

@@ -307,15 +307,38 @@ TEST_F(UapiServerHardening, EndlessLineIsNotBuffered) {
   expect_unchanged();
 }
 
-TEST_F(UapiServerHardening, OversizedSetIsRefusedAndNothingApplied) {
-  std::string body = "set=1\n" + valid_half();
-  const std::string line = "allowed_ip=10.200.0.0/16\n";
-  // Every line is valid; there are just too many of them.
-  while (body.size() <= UapiServer::kMaxSetBody + 2 * line.size()) body += line;
+// A set is parsed as it arrives, so its size in bytes is not limited: 17 MiB of valid lines
+// (more than the 16 MiB whole-body cap of earlier versions) apply as one transaction.
+TEST_F(UapiServerHardening, SetLongerThan16MiBApplies) {
+  std::string body = "set=1\npublic_key=" + hex(0x40) + "\n";
+  size_t n = 0;
+  char line[64];
+  while (body.size() <= (17u << 20)) {
+    snprintf(line, sizeof line, "allowed_ip=10.%u.%u.%u/32\n", unsigned(n >> 16) & 255, unsigned(n >> 8) & 255,
+             unsigned(n) & 255);
+    body += line;
+    ++n;
+  }
   Client c(path_);
-  EXPECT_EQ(c.transact(body + "\n"), format_uapi_errno(EMSGSIZE));
-  EXPECT_TRUE(c.hung_up());
+  EXPECT_EQ(c.transact(body + "\n"), format_uapi_errno(0));
+  EXPECT_EQ(node_.dev->snapshot().peers.back().allowed_ips.size(), n + 1) << "plus the baseline 10.1.0.0/16";
+}
+
+// What a set configures is capped (peer blocks, allowed IPs: from the device's limits): past
+// the cap the set is refused whole with ENOSPC, nothing applied, and the connection stays
+// usable, since the stream is still in step.
+TEST_F(UapiServerHardening, SetPastTheParseCapsIsRefusedWhole) {
+  server_.set_parse_limits(3, 4);
+  Client c(path_);
+  std::string five_prefixes = "set=1\npublic_key=" + hex(0x40) + "\n";
+  for (int i = 0; i < 5; ++i) five_prefixes += "allowed_ip=10.7." + std::to_string(i) + ".0/24\n";
+  EXPECT_EQ(c.transact(five_prefixes + "\n"), format_uapi_errno(ENOSPC));
   expect_unchanged();
+  std::string four_peers = "set=1\n";
+  for (int i = 0; i < 4; ++i) four_peers += "public_key=" + hex(0x60 + i) + "\n";
+  EXPECT_EQ(c.transact(four_peers + "\n"), format_uapi_errno(ENOSPC));
+  expect_unchanged();
+  EXPECT_EQ(c.transact("set=1\npublic_key=" + hex(0x60) + "\nallowed_ip=10.8.0.0/24\n\n"), format_uapi_errno(0));
 }
 
 }  // namespace

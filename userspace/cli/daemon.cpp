@@ -380,14 +380,9 @@ int run_up(const UpOptions& o) {
   // Parse the config before anything exists, so a bad file changes nothing.
   std::optional<control::ConfigChange> initial;
   if (!o.config_file.empty()) {
-    std::string text;
-    if (!control::read_config_file(o.config_file, &text, &err)) {
-      std::cerr << "xsktun: " << err << "\n";
-      return 1;
-    }
-    auto parsed = control::parse_config_file(text);
+    auto parsed = control::load_config_file(o.config_file);
     if (auto* e = std::get_if<std::string>(&parsed)) {
-      std::cerr << "xsktun: " << o.config_file << ": " << *e << "\n";
+      std::cerr << "xsktun: " << *e << "\n";
       return 1;
     }
     initial = std::get<control::ConfigChange>(std::move(parsed));

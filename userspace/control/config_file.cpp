@@ -57,9 +57,14 @@ bool is_wg_quick_key(const std::string& k) {
 
 class Parser {
  public:
-  explicit Parser(const EndpointResolver& resolver) : resolver_(resolver) {}
+  explicit Parser(const EndpointResolver& resolver, ConfigCaps caps = {}) : resolver_(resolver), caps_(caps) {
+    cc_.replace_peers = true;
+  }
 
   Result run(std::string_view text);
+  // One line (without its newline); an error comes back as "line N: problem".
+  std::optional<std::string> feed(std::string_view raw);
+  Result finish();
 
  private:
   enum class Section { kNone, kInterface, kPeer };
@@ -72,6 +77,8 @@ class Parser {
   std::optional<std::string> finish_peer();
 
   const EndpointResolver& resolver_;
+  ConfigCaps caps_;
+  size_t prefixes_ = 0;
   ConfigChange cc_;
   Section section_ = Section::kNone;
   bool peer_has_key_ = false;
@@ -82,17 +89,26 @@ class Parser {
 };
 
 Result Parser::run(std::string_view text) {
-  cc_.replace_peers = true;
   size_t pos = 0;
   while (pos < text.size()) {
     size_t nl = text.find('\n', pos);
     std::string_view raw = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
     pos = nl == std::string_view::npos ? text.size() : nl + 1;
-    ++line_no_;
-    auto err =
-        raw.size() > kMaxConfigLine ? std::optional<std::string>("line longer than 4096 bytes") : line(raw);
-    if (err) return "line " + std::to_string(err_line_ ? err_line_ : line_no_) + ": " + *err;
+    if (auto err = feed(raw)) return *err;
   }
+  return finish();
+}
+
+std::optional<std::string> Parser::feed(std::string_view raw) {
+  ++line_no_;
+  auto err = raw.size() > kMaxConfigLine ? std::optional<std::string>("line longer than 4096 bytes") : line(raw);
+  if (!err && cc_.peers.size() > caps_.peers) err = "more than " + std::to_string(caps_.peers) + " peers";
+  if (!err && prefixes_ > caps_.prefixes) err = "more than " + std::to_string(caps_.prefixes) + " allowed IPs";
+  if (err) return "line " + std::to_string(err_line_ ? err_line_ : line_no_) + ": " + *err;
+  return std::nullopt;
+}
+
+Result Parser::finish() {
   if (auto err = finish_peer()) return "line " + std::to_string(err_line_) + ": " + *err;
   // `wg setconf` (not addconf) always sets these three; absent means zero (wg config_read_init).
   if (!cc_.private_key) cc_.private_key.emplace();
@@ -202,6 +218,7 @@ std::optional<std::string> Parser::allowed_ips(std::string_view value) {
     auto prefix = Prefix::parse(item);
     if (!prefix) return "AllowedIPs entry is not an address or CIDR prefix: `" + std::string(item) + "'";
     p.allowed_ips.push_back(*prefix);
+    ++prefixes_;
   }
   return std::nullopt;
 }
@@ -299,34 +316,53 @@ std::string format_config_file(const DeviceSnapshot& snap) {
   return out;
 }
 
-bool read_config_file(const std::string& path, std::string* out, std::string* err) {
+std::variant<ConfigChange, std::string> load_config_file(const std::string& path, const EndpointResolver& resolver,
+                                                         ConfigCaps caps) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    *err = "cannot read " + path + ": " + strerror(errno);
-    return false;
-  }
-  out->clear();
+  if (fd < 0) return "cannot read " + path + ": " + strerror(errno);
+  // Lines are parsed as they are read: memory holds the parsed configuration (capped) and at
+  // most one line, whatever the file's size. /dev/zero ends as an overlong line.
+  Parser parser(resolver, caps);
+  std::string carry;
   char chunk[65536];
+  std::optional<std::string> err;
   for (;;) {
     ssize_t r = read(fd, chunk, sizeof chunk);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) {
-      *err = "cannot read " + path + ": " + strerror(errno);
+      err = "cannot read " + path + ": " + strerror(errno);
       break;
     }
     if (r == 0) {
-      close(fd);
-      return true;
-    }
-    if (out->size() + static_cast<size_t>(r) > kMaxConfigFile) {
-      *err = path + ": larger than " + std::to_string(kMaxConfigFile >> 20) + " MiB";
+      if (!carry.empty()) err = parser.feed(carry);
       break;
     }
-    out->append(chunk, static_cast<size_t>(r));
+    std::string_view data(chunk, static_cast<size_t>(r));
+    size_t nl;
+    while (!err && (nl = data.find('\n')) != std::string_view::npos) {
+      if (carry.empty()) {
+        err = parser.feed(data.substr(0, nl));
+      } else {
+        carry.append(data.substr(0, nl));
+        err = parser.feed(carry);
+        carry.clear();
+      }
+      data.remove_prefix(nl + 1);
+    }
+    if (err) break;
+    carry.append(data);
+    if (carry.size() > kMaxConfigLine) {
+      err = parser.feed(carry);  // reports the overlong line
+      break;
+    }
   }
   close(fd);
-  out->clear();
-  return false;
+  std::fill(carry.begin(), carry.end(), '\0');
+  std::fill(chunk, chunk + sizeof chunk, '\0');  // lines carry keys
+  if (err) return path + ": " + *err;
+  auto result = parser.finish();
+  if (auto* e = std::get_if<std::string>(&result)) return path + ": " + *e;
+  return result;
 }
 
 }  // namespace xsktun::control

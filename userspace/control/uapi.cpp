@@ -10,9 +10,11 @@
 #include "xsktun/control/keys.h"
 
 namespace xsktun::control {
-namespace {
 
 using SetResult = std::variant<ConfigChange, UapiError>;
+
+namespace {
+
 
 UapiError invalid(std::string msg) { return UapiError{EINVAL, std::move(msg)}; }
 
@@ -109,8 +111,48 @@ std::optional<Prefix> parse_strict_prefix(std::string_view s) {
   return Prefix::parse(s);
 }
 
+std::optional<UapiError> UapiSetParser::line(std::string_view line) {
+  if (error_) return error_;  // the rest of a failed set is read and dropped
+  size_t eq = line.find('=');
+  if (eq == std::string_view::npos) return fail(UapiError{EPROTO, "failed to parse line \"" + shown(line) + "\""});
+  std::string_view key = line.substr(0, eq), value = line.substr(eq + 1);
+  if (key == "public_key") {
+    auto k = key_from_hex(value);
+    if (!k) return fail(invalid("failed to get peer by public key: not 64 hex digits"));
+    if (cc_.peers.size() >= max_peer_blocks_)
+      return fail(UapiError{ENOSPC, "more than " + std::to_string(max_peer_blocks_) + " peer blocks in one set"});
+    cc_.peers.emplace_back().public_key = *k;
+    return std::nullopt;
+  }
+  if (key == "allowed_ip" && ++prefixes_ > max_prefixes_)
+    return fail(UapiError{ENOSPC, "more than " + std::to_string(max_prefixes_) + " allowed IPs in one set"});
+  auto err = cc_.peers.empty() ? device_line(cc_, key, value) : peer_line(cc_.peers.back(), key, value);
+  if (err) return fail(std::move(*err));
+  return std::nullopt;
+}
+
+std::optional<UapiError> UapiSetParser::fail(UapiError e) {
+  error_ = std::move(e);
+  cc_ = ConfigChange{};  // nothing of a failed set is kept
+  return error_;
+}
+
+SetResult UapiSetParser::finish() {
+  if (error_) return *error_;
+  // wireguard-go turns a removed peer into a dummy that swallows the rest of its block; drop
+  // those attributes here so the device never sees a half-meaningful removal.
+  for (auto& p : cc_.peers) {
+    if (!p.remove) continue;
+    PeerChange removal;
+    removal.public_key = p.public_key;
+    removal.remove = true;
+    p = std::move(removal);
+  }
+  return std::move(cc_);
+}
+
 SetResult parse_uapi_set(std::string_view body) {
-  ConfigChange cc;
+  UapiSetParser parser;
   size_t pos = 0;
   while (pos < body.size()) {
     size_t nl = body.find('\n', pos);
@@ -118,30 +160,9 @@ SetResult parse_uapi_set(std::string_view body) {
         body.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
     pos = nl == std::string_view::npos ? body.size() : nl + 1;
     if (line.empty()) break;  // the blank line ends the operation
-    size_t eq = line.find('=');
-    if (eq == std::string_view::npos) {
-      return UapiError{EPROTO, "failed to parse line \"" + shown(line) + "\""};
-    }
-    std::string_view key = line.substr(0, eq), value = line.substr(eq + 1);
-    if (key == "public_key") {
-      auto k = key_from_hex(value);
-      if (!k) return invalid("failed to get peer by public key: not 64 hex digits");
-      cc.peers.emplace_back().public_key = *k;
-      continue;
-    }
-    auto err = cc.peers.empty() ? device_line(cc, key, value) : peer_line(cc.peers.back(), key, value);
-    if (err) return std::move(*err);
+    if (auto err = parser.line(line)) return std::move(*err);
   }
-  // wireguard-go turns a removed peer into a dummy that swallows the rest of its block; drop
-  // those attributes here so the device never sees a half-meaningful removal.
-  for (auto& p : cc.peers) {
-    if (!p.remove) continue;
-    PeerChange removal;
-    removal.public_key = p.public_key;
-    removal.remove = true;
-    p = std::move(removal);
-  }
-  return cc;
+  return parser.finish();
 }
 
 std::string format_uapi_errno(int errno_value) {

@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <exception>
@@ -16,9 +17,6 @@
 #include "xsktun/control/config_file.h"
 
 namespace xsktun::control {
-
-// `wg setconf FILE` and `xsktun up -c FILE` describe the same transaction: one size bound.
-static_assert(UapiServer::kMaxSetBody == kMaxConfigFile);
 
 namespace {
 
@@ -71,7 +69,6 @@ struct UapiServer::Client {
   explicit Client(int f) : fd(f) {}
   ~Client() {
     wipe(in);
-    wipe(body);
     wipe(out);
     if (fd >= 0) close(fd);
   }
@@ -81,7 +78,7 @@ struct UapiServer::Client {
   std::string in;  // received bytes; [head, size) not yet consumed
   size_t head = 0;
   size_t scanned = 0;  // no '\n' in [head, scanned): avoids rescanning a long partial line
-  std::string body;    // the key=value lines of the set being received
+  std::unique_ptr<UapiSetParser> set;  // the set being received, parsed line by line
   std::string out;     // reply bytes; [out_off, size) not yet sent
   size_t out_off = 0;
   bool eof = false;
@@ -283,6 +280,7 @@ bool UapiServer::process_one(Client& c) {
   on_line(c, std::string_view(c.in).substr(c.head, nl - c.head));
   c.head = c.scanned = nl + 1;
   if (c.head == c.in.size() || c.head > kReadChunk) {
+    std::fill(c.in.begin(), c.in.begin() + static_cast<long>(c.head), '\0');  // consumed lines carry keys
     c.in.erase(0, c.head);
     c.head = c.scanned = 0;
   }
@@ -296,6 +294,7 @@ void UapiServer::on_line(Client& c, std::string_view line) {
         c.state = Client::State::kGet;
       } else if (line == "set=1") {
         c.state = Client::State::kSet;
+        c.set = std::make_unique<UapiSetParser>(max_peer_blocks_.load(), max_prefixes_.load());
       } else {
         c.closing = true;  // wireguard-go: "invalid UAPI operation", hang up without a reply
       }
@@ -315,20 +314,15 @@ void UapiServer::on_line(Client& c, std::string_view line) {
       return;
     case Client::State::kSet:
       if (line.empty()) return finish_set(c);
-      if (c.body.size() + line.size() + 1 > kMaxSetBody) {
-        c.out = format_uapi_errno(EMSGSIZE);
-        c.closing = true;
-        return;
-      }
-      c.body.append(line).push_back('\n');
+      c.set->line(line);  // an error is kept and answered at the blank line
       return;
   }
 }
 
 void UapiServer::finish_set(Client& c) {
   c.state = Client::State::kCommand;
-  auto parsed = parse_uapi_set(c.body);
-  wipe(c.body);
+  auto parsed = c.set->finish();
+  c.set.reset();
   int err = 0;
   if (auto* e = std::get_if<UapiError>(&parsed)) {
     err = e->errno_value;

@@ -25,17 +25,18 @@
 #include <variant>
 
 #include "xsktun/control/config.h"
+#include "xsktun_shared.h"
 
 namespace xsktun::control {
 
 constexpr size_t kMaxConfigLine = 4096;
-// Same bound as one UAPI set transaction (UapiServer::kMaxSetBody): a file bigger than this is
-// refused before parsing, and reading a FIFO or /dev/zero by mistake ends instead of eating RAM.
-constexpr size_t kMaxConfigFile = 16 << 20;
 
-// Reads a configuration file into *out (at most kMaxConfigFile bytes). On failure returns false
-// and sets *err to "cannot read PATH: reason" or "PATH: larger than 16 MiB".
-bool read_config_file(const std::string& path, std::string* out, std::string* err);
+// What one configuration may carry, as for a UAPI set (UapiSetParser): twice the device's limits
+// (bpf/xsktun_shared.h). The bound on memory is this, not a size in bytes.
+struct ConfigCaps {
+  size_t peers = 2 * size_t{XSKTUN_MAX_PEERS};
+  size_t prefixes = 4 * size_t{XSKTUN_MAX_ALLOWED_IPS};
+};
 
 // Resolves a non-numeric Endpoint host. Returns the endpoint, or an error message.
 using EndpointResolver =
@@ -51,6 +52,12 @@ std::variant<Endpoint, std::string> resolve_endpoint(const std::string& host, ui
 // On error returns "line N: problem". An empty resolver means resolve_endpoint.
 std::variant<ConfigChange, std::string> parse_config_file(std::string_view text,
                                                           const EndpointResolver& resolver = {});
+
+// Reads and parses a file line by line as parse_config_file does (memory: the parsed result and
+// one line, whatever the file's size). Errors: "cannot read PATH: reason", "PATH: line N: ...".
+std::variant<ConfigChange, std::string> load_config_file(const std::string& path,
+                                                         const EndpointResolver& resolver = {},
+                                                         ConfigCaps caps = {});
 
 // `wg showconf` output for a snapshot (loadable again by parse_config_file).
 std::string format_config_file(const DeviceSnapshot& snap);

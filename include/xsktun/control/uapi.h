@@ -5,7 +5,7 @@
 //
 // Semantics follow wireguard-go's device/uapi.go, with one deliberate difference: wireguard-go
 // applies each line as it reads it, so a bad line leaves earlier lines applied; here the whole
-// body is parsed first and the device applies the ConfigChange atomically.
+// set is parsed (as it arrives) first and the device applies the ConfigChange atomically.
 #pragma once
 
 #include <optional>
@@ -14,6 +14,7 @@
 #include <variant>
 
 #include "xsktun/control/config.h"
+#include "xsktun_shared.h"
 
 namespace xsktun::control {
 
@@ -36,6 +37,32 @@ struct UapiError {
 // dummy peer), and replace_allowed_ips=true drops the allowed_ip lines that came before it.
 // The device must also ignore a peer whose key equals its own public key (wireguard-go does).
 std::variant<ConfigChange, UapiError> parse_uapi_set(std::string_view body);
+
+// The same, a line at a time, so a set of any length is parsed as it arrives without keeping its
+// text: memory grows with what the set configures, and that is capped by the device's limits
+// (bpf/xsktun_shared.h), not by bytes. After the first error the remaining lines are dropped
+// and finish() returns that error.
+class UapiSetParser {
+ public:
+  // Peer blocks and allowed_ip lines one set may carry: twice the device's limits, so a set
+  // can remove a whole configuration and add a new one; anything longer could never apply.
+  static constexpr size_t kMaxPeerBlocks = 2 * size_t{XSKTUN_MAX_PEERS};
+  static constexpr size_t kMaxPrefixes = 4 * size_t{XSKTUN_MAX_ALLOWED_IPS};
+
+  UapiSetParser() = default;
+  UapiSetParser(size_t max_peer_blocks, size_t max_prefixes)
+      : max_peer_blocks_(max_peer_blocks), max_prefixes_(max_prefixes) {}
+  // One key=value line (without its newline; not the blank terminator).
+  std::optional<UapiError> line(std::string_view line);
+  std::variant<ConfigChange, UapiError> finish();
+
+ private:
+  std::optional<UapiError> fail(UapiError e);
+  size_t max_peer_blocks_ = kMaxPeerBlocks, max_prefixes_ = kMaxPrefixes;
+  ConfigChange cc_;
+  size_t prefixes_ = 0;
+  std::optional<UapiError> error_;
+};
 
 // The complete "get=1" reply: device lines, then per peer its lines, then "errno=0\n\n".
 // Order and omissions match wireguard-go's IpcGetOperation: private_key only if set and

@@ -9,10 +9,11 @@
 //  - an unknown command closes the connection without a reply.
 // Differences, on purpose: a set is applied only when its terminating blank line arrives (a
 // client that disconnects mid-command changes nothing; one that disconnects after it still gets
-// it applied), and input lines longer than kMaxLine or set bodies over kMaxSetBody get
-// "errno=-EMSGSIZE" and a hang-up instead of unbounded memory (wireguard-go buffers without
-// limit). With kMaxClients connections, the server holds at most about
-// kMaxClients * (kMaxSetBody + kMaxLine + 128 KiB) of requests.
+// it applied); a set is parsed line by line as it arrives (UapiSetParser), so its size in bytes
+// is not limited, only what it configures (peer blocks and allowed IPs, from the device's
+// limits: about 100 MB of parsed configuration at most per connection); input lines longer
+// than kMaxLine get "errno=-EMSGSIZE" and a hang-up instead of unbounded memory (wireguard-go
+// buffers without limit).
 //
 // One thread runs a poll() loop over the listening socket, the clients and an eventfd used to
 // stop it; the handler is therefore called from that thread, one command at a time.
@@ -46,10 +47,6 @@ class UapiServer {
  public:
   // The longest legitimate line is an IPv6 endpoint (under 70 bytes): 64 KiB is only a guard.
   static constexpr size_t kMaxLine = 64 << 10;
-  // One set carries a whole `wg setconf`: about 270 bytes per fully specified peer, 25 per extra
-  // allowed_ip, so 16 MiB is ~60k peers or ~600k allowed IPs in one atomic transaction. Bigger
-  // configurations must be split into several sets.
-  static constexpr size_t kMaxSetBody = 16 << 20;
   static constexpr size_t kMaxClients = 64;  // beyond this, new connections wait in the backlog
 
   explicit UapiServer(UapiHandler& handler);
@@ -73,6 +70,11 @@ class UapiServer {
   bool socket_file_gone() const;
 
   size_t client_count() const { return client_count_.load(); }
+  // Lower caps on what one set may carry (tests); the defaults are UapiSetParser's.
+  void set_parse_limits(size_t peer_blocks, size_t prefixes) {
+    max_peer_blocks_ = peer_blocks;
+    max_prefixes_ = prefixes;
+  }
 
  private:
   struct Client;
@@ -98,6 +100,8 @@ class UapiServer {
   std::vector<std::unique_ptr<Client>> clients_;
   std::atomic<bool> running_{false};
   std::atomic<size_t> client_count_{0};
+  std::atomic<size_t> max_peer_blocks_{UapiSetParser::kMaxPeerBlocks};
+  std::atomic<size_t> max_prefixes_{UapiSetParser::kMaxPrefixes};
 };
 
 }  // namespace xsktun::control
