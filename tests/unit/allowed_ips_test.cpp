@@ -457,8 +457,12 @@ class RandomOps {
   }
   Prefix prefix(const NaiveTable& naive, int family) {
     unsigned max = family == AF_INET ? 32 : 128;
-    return Prefix{address(naive, family), static_cast<uint8_t>(below(max + 1))};
+    if (!few_lengths_) return Prefix{address(naive, family), static_cast<uint8_t>(below(max + 1))};
+    // A VPN-like mix, few enough lengths for the hash index (LengthIndex) to serve lookups.
+    static constexpr uint8_t kV4[] = {0, 8, 16, 24, 31, 32}, kV6[] = {0, 32, 48, 64, 127, 128};
+    return Prefix{address(naive, family), family == AF_INET ? kV4[below(6)] : kV6[below(6)]};
   }
+  void set_few_lengths(bool on) { few_lengths_ = on; }
   int family() { return below(2) == 0 ? AF_INET : AF_INET6; }
   // Same prefix with random bits set past the cidr; the table must treat it as the masked prefix.
   Prefix with_host_bits(Prefix p) {
@@ -470,13 +474,15 @@ class RandomOps {
 
  private:
   std::mt19937 rng_;
+  bool few_lengths_ = false;
 };
 
-void run_randomized(uint32_t seed, int ops) {
+void run_randomized(uint32_t seed, int ops, bool few_lengths = false) {
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
   AllowedIps t;
   NaiveTable naive;
   RandomOps r(seed);
+  r.set_few_lengths(few_lengths);
   constexpr uint32_t kPeers = 40;
   for (int op = 0; op < ops; ++op) {
     uint32_t dice = r.below(100);
@@ -540,6 +546,31 @@ void run_randomized(uint32_t seed, int ops) {
 
 TEST(AllowedIpsRandomized, MatchesNaiveTable) {
   for (uint32_t seed : {1u, 42u, 20240601u}) run_randomized(seed, 4000);
+}
+
+// The same with at most six lengths per family: lookups are served by the hash index, which
+// must agree with the naive table (and the trie) through inserts, overwrites and removals.
+TEST(AllowedIpsRandomized, HashIndexMatchesNaiveTable) {
+  for (uint32_t seed : {3u, 77u, 20261204u}) run_randomized(seed, 6000, true);
+}
+
+// The index serves lookups only while at most LengthIndex::kMaxLengths lengths are in use; a
+// seventh length hands lookups back to the trie, and removing it hands them back again.
+TEST(AllowedIps, LookupsCrossBetweenIndexAndTrieAsLengthsComeAndGo) {
+  AllowedIps t;
+  for (int len = 8; len <= 28; len += 4)
+    t.insert(*Prefix::parse("10.0.0.0/" + std::to_string(len)), static_cast<PeerId>(len));
+  EXPECT_EQ(t.lookup(*IpAddr::parse("10.0.0.1")), 28u);
+  EXPECT_EQ(t.lookup(*IpAddr::parse("10.0.0.200")), 24u);
+  t.insert(P("10.0.0.1/32"), 32);  // seventh length
+  EXPECT_EQ(t.lookup(*IpAddr::parse("10.0.0.1")), 32u);
+  EXPECT_EQ(t.lookup(*IpAddr::parse("10.0.0.2")), 28u);
+  EXPECT_EQ(t.lookup(*IpAddr::parse("10.255.0.2")), 8u);
+  ASSERT_TRUE(t.remove(P("10.0.0.1/32"), 32));
+  EXPECT_EQ(t.lookup(*IpAddr::parse("10.0.0.1")), 28u);
+  t.remove_by_peer(28);
+  EXPECT_EQ(t.lookup(*IpAddr::parse("10.0.0.1")), 24u);
+  EXPECT_EQ(t.lookup(*IpAddr::parse("11.0.0.1")), std::nullopt);
 }
 
 // ---- Packet helpers ----

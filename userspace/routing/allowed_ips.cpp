@@ -27,13 +27,7 @@ inline unsigned common_bits(const std::array<uint64_t, 2>& a, const std::array<u
 }
 
 // Clears every bit at position >= cidr (the "maskself" step of the kernel's insert).
-inline std::array<uint64_t, 2> mask_key(const std::array<uint64_t, 2>& k, unsigned cidr) {
-  if (cidr == 0) return {0, 0};
-  if (cidr < 64) return {k[0] & (~0ULL << (64 - cidr)), 0};
-  if (cidr == 64) return {k[0], 0};
-  if (cidr < 128) return {k[0], k[1] & (~0ULL << (128 - cidr))};
-  return k;
-}
+inline std::array<uint64_t, 2> mask_key(const std::array<uint64_t, 2>& k, unsigned cidr) { return mask_lpm_key(k, cidr); }
 
 inline uint64_t load_be64(const uint8_t* p) {
   uint64_t v = 0;
@@ -170,6 +164,7 @@ bool AllowedIps::insert(const Prefix& p, PeerId peer) {
       set_link(t, parent, key, leaf);
       ++count_;
       ++t.count;
+      t.index.set(key, cidr, peer);
       return true;
     }
     const Node& n = nodes_[cur];
@@ -185,6 +180,7 @@ bool AllowedIps::insert(const Prefix& p, PeerId peer) {
           unlink(cur);
         }
         link(cur, peer);
+        t.index.set(key, cidr, peer);
         return true;
       }
       parent = cur;
@@ -197,6 +193,7 @@ bool AllowedIps::insert(const Prefix& p, PeerId peer) {
     link(fresh, peer);
     ++count_;
     ++t.count;
+    t.index.set(key, cidr, peer);
     if (common == cidr) {  // new prefix is a strict ancestor of cur
       nodes_[fresh].child[bit_at(cur_key, cidr)] = cur;
       set_link(t, parent, key, fresh);
@@ -230,6 +227,7 @@ void AllowedIps::erase_peer_at(Trie& t, uint32_t idx, const uint32_t* path, int 
   --count_;
   --t.count;
   unlink(idx);
+  t.index.erase(nodes_[idx].key, nodes_[idx].cidr);
   Node& n = nodes_[idx];
   n.has_peer = false;
   if (n.child[0] != kNil && n.child[1] != kNil) return;  // stays as glue
@@ -299,6 +297,7 @@ void AllowedIps::replace_peer(PeerId peer, const std::vector<Prefix>& prefixes) 
 }
 
 std::optional<PeerId> AllowedIps::lookup_key(const Trie& t, const Key& key) const {
+  if (t.index.usable()) return t.index.lookup(key);
   std::optional<PeerId> best;
   uint32_t cur = t.root;
   while (cur != kNil) {
@@ -399,6 +398,8 @@ void AllowedIps::clear() {
   v4_.root = kNil;
   v6_.root = kNil;
   v4_.count = v6_.count = 0;
+  v4_.index.clear();
+  v6_.index.clear();
   heads_.clear();
   count_ = 0;
 }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "xsktun/common/ip.h"
+#include "xsktun/routing/length_index.h"
 
 namespace xsktun::routing {
 
@@ -95,6 +96,7 @@ class AllowedIps {
     uint32_t root = kNil;
     uint8_t bits = 0;  // 32 or 128
     size_t count = 0;  // prefixes mapped to a peer
+    LengthIndex index;  // the same prefixes, for lookups while few lengths are in use
   };
 
   static bool parse_prefix(const Prefix& p, Key* key, uint8_t* cidr, int* family);
@@ -119,8 +121,8 @@ class AllowedIps {
   std::vector<Node> nodes_;
   std::vector<uint32_t> free_;  // recycled slots in nodes_
   std::unordered_map<PeerId, uint32_t> heads_;  // first node of each peer's chain
-  Trie v4_{kNil, 32, 0};
-  Trie v6_{kNil, 128, 0};
+  Trie v4_{kNil, 32, 0, {}};
+  Trie v6_{kNil, 128, 0, {}};
   size_t count_ = 0;
 };
 
