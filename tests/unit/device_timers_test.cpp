@@ -116,3 +116,32 @@ TEST(DeviceTimers, IdlePeersScheduleNothingAndATunnelStillKeepsItsTimers) {
 
 }  // namespace
 }  // namespace xsktun
+
+namespace xsktun {
+namespace {
+
+// The staged-packet queue: FIFO order through many pushes and pops (the head moves, storage is
+// compacted), and an emptied queue holds no storage.
+TEST(StagedQueue, KeepsFifoOrderAcrossCompactionsAndFreesWhenEmpty) {
+  device::StagedQueue q;
+  EXPECT_TRUE(q.empty());
+  uint32_t next_in = 0, next_out = 0;
+  for (int round = 0; round < 1000; ++round) {
+    for (int i = 0; i < 3; ++i) q.push_back(std::vector<uint8_t>(4, static_cast<uint8_t>(next_in++)));
+    for (int i = 0; i < 2; ++i) {
+      ASSERT_FALSE(q.empty());
+      ASSERT_EQ(q.front()[0], static_cast<uint8_t>(next_out++));
+      q.pop_front();
+    }
+    ASSERT_EQ(q.size(), next_in - next_out);
+  }
+  while (!q.empty()) {
+    ASSERT_EQ(q.front()[0], static_cast<uint8_t>(next_out++));
+    q.pop_front();
+  }
+  EXPECT_EQ(next_out, next_in);
+  EXPECT_EQ(q.size(), 0u);
+}
+
+}  // namespace
+}  // namespace xsktun

@@ -266,8 +266,12 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   if (plane) xdp_watch.emplace(*plane, o.nic, o.ifname);
   StatusServer status;
   std::atomic<int> io_threads{0};  // set once the runner has started
+  // "show": compact JSON; "show-pretty": what `xsktun show IF --json` prints (indented here so the
+  // client copies it through instead of parsing and re-printing tens of MB for 100k peers);
+  // "ping": a liveness check that builds nothing.
   auto status_handler = [&](const std::string& cmd) -> std::string {
-    if (cmd != "show") return "{\"error\":\"unknown command\"}\n";
+    if (cmd == "ping") return "{}\n";
+    if (cmd != "show" && cmd != "show-pretty") return "{\"error\":\"unknown command\"}\n";
     timespec w = clock.wall();
     auto j = build_status(o.ifname, mode, dev.snapshot(), dev.counters(), dev.mtu(), w.tv_sec);
     j["io_threads"] = io_threads.load();
@@ -278,7 +282,7 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
       j["xdp_attached"] = xdp_watch->attached();
       j["xdp"]["nic_mtu"] = xsk->nic_mtu();
     }
-    return j.dump() + "\n";
+    return (cmd == "show-pretty" ? j.dump(2) : j.dump()) + "\n";
   };
   if (!status.start(status_socket_path(o.ifname), status_handler, &err)) {
     uapi.stop();
@@ -373,7 +377,7 @@ int run_up(const UpOptions& o) {
     return 2;
   }
   std::string reply, err;
-  if (status_query(o.ifname, "show", &reply, &err)) {
+  if (status_query(o.ifname, "ping", &reply, &err)) {
     std::cerr << "xsktun: " << o.ifname << " is already running\n";
     return 1;
   }
@@ -463,6 +467,15 @@ int run_show(const std::string& ifname, bool json) {
     }
     closedir(d);
     std::sort(names.begin(), names.end());
+  }
+  if (json && !ifname.empty()) {  // one interface: the daemon's indented JSON, byte for byte
+    std::string reply, err;
+    if (!status_query(ifname, "show-pretty", &reply, &err)) {
+      std::cerr << "xsktun: " << err << "\n";
+      return 1;
+    }
+    std::cout << reply;
+    return 0;
   }
   nlohmann::json all = nlohmann::json::array();
   int rc = 0;

@@ -36,22 +36,22 @@ nlohmann::json build_status(const std::string& ifname, const ModeInfo& mode, con
     jp["endpoint"] = p.endpoint ? json(p.endpoint->str()) : json(nullptr);
     json ips = json::array();
     for (const auto& a : p.allowed_ips) ips.push_back(a.str());
-    jp["allowed_ips"] = ips;
+    jp["allowed_ips"] = std::move(ips);
     jp["latest_handshake"] = p.last_handshake_sec;  // unix seconds, 0 = never
     jp["latest_handshake_age"] = p.last_handshake_sec ? json(now_unix - p.last_handshake_sec) : json(nullptr);
     jp["rx_bytes"] = p.rx_bytes;
     jp["tx_bytes"] = p.tx_bytes;
     jp["persistent_keepalive"] = p.persistent_keepalive;
     jp["preshared_key"] = !p.preshared_key.is_zero();  // whether one is set; never the key
-    peers.push_back(jp);
+    peers.push_back(std::move(jp));
   }
-  j["peers"] = peers;
+  j["peers"] = std::move(peers);
   json c = json::object();
   for (int i = 0; i < static_cast<int>(device::Counter::kCount); ++i) {
     auto id = static_cast<device::Counter>(i);
     c[device::counter_name(id)] = counters.get(id);
   }
-  j["counters"] = c;
+  j["counters"] = std::move(c);
   return j;
 }
 

@@ -157,7 +157,6 @@ control::DeviceSnapshot Device::snapshot() const {
     for (auto& [id, p] : peers_by_id_) all.push_back(p);
   }
   std::sort(all.begin(), all.end(), [](auto& a, auto& b) { return a->id < b->id; });
-  auto prefixes = table->by_peer();
   for (auto& p : all) {
     control::PeerSnapshot ps;
     ps.public_key = p->public_key;
@@ -171,7 +170,7 @@ control::DeviceSnapshot Device::snapshot() const {
       if (p->endpoint.valid()) ps.endpoint = p->endpoint;
       ps.persistent_keepalive = p->persistent_keepalive;
     }
-    if (auto it = prefixes.find(p->id); it != prefixes.end()) ps.allowed_ips = std::move(it->second);
+    ps.allowed_ips = table->prefixes_of(p->id);  // O(its prefixes): each peer's are chained
     s.peers.push_back(std::move(ps));
   }
   return s;

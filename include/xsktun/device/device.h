@@ -40,6 +40,29 @@ class SystemClock : public Clock {
   timespec wall() const override;
 };
 
+// Inner packets waiting for a keypair, oldest first. A vector with a moving head instead of a
+// std::deque, which allocates ~600 bytes per peer up front: 60 MB for 100,000 idle peers.
+class StagedQueue {
+ public:
+  bool empty() const { return head_ == q_.size(); }
+  size_t size() const { return q_.size() - head_; }
+  std::vector<uint8_t>& front() { return q_[head_]; }
+  void push_back(std::vector<uint8_t> pkt) { q_.push_back(std::move(pkt)); }
+  void pop_front() {
+    q_[head_++] = {};
+    if (head_ == q_.size()) clear();
+    else if (head_ > 32 && head_ * 2 > q_.size()) q_.erase(q_.begin(), q_.begin() + static_cast<long>(head_)), head_ = 0;
+  }
+  void clear() {
+    q_ = {};  // frees the storage too: an idle peer holds none
+    head_ = 0;
+  }
+
+ private:
+  std::vector<std::vector<uint8_t>> q_;
+  size_t head_ = 0;
+};
+
 struct Peer {
   uint32_t id = 0;  // routing::PeerId
   Key public_key{};
@@ -53,7 +76,7 @@ struct Peer {
   proto::Keypairs keypairs;
   Endpoint endpoint;
   uint16_t persistent_keepalive = 0;
-  std::deque<std::vector<uint8_t>> staged;  // inner packets waiting for a keypair
+  StagedQueue staged;  // inner packets waiting for a keypair
   bool removed = false;
 
   explicit Peer(uint64_t seed) : timers(seed) {}

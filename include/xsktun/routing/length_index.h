@@ -71,7 +71,7 @@ class LengthIndex {
   void grow();
   void count_length(uint8_t cidr, int delta);
 
-  std::vector<Slot> slots_;  // power-of-two size, at most half full
+  std::vector<Slot> slots_;  // power-of-two size, at most 3/4 full
   size_t size_ = 0;
   std::array<uint32_t, 129> per_length_{};  // prefixes per length
   std::vector<uint8_t> lengths_;            // lengths in use, longest first
