@@ -5,6 +5,7 @@
 # median, min-max and the ratio to wireguard-go. What each number means: docs/benchmark.md.
 # Builds nothing: pass --xsktun PATH (default build/xsktun). Needs root. ^C cleans up.
 # --soak SECONDS runs the soak test instead (scripts/bench_soak.sh; docs/benchmark.md, "Soak mode").
+# --scale PEERS runs the many-peers run instead (tests/netns/scale.sh in report mode).
 set -Eeuo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 REPORT_PY=$ROOT/scripts/bench_report.py
@@ -28,6 +29,7 @@ TESTS2=tcp,udp,udp64
 OUT=
 QUICK=0
 SOAK=
+SCALE=
 SET=""  # options given explicitly
 
 usage() {
@@ -57,6 +59,10 @@ Usage: sudo $0 [options]
   --soak SECONDS       instead of the matrix: one xsktun tunnel (XDP mode on side A, socket mode
                        on side B) under mixed traffic, rekeys and peer churn for SECONDS (reference
                        run: 3600); samples RSS/fds every 10 s; PASS/FAIL verdict, exit 1 on FAIL
+  --scale PEERS        instead of the matrix: load PEERS peers x 10 /32 prefixes in 10 chunks of
+                       `wg addconf` into xsktun (socket, then XDP mode) while wireguard-go pings
+                       through it; reports chunk times, RSS, CPU with every peer idle, dump times
+                       and the real peer's TCP before/after (reference run: 100000)
   -h, --help
 EOF
 }
@@ -82,6 +88,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2 ;;
     --quick) QUICK=1; shift ;;
     --soak) SOAK=$2; shift 2 ;;
+    --scale) SCALE=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "bench.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -118,6 +125,11 @@ if [ -n "$SOAK" ]; then
   fi
 fi
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, XDP); run with sudo"
+if [ -n "$SCALE" ]; then  # the many-peers run is its own program: the netns suite in report mode
+  { is_uint "$SCALE" && [ "$SCALE" -ge 10 ]; } || die "--scale needs a number of peers >= 10, got '$SCALE'"
+  SCALE_CHUNKS=10 SCALE_CHUNK_PEERS=$((SCALE / 10)) SCALE_PREFIXES=10 SCALE_REPORT=1 \
+    exec bash "$ROOT/tests/netns/scale.sh" "$(realpath -m "$XSKTUN")"
+fi
 [ "$TESTS2" != same ] || TESTS2=$TESTS
 for t in ${TESTS//,/ } ${TESTS2//,/ }; do has ping,tcp,udp,bisect,udp64,flood "$t" || die "unknown test '$t'"; done
 for l in "$TESTS" "$TESTS2"; do

@@ -82,7 +82,7 @@ case_scale() {
   tun_addr "$NSX" "$XS_IF" $IN_X/24
   tun_addr "$NSG" "$GO_IF" $IN_G/24
   ping_ok "$NSX" $IN_G
-  local tcp_before=0 tcp_after=0 pid rss0 rss1
+  local tcp_before=0 tcp_after=0 tcp_dumps=0 pid rss0 rss1
   pid=$(xsktun_pid "$XS_IF")
   rss0=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
   ((REPORT)) && iperf_run tcp_before "$NSG" $IN_G "$NSX" -t 5
@@ -103,6 +103,8 @@ case_scale() {
     ((t > worst)) && worst=$t
   done
   sleep 0.3
+  local rss_loaded
+  rss_loaded=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
   kill "$prober" 2>/dev/null; wait "$prober" 2>/dev/null || true; bg_done "$prober"
   kill -INT "$pinger" 2>/dev/null; wait "$pinger" 2>/dev/null || true; bg_done "$pinger"
   info "$mode: chunk times (ms, $CHUNK_PEERS peers x $PREFIXES prefixes each): ${times[*]}"
@@ -114,20 +116,40 @@ case_scale() {
   local probes timeouts
   probes=$(grep -c . "$probe_log" || true)
   timeouts=$(grep -c TIMEOUT "$probe_log" || true)
-  info "$mode: wg show answered $((probes - timeouts)) of $probes probes during the load"
-  expect_eq "$mode: wg show probes that timed out during the load" "$timeouts" 0
+  info "$mode: wg show answered $((probes - timeouts)) of $probes probes within 2 s during the load"
+  # The report run (100,000 peers) states it; the suite asserts it.
+  ((REPORT)) || expect_eq "$mode: wg show probes that timed out during the load" "$timeouts" 0
   expect_ge "$mode: wg show probes during the load" "$probes" 2
-  local sent recv
+  # Every request but the last (which SIGINT may catch in flight) must have its reply.
+  local sent recv missing
   sent=$(awk '/packets transmitted/ { print $1 }' "$ping_log")
   recv=$(awk '/packets transmitted/ { print $4 }' "$ping_log")
+  missing=$(awk -v last="$sent" 'match($0, /icmp_seq=[0-9]+/) { got[substr($0, RSTART + 9, RLENGTH - 9)] = 1 }
+    END { n = 0; for (i = 1; i < last; i++) if (!(i in got)) n++; print n }' "$ping_log")
   info "$mode: real peer pinged $sent times during the load, $recv replies"
   expect_ge "$mode: pings during the load" "$sent" 10
-  expect_eq "$mode: pings lost during the load" $((sent - recv)) 0
-  local t_dump t_conf t_show
+  expect_eq "$mode: pings lost during the load (all but the last, which may be in flight)" "$missing" 0
+  # The dumps run while the real peer's traffic flows (pings; in the report run, iperf3 TCP).
+  local t_dump t_conf t_show iperf_bg=""
+  if ((REPORT)); then
+    ip netns exec "$NSG" iperf3 -s -1 -B $IN_G -p 5202 >/dev/null 2>&1 &
+    bg_register $!
+    sleep 0.5
+    ip netns exec "$NSX" iperf3 -c $IN_G -p 5202 -t 6 -J >"$TEST_TMP/iperf-dumps.$mode" 2>&1 &
+    iperf_bg=$!
+    bg_register $iperf_bg
+    sleep 1
+  fi
   timed_ms t_dump wg show "$XS_IF" dump
   timed_ms t_conf wg showconf "$XS_IF"
   timed_ms t_show "$XSKTUN_BIN" show "$XS_IF" --json
-  info "$mode: 20,001 peers: wg show dump $t_dump ms, wg showconf $t_conf ms, xsktun show --json $t_show ms"
+  if [[ -n $iperf_bg ]]; then
+    wait "$iperf_bg" || true
+    bg_done "$iperf_bg"
+    tcp_dumps=$(awk '/"sum_received"/ { f = 1 } f && /"bits_per_second"/ { gsub(/[^0-9.]/, ""); print int($0 / 1e6); exit }' \
+      "$TEST_TMP/iperf-dumps.$mode")
+  fi
+  info "$mode: $total peers: wg show dump $t_dump ms, wg showconf $t_conf ms, xsktun show --json $t_show ms"
   for t in $t_dump $t_conf $t_show; do ((t < 2000)) || die "$mode: a dump of all peers took $t ms (>= 2 s)"; done
   if [[ $mode == xdp ]]; then
     local out
@@ -143,10 +165,12 @@ case_scale() {
     iperf_run tcp_after "$NSG" $IN_G "$NSX" -t 5
     rss1=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
     info "REPORT $mode: $((CHUNKS * CHUNK_PEERS)) peers x $PREFIXES prefixes: load $(( $(IFS=+; echo "${times[*]}") )) ms" \
-      "in $CHUNKS chunks (first $first ms, slowest $worst ms); RSS $((rss0 / 1024)) -> $((rss1 / 1024)) MiB;" \
+      "in $CHUNKS chunks (first $first ms, slowest $worst ms); RSS $((rss0 / 1024)) MiB empty," \
+      "$((rss_loaded / 1024)) MiB loaded, $((rss1 / 1024)) MiB after the dumps;" \
       "CPU over 10 idle s with all peers: $((cpu1 - cpu0)) ticks (1/100 s); dumps: wg show dump $t_dump ms," \
       "wg showconf $t_conf ms, xsktun show --json $t_show ms; real peer TCP (5 s, xsktun sends)" \
-      "$((tcp_before * 8 / 5000000)) Mbit/s before the load, $((tcp_after * 8 / 5000000)) Mbit/s after"
+      "$((tcp_before * 8 / 5000000)) Mbit/s before the load, $((tcp_after * 8 / 5000000)) Mbit/s after," \
+      "$tcp_dumps Mbit/s during the three dumps"
   fi
   xsktun_stop "$XS_IF"
   wggo_stop "$GO_IF"
