@@ -114,7 +114,7 @@ reap_stale_pins() {
     [[ -n $(find "$d" -maxdepth 0 -mmin +1 2>/dev/null) ]] || continue
     info "removing pin directory $d (and $name's run files) left by a killed run"
     rm -rf "$d"
-    rm -f "$XSKTUN_RUN_DIR/$name.pid" "$XSKTUN_RUN_DIR/$name.sock"
+    rm -f "$XSKTUN_RUN_DIR/$name.pid" "$XSKTUN_RUN_DIR/$name.sock" "$XSKTUN_RUN_DIR/$name.lock"
     [[ -S $WG_RUN_DIR/$name.sock ]] && ! wg show "$name" >/dev/null 2>&1 && rm -f "$WG_RUN_DIR/$name.sock"
   done
   rmdir "$XSKTUN_PIN_ROOT" 2>/dev/null || true
@@ -223,7 +223,8 @@ netns_cleanup() {
   done
   for i in "${_NS_LIST[@]}"; do ip netns del "$i" 2>/dev/null; done
   for i in "${_IF_LIST[@]}"; do
-    rm -f "$WG_RUN_DIR/$i.sock" "$XSKTUN_RUN_DIR/$i.sock" "$XSKTUN_RUN_DIR/$i.pid" "$WG_RUN_DIR/$i.name"
+    rm -f "$WG_RUN_DIR/$i.sock" "$XSKTUN_RUN_DIR/$i.sock" "$XSKTUN_RUN_DIR/$i.pid" "$XSKTUN_RUN_DIR/$i.lock" \
+      "$WG_RUN_DIR/$i.name"
     [[ ${_IF_KIND[$i]} == xsktun && -d $XSKTUN_PIN_ROOT/$i ]] && rm -rf "${XSKTUN_PIN_ROOT:?}/$i"
   done
   rmdir "$XSKTUN_PIN_ROOT" 2>/dev/null
@@ -515,11 +516,13 @@ xsktun_json_field() {
 assert_xsktun_gone() {
   local ifn=$1 ns=${_IF_NS[$1]:-} i
   for i in $(seq 50); do
-    [[ -e $XSKTUN_RUN_DIR/$ifn.pid || -e $XSKTUN_RUN_DIR/$ifn.sock || -e $WG_RUN_DIR/$ifn.sock ]] || break
+    [[ -e $XSKTUN_RUN_DIR/$ifn.pid || -e $XSKTUN_RUN_DIR/$ifn.sock || -e $XSKTUN_RUN_DIR/$ifn.lock ||
+      -e $WG_RUN_DIR/$ifn.sock ]] || break
     sleep 0.1
   done
   [[ ! -e $XSKTUN_RUN_DIR/$ifn.pid ]] || die "$XSKTUN_RUN_DIR/$ifn.pid left behind"
   [[ ! -e $XSKTUN_RUN_DIR/$ifn.sock ]] || die "$XSKTUN_RUN_DIR/$ifn.sock left behind"
+  [[ ! -e $XSKTUN_RUN_DIR/$ifn.lock ]] || die "$XSKTUN_RUN_DIR/$ifn.lock left behind"
   [[ ! -e $WG_RUN_DIR/$ifn.sock ]] || die "$WG_RUN_DIR/$ifn.sock left behind"
   if [[ -n $ns ]] && ip -n "$ns" link show "$ifn" >/dev/null 2>&1; then die "TUN $ifn left behind in $ns"; fi
   if pgrep -f "xsktun.* $ifn( |$)" >/dev/null; then die "an xsktun process for $ifn is still running"; fi

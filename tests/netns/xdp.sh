@@ -456,41 +456,49 @@ xsktun_up_refused() {
   fi
   [[ $out == *--force* ]] || die "xsktun up over $why: the message does not mention --force: $out"
   info "refused as expected ($why): $out"
+  echo "$out" >"$TEST_TMP/refused.out"
   if ip -n "$NSX" link show "$ifn" >/dev/null 2>&1; then die "a refused xsktun up left TUN $ifn"; fi
 }
 
 case_stale() {
-  local pid id0 id1 ifn
+  local pid id0 id1 ifn out
   pair_up 0
   pair_ping
   pid=$(xsktun_pid "$XS_IF")
   id0=$(ip -n "$NSX" link show vx0 | grep -o 'prog/xdp id [0-9]*' | awk '{ print $3 }')
+  # While the owner lives, another xsktun on the same NIC is refused and told who owns it.
+  new_ifname ifn xd
+  _register_if "$ifn" "$NSX" xsktun
+  xsktun_up_refused "$ifn" "the program of a running daemon" --nic vx0
+  [[ $(cat "$TEST_TMP/refused.out") == *"$XS_IF (pid $pid)"* ]] ||
+    die "the refusal does not name the owner $XS_IF (pid $pid): $(cat "$TEST_TMP/refused.out")"
+  # SIGKILL leaves the program and the pins; `up` again at once takes them over without --force
+  # (the dead owner's lock is free), as a Restart=on-failure must.
   kill -KILL "$pid"
   wait_pid_gone "$pid" "xsktun $XS_IF after SIGKILL"
   ip -n "$NSX" link show vx0 | grep -q "prog/xdp id $id0 name xsktun_xdp" ||
     die "the program of the SIGKILLed daemon is gone: $(ip -n "$NSX" link show vx0)"
   [[ -e $XSKTUN_PIN_ROOT/$XS_IF/sessions ]] || die "the pins of the SIGKILLed daemon are gone"
-  xsktun_up_refused "$XS_IF" "the program and pins of a killed daemon" --nic vx0
-  xsktun_start "$NSX" "$XS_IF" --nic vx0 --force
+  xsktun_start "$NSX" "$XS_IF" --nic vx0
   id1=$(ip -n "$NSX" link show vx0 | grep -o 'prog/xdp id [0-9]*' | awk '{ print $3 }')
-  [[ -n $id1 && $id1 != "$id0" ]] || die "--force: program id '$id1', the stale one was $id0"
+  [[ -n $id1 && $id1 != "$id0" ]] || die "after the takeover: program id '$id1', the stale one was $id0"
+  grep -q "replacing the xsktun XDP program left" "$TEST_TMP/$XS_IF.log" || die "the takeover is not logged"
   assert_attached "$XS_IF" vx0 native 1
   wg set "$XS_IF" private-key "$(key xs)" listen-port $XS_PORT \
     peer "$(pub go)" allowed-ips $IN4_G/32,$IN6_G/128 endpoint "$GO_OUT:$GO_PORT"
   tun_addr "$NSX" "$XS_IF" $IN4_X/24 $IN6_X/64
   # wireguard-go still holds the killed daemon's session; xsktun's first packet starts a new one.
   pair_ping
-  expect_ge "xdp_redirect_data after --force" "$(xsktun_counter "$XS_IF" xdp_redirect_data)" 6
+  expect_ge "xdp_redirect_data after the takeover" "$(xsktun_counter "$XS_IF" xdp_redirect_data)" 6
   xsktun_down "$XS_IF"
   wggo_stop "$GO_IF"
 
-  # A pin directory alone (its program gone, e.g. detached by hand) is refused as well.
+  # A pin directory alone (its owner gone, its program detached by hand) is taken over too.
   new_ifname ifn xd
   _register_if "$ifn" "$NSX" xsktun
   _IF_NIC[$ifn]=vx0
   mkdir -p "$XSKTUN_PIN_ROOT/$ifn"
-  xsktun_up_refused "$ifn" "a stale pin directory" --nic vx0
-  xsktun_start "$NSX" "$ifn" --nic vx0 --force
+  xsktun_start "$NSX" "$ifn" --nic vx0
   assert_attached "$ifn" vx0 native 1
   xsktun_down "$ifn"
 }
@@ -591,7 +599,7 @@ declare -A CASE_NAME=(
   [3]="iperf3 TCP/UDP both ways bypass the kernel UDP socket; transfer counters consistent"
   [4]="pinned allowed-IPs, peers and sessions maps follow live wg set changes"
   [5]="2-queue veth: 2 AF_XDP sockets, iperf3 -P 4, no data passed for want of a socket"
-  [6]="stale program and pins of a SIGKILLed daemon: refused without --force, replaced with it"
+  [6]="a running owner's program refused, named; a SIGKILLed daemon's program and pins taken over by up at once"
   [7]="teardown by down, SIGTERM (generic XDP) and UAPI socket removal leaves nothing"
   [8]="junk datagrams dropped and counted by the XDP program; the tunnel keeps working")
 

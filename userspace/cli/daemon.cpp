@@ -21,6 +21,7 @@
 #include <optional>
 
 #include "xsktun/cli/control_socket.h"
+#include "xsktun/cli/owner_lock.h"
 #include "xsktun/cli/status.h"
 #include "xsktun/common/log.h"
 #include "xsktun/control/config_file.h"
@@ -130,7 +131,7 @@ void follow_nic_mtu(xdp::XskBind& xsk, const std::string& nic) {
   xsk.set_nic_mtu(mtu);
 }
 
-bool setup_xdp(const UpOptions& o, std::unique_ptr<io::UdpSocket>& udp, std::unique_ptr<xdp::XdpPlane>* plane,
+bool setup_xdp(const UpOptions& o, OwnerLock& lock, std::unique_ptr<io::UdpSocket>& udp, std::unique_ptr<xdp::XdpPlane>* plane,
                std::unique_ptr<xdp::XskBind>* bind, ModeInfo* mode, std::string* why) {
   if (o.nic.empty()) {
     *why = "--nic is required";
@@ -141,7 +142,15 @@ bool setup_xdp(const UpOptions& o, std::unique_ptr<io::UdpSocket>& udp, std::uni
   po.nic = o.nic;
   po.mode = o.xdp_mode == "native" ? xdp::AttachMode::kNative
             : o.xdp_mode == "generic" ? xdp::AttachMode::kGeneric : xdp::AttachMode::kAuto;
-  po.force = o.force;
+  // What a dead xsktun left on the NIC (its program, its pins) is taken over; a live owner's
+  // is not, unless --force says so.
+  if (!o.force)
+    if (auto owner = live_owner_of_nic(o.nic, o.ifname)) {
+      *why = o.nic + " carries the XDP program of xsktun " + *owner + ", which is running; stop it first (--force replaces it)";
+      return false;
+    }
+  po.force = true;
+  lock.record_nic(o.nic);
   po.listen_port = udp->port();
   auto p = xdp::XdpPlane::create(po, why);
   if (!p) return false;
@@ -198,6 +207,12 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   pthread_sigmask(SIG_BLOCK, &stop_set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  // Held for the daemon's life: a later `up` tells a dead owner's leftovers from a live one's.
+  OwnerLock lock;
+  if (!lock.acquire(o.ifname, &err)) {
+    ready.report(err);
+    return 1;
+  }
   auto tun = io::TunDevice::create(o.ifname, o.mtu, &err);
   // A TUN of the same name whose owner just died is unregistered asynchronously and answers
   // EBUSY for a moment (seen right after a SIGKILLed daemon): give it up to 3 s.
@@ -225,7 +240,7 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   io::UdpIo* outer = udp.get();
   if (o.mode == "xdp" || (o.mode == "auto" && !o.nic.empty())) {
     std::string why;
-    if (setup_xdp(o, udp, &plane, &xsk, &mode, &why)) {
+    if (setup_xdp(o, lock, udp, &plane, &xsk, &mode, &why)) {
       outer = xsk.get();
     } else if (o.mode == "xdp") {
       ready.report("xdp mode: " + why);

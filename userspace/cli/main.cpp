@@ -75,7 +75,9 @@ int main(int argc, char** argv) {
                   "process may run on at most 2 CPUs, else 2")
       ->check(CLI::IsMember({"auto", "1", "2"}))
       ->capture_default_str();
-  cup->add_flag("--force", up.force, "Replace a stale xsktun XDP program or pin directory left on the NIC");
+  cup->add_flag("--force", up.force,
+                "Replace the XDP program and pins of another xsktun that is still running on the NIC (what a dead "
+                "one left behind is taken over without it)");
   cup->add_option("--mtu", up.mtu, "Inner MTU of the TUN interface")->check(CLI::Range(576, 9000))->capture_default_str();
   cup->add_flag("-f,--foreground", up.foreground, "Stay in the foreground instead of daemonizing");
   cup->add_option("--log-level", up.log_level, "error, warn, info or debug")

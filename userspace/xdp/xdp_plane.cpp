@@ -187,8 +187,15 @@ std::unique_ptr<XdpPlane> XdpPlane::create(const XdpPlaneOptions& o, std::string
                       : "stale pins at " + x->pin_dir_ + " from a crashed or running instance; use --force to replace them";
     return nullptr;
   }
-  if (stale_prog) detach_xsktun_programs(x->ifindex_);
-  if (stale_pins) remove_dir(x->pin_dir_);
+  if (stale_prog) {
+    XLOG_WARN("%s: replacing the xsktun XDP program left %s by an instance that is not running", o.nic.c_str(),
+              where.c_str());
+    detach_xsktun_programs(x->ifindex_);
+  }
+  if (stale_pins) {
+    XLOG_WARN("replacing the stale pins at %s", x->pin_dir_.c_str());
+    remove_dir(x->pin_dir_);
+  }
   if (!ensure_bpffs(err)) return nullptr;
 
   x->skel_ = xsktun_bpf__open();
