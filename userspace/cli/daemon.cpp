@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -321,6 +322,10 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
             runner.single_io_thread() ? "one I/O thread for TUN and UDP" : "an I/O thread each for TUN and UDP",
             xsk ? (runner.single_io_thread() ? " (and the AF_XDP queues)" : " (and each AF_XDP queue)") : "");
   ready.report("ok");
+  // Under systemd (Type=notify): ready once the tunnel is up and, in XDP mode, the program is
+  // attached and the AF_XDP sockets bound. A no-op without $NOTIFY_SOCKET.
+  sd_notifyf(0, "READY=1\nSTATUS=%s up, mode %s, UDP port %u\nMAINPID=%d", o.ifname.c_str(), mode.mode.c_str(),
+             outer->port(), getpid());
 
   std::string why = "signal";
   int rc = 0;
@@ -347,6 +352,7 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     if (xsk) follow_nic_mtu(*xsk, o.nic);
   }
   XLOG_INFO("%s down: %s", o.ifname.c_str(), why.c_str());
+  sd_notify(0, "STOPPING=1");
   runner.stop();
   uapi.stop();
   status.stop();

@@ -22,6 +22,7 @@ bool is_compat_invocation(int argc, char** argv, UpOptions* o) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "-f" || a == "--foreground") o->foreground = true;
+    else if (a == "-V" || a == "--version") return false;
     else if (a.empty() || a[0] == '-' || !name.empty()) return false;
     else name = a;
   }
@@ -49,6 +50,10 @@ int main(int argc, char** argv) {
       "NIC from XSKTUN_NIC). XSKTUN_AEAD=libsodium makes the data path use libsodium's AEAD instead of\n"
       "the default, RFC 8439 over OpenSSL's ChaCha20 and Poly1305 (same bytes; `show` says which)."};
   app.require_subcommand(1);
+  // "0.5.0" from a release tarball, "0.5.0 (git 0123456789ab)" from a checkout.
+  std::string version = std::string("xsktun ") + XSKTUN_VERSION;
+  if (*XSKTUN_GIT_REV) version += std::string(" (git ") + XSKTUN_GIT_REV + ")";
+  app.set_version_flag("-V,--version", version);
 
   UpOptions up;
   auto* cup = app.add_subcommand("up", "Create TUN interface IFNAME and run the tunnel daemon for it");

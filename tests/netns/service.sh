@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# xsktun as a system service, where systemd is not PID 1 (as in CI): the unit files pass
+# `systemd-analyze verify`, and the unit's own ExecStart / ExecReload / stop are run the way
+# systemd runs them (EnvironmentFile, $NOTIFY_SOCKET, SIGTERM), in a network namespace.
+# Usage (as root): tests/netns/service.sh /path/to/xsktun
+#
+# 1 units: verify (binary paths pointed at the build), the sandbox's exposure level
+#   (`systemd-analyze security --offline`), `xsktun --version`;
+# 2 Type=notify: READY=1 arrives once the tunnel is up, ExecReload (wg syncconf of the file)
+#   applies a changed config, SIGTERM sends STOPPING=1 and leaves nothing behind.
+#
+# Exit codes: 0 pass, 1 fail, 77 skip (not root / tools missing).
+set -eEu -o pipefail
+
+XSKTUN_BIN=${1:-${XSKTUN:-$(command -v xsktun || true)}}
+XSKTUN_BIN=$(realpath "$XSKTUN_BIN" 2>/dev/null || true)
+HERE=$(dirname "$(realpath "$0")")
+UNITS=$HERE/../../packaging/systemd
+# shellcheck source=tests/netns/lib.sh
+source "$HERE/lib.sh"
+netns_require
+command -v systemd-analyze >/dev/null || { echo "SKIP: systemd-analyze missing (package systemd)"; exit 77; }
+netns_init
+
+NS=$(ns_name s)
+IFN=""
+
+# The unit with its absolute paths pointed at this build and at a scratch /etc/xsktun.
+local_unit() {
+  sed -e "s|/usr/bin/xsktun|$XSKTUN_BIN|g" -e "s|/usr/bin/wg |$(command -v wg) |g" \
+    -e "s|/etc/xsktun/|$TEST_TMP/etc/|g" "$UNITS/xsktun@.service"
+}
+
+case_units() {
+  local d=$TEST_TMP/units out exposure
+  mkdir -p "$d"
+  local_unit >"$d/xsktun@wg7.service"
+  out=$(systemd-analyze verify --man=no "$d/xsktun@wg7.service" 2>&1) || die "systemd-analyze verify: $out"
+  [[ -z $out ]] || die "systemd-analyze verify complained: $out"
+  exposure=$(systemd-analyze security --offline=true "$d/xsktun@wg7.service" 2>&1 |
+    awk '/Overall exposure level/ { print $(NF - 2) }')
+  info "systemd-analyze security: exposure level $exposure (0 = locked down, 10 = unprotected)"
+  awk -v e="$exposure" 'BEGIN { exit !(e + 0 > 0 && e + 0 <= 4.0) }' || die "exposure level '$exposure', want <= 4.0"
+  grep -q '^Environment=WG_QUICK_USERSPACE_IMPLEMENTATION=xsktun$' "$UNITS/wg-quick@.service.d/xsktun.conf" ||
+    die "the wg-quick drop-in does not select xsktun"
+  out=$("$XSKTUN_BIN" --version)
+  [[ $out =~ ^xsktun\ [0-9]+\.[0-9]+\.[0-9]+ ]] || die "xsktun --version: '$out'"
+  [[ $out == "xsktun $(cat "$HERE/../../VERSION")"* ]] || die "xsktun --version does not print VERSION: '$out'"
+  info "$out"
+}
+
+# notify_listener FILE: a datagram socket at $TEST_TMP/notify that appends what it receives.
+notify_listener() {
+  python3 - "$TEST_TMP/notify" "$1" <<'EOF' &
+import os, socket, sys
+path, out = sys.argv[1:3]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(path)
+while True:
+    msg = s.recv(4096).decode()
+    with open(out, "a") as f:
+        f.write(msg.replace("\n", " ") + "\n")
+EOF
+  bg_register $!
+  local i
+  for i in $(seq 50); do [[ -S $TEST_TMP/notify ]] && return 0; sleep 0.05; done
+  die "notify socket did not appear"
+}
+
+case_notify() {
+  local log=$TEST_TMP/notify.log exec_start reload pid i
+  netns_new "$NS"
+  new_ifname IFN sv
+  _register_if "$IFN" "$NS" xsktun
+  mkdir -p "$TEST_TMP/etc"
+  genkey sv
+  genkey p1
+  genkey p2
+  printf '[Interface]\nPrivateKey = %s\nListenPort = 51401\n\n[Peer]\nPublicKey = %s\nAllowedIPs = 10.249.0.2/32\n' \
+    "$(cat "$(key sv)")" "$(pub p1)" >"$TEST_TMP/etc/$IFN.conf"
+  echo 'XSKTUN_ARGS="--mode socket --log-level debug"' >"$TEST_TMP/etc/$IFN.env"
+  notify_listener "$log"
+  # ExecStart as systemd runs it: %i expanded, $XSKTUN_ARGS split into words from the env file.
+  exec_start=$(local_unit | sed -n 's/^ExecStart=//p' | sed "s/%i/$IFN/g")
+  reload=$(local_unit | sed -n 's/^ExecReload=//p' | sed "s/%i/$IFN/g")
+  # shellcheck disable=SC1090
+  (set -a; source "$TEST_TMP/etc/$IFN.env"; set +a
+   export NOTIFY_SOCKET=$TEST_TMP/notify
+   eval "exec nsenter --net=/var/run/netns/$NS $exec_start --log-file $TEST_TMP/$IFN.log") &
+  pid=$!
+  bg_register $pid
+  for i in $(seq 100); do grep -q READY=1 "$log" 2>/dev/null && break; sleep 0.05; done
+  grep -q READY=1 "$log" || die "no READY=1 on \$NOTIFY_SOCKET within 5 s"
+  info "notified: $(head -1 "$log")"
+  [[ $(head -1 "$log") == *"MAINPID=$pid"* ]] || die "READY=1 names another MAINPID: $(head -1 "$log") (pid $pid)"
+  [[ -S $WG_RUN_DIR/$IFN.sock ]] || die "READY=1 before the UAPI socket exists"
+  expect_eq "peers from the config file" "$(wg show "$IFN" peers)" "$(pub p1)"
+  # ExecReload: the changed file applied with syncconf semantics (p1 gone, p2 added).
+  sed -i "s|$(pub p1)|$(pub p2)|" "$TEST_TMP/etc/$IFN.conf"
+  $reload
+  expect_eq "peers after ExecReload" "$(wg show "$IFN" peers)" "$(pub p2)"
+  kill -TERM "$pid"
+  wait "$pid" || die "xsktun exited with $? after SIGTERM"
+  bg_done "$pid"
+  grep -q STOPPING=1 "$log" || die "no STOPPING=1 on \$NOTIFY_SOCKET"
+  assert_xsktun_gone "$IFN"
+}
+
+CASES_ALL="1 2"
+declare -A CASE_FN=([1]=case_units [2]=case_notify)
+declare -A CASE_NAME=(
+  [1]="xsktun@.service passes systemd-analyze verify, sandbox exposure <= 4.0; --version; wg-quick drop-in"
+  [2]="the unit's ExecStart: READY=1 once up, ExecReload applies the file (syncconf), SIGTERM: STOPPING=1, nothing left")
+
+run_cases
+passed_summary "all service cases"
