@@ -7,7 +7,9 @@
 # 1 units: verify (binary paths pointed at the build), the sandbox's exposure level
 #   (`systemd-analyze security --offline`), `xsktun --version`;
 # 2 Type=notify: READY=1 arrives once the tunnel is up, ExecReload (wg syncconf of the file)
-#   applies a changed config, SIGTERM sends STOPPING=1 and leaves nothing behind.
+#   applies a changed config, SIGTERM sends STOPPING=1 and leaves nothing behind;
+# 3 metrics: GET /metrics (--metrics-listen, loopback by default) and `show --format
+#   prometheus` pass `promtool check metrics`.
 #
 # Exit codes: 0 pass, 1 fail, 77 skip (not root / tools missing).
 set -eEu -o pipefail
@@ -106,11 +108,41 @@ case_notify() {
   assert_xsktun_gone "$IFN"
 }
 
-CASES_ALL="1 2"
-declare -A CASE_FN=([1]=case_units [2]=case_notify)
+# GET /metrics in the namespace (urllib; no curl needed): prints the body.
+scrape() {
+  nsenter --net="/var/run/netns/$NS" python3 -c 'import sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode(), end="")' "$1"
+}
+
+case_metrics() {
+  local ifn out page=$TEST_TMP/metrics.txt
+  command -v promtool >/dev/null || die "promtool missing (package prometheus; scripts/install-deps.sh installs it)"
+  [[ -e /var/run/netns/$NS ]] || netns_new "$NS"
+  new_ifname ifn sm
+  XSKTUN_UP_MODE=socket
+  xsktun_start "$NS" "$ifn" --metrics-listen 9587
+  wg set "$ifn" private-key "$(key sv)" listen-port 51402 peer "$(pub p1)" allowed-ips 10.249.0.2/32
+  # Bound to loopback unless told otherwise.
+  out=$(n "$NS" ss -Htln "sport = 9587")
+  [[ $out == *"127.0.0.1:9587"* ]] || die "--metrics-listen 9587 is not on 127.0.0.1 only: $out"
+  scrape http://127.0.0.1:9587/metrics >"$page"
+  out=$(promtool check metrics <"$page" 2>&1) || die "promtool check metrics (/metrics): $out"
+  grep -q "^xsktun_rx_packets_total{interface=\"$ifn\"} 0$" "$page" || die "no xsktun_rx_packets_total in /metrics"
+  grep -q "^xsktun_peer_rx_bytes_total{interface=\"$ifn\",public_key=\"$(pub p1)\"} 0$" "$page" ||
+    die "no per-peer rx bytes labelled by public key in /metrics"
+  grep -q "^xsktun_peer_latest_handshake_seconds{" "$page" || die "no latest-handshake gauge in /metrics"
+  "$XSKTUN_BIN" show "$ifn" --format prometheus >"$page"
+  out=$(promtool check metrics <"$page" 2>&1) || die "promtool check metrics (show --format prometheus): $out"
+  info "/metrics and show --format prometheus pass promtool ($(grep -c '^xsktun' "$page") samples)"
+  xsktun_stop "$ifn"
+}
+
+CASES_ALL="1 2 3"
+declare -A CASE_FN=([1]=case_units [2]=case_notify [3]=case_metrics)
 declare -A CASE_NAME=(
   [1]="xsktun@.service passes systemd-analyze verify, sandbox exposure <= 4.0; --version; wg-quick drop-in"
-  [2]="the unit's ExecStart: READY=1 once up, ExecReload applies the file (syncconf), SIGTERM: STOPPING=1, nothing left")
+  [2]="the unit's ExecStart: READY=1 once up, ExecReload applies the file (syncconf), SIGTERM: STOPPING=1, nothing left"
+  [3]="--metrics-listen on loopback and show --format prometheus pass promtool check metrics")
 
 run_cases
 passed_summary "all service cases"

@@ -22,6 +22,7 @@
 #include <optional>
 
 #include "xsktun/cli/control_socket.h"
+#include "xsktun/cli/metrics.h"
 #include "xsktun/cli/owner_lock.h"
 #include "xsktun/cli/status.h"
 #include "xsktun/common/log.h"
@@ -285,9 +286,7 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   // "show": compact JSON; "show-pretty": what `xsktun show IF --json` prints (indented here so the
   // client copies it through instead of parsing and re-printing tens of MB for 100k peers);
   // "ping": a liveness check that builds nothing.
-  auto status_handler = [&](const std::string& cmd) -> std::string {
-    if (cmd == "ping") return "{}\n";
-    if (cmd != "show" && cmd != "show-pretty") return "{\"error\":\"unknown command\"}\n";
+  auto status_json = [&]() {
     timespec w = clock.wall();
     auto j = build_status(o.ifname, mode, dev.snapshot(), dev.counters(), dev.mtu(), w.tv_sec);
     j["io_threads"] = io_threads.load();
@@ -298,10 +297,23 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
       j["xdp_attached"] = xdp_watch->attached();
       j["xdp"]["nic_mtu"] = xsk->nic_mtu();
     }
-    return (cmd == "show-pretty" ? j.dump(2) : j.dump()) + "\n";
+    return j;
+  };
+  auto status_handler = [&](const std::string& cmd) -> std::string {
+    if (cmd == "ping") return "{}\n";
+    if (cmd != "show" && cmd != "show-pretty") return "{\"error\":\"unknown command\"}\n";
+    return (cmd == "show-pretty" ? status_json().dump(2) : status_json().dump()) + "\n";
   };
   if (!status.start(status_socket_path(o.ifname), status_handler, &err)) {
     uapi.stop();
+    ready.report(err);
+    return 1;
+  }
+  MetricsServer metrics;
+  if (!o.metrics_listen.empty() &&
+      !metrics.start(o.metrics_listen, [&] { return prometheus_text(nlohmann::json::array({status_json()})); }, &err)) {
+    uapi.stop();
+    status.stop();
     ready.report(err);
     return 1;
   }
@@ -353,6 +365,7 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   }
   XLOG_INFO("%s down: %s", o.ifname.c_str(), why.c_str());
   sd_notify(0, "STOPPING=1");
+  metrics.stop();
   runner.stop();
   uapi.stop();
   status.stop();
@@ -477,7 +490,8 @@ int run_down(const std::string& ifname) {
   return 1;
 }
 
-int run_show(const std::string& ifname, bool json) {
+int run_show(const std::string& ifname, const std::string& format) {
+  bool json = format == "json";
   std::vector<std::string> names;
   if (!ifname.empty()) {
     names.push_back(ifname);
@@ -515,7 +529,9 @@ int run_show(const std::string& ifname, bool json) {
     }
     all.push_back(j);
   }
-  if (json) {
+  if (format == "prometheus") {
+    std::cout << prometheus_text(all);
+  } else if (json) {
     std::cout << (ifname.empty() ? all.dump(2) : (all.empty() ? "null" : all[0].dump(2))) << "\n";
   } else {
     for (size_t i = 0; i < all.size(); ++i) std::cout << (i ? "\n" : "") << format_status_text(all[i]);

@@ -89,6 +89,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"silent", "error", "warn", "info", "debug"}))
       ->capture_default_str();
   cup->add_option("--log-file", up.log_file, "Append daemon logs to this file (default: none when detached)");
+  cup->add_option("--metrics-listen", up.metrics_listen,
+                  "Serve Prometheus metrics at http://ADDR:PORT/metrics (off by default; a bare PORT or :PORT binds "
+                  "127.0.0.1; give 0.0.0.0:PORT or [::]:PORT to expose it)");
 
   std::string down_if;
   auto* cdown = app.add_subcommand("down", "Stop the daemon of IFNAME: removes the TUN, sockets and pid file");
@@ -98,11 +101,17 @@ int main(int argc, char** argv) {
   bool show_json = false;
   auto* cshow = app.add_subcommand("show", "Show interfaces, peers and counters (all interfaces without IFNAME)");
   cshow->add_option("ifname", show_if, "Interface name");
-  cshow->add_flag("--json", show_json, "Machine-readable JSON (keys are a stable contract)");
+  cshow->add_flag("--json", show_json, "Machine-readable JSON (keys are a stable contract); = --format json");
+  std::string show_format = "text";
+  cshow->add_option("--format", show_format,
+                    "text, json, or prometheus (text exposition format: counters, XDP verdicts, per-peer bytes and "
+                    "latest handshake)")
+      ->check(CLI::IsMember({"text", "json", "prometheus"}))
+      ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
   if (*cup) return run_up(up);
   if (*cdown) return run_down(down_if);
-  if (*cshow) return run_show(show_if, show_json);
+  if (*cshow) return run_show(show_if, show_json ? "json" : show_format);
   return 1;
 }

@@ -20,6 +20,7 @@ struct UpOptions {
   std::string log_file;
   size_t mtu = 1420;
   std::string io_threads = "auto";  // auto | 1 | 2 (see Runner::set_single_io_thread)
+  std::string metrics_listen;       // ADDR:PORT for GET /metrics; empty = off
 };
 
 // `--io-threads auto`: one thread for the TUN and the UDP socket when this process may run on at
@@ -31,8 +32,9 @@ bool single_io_thread(const std::string& io_threads, int cpus);
 int run_up(const UpOptions& opts);
 // Stops the daemon of ifname (SIGTERM, then waits for it to exit). Returns an exit code.
 int run_down(const std::string& ifname);
-// Prints the status of ifname (or all interfaces when empty).
-int run_show(const std::string& ifname, bool json);
+// Prints the status of ifname (or all interfaces when empty): format "text", "json" or
+// "prometheus" (metrics.h).
+int run_show(const std::string& ifname, const std::string& format);
 
 bool valid_ifname(const std::string& name);
 
