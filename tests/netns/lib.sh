@@ -512,6 +512,26 @@ xsktun_json_field() {
     /^  "/ && $1 == k { v = $2; gsub(/[",]/, "", v); print v }'
 }
 
+# assert_capeff IF MODE: the daemon keeps only the capabilities of its running set
+# (userspace/cli/privileges.cpp): CAP_NET_ADMIN (12) and CAP_NET_BIND_SERVICE (10), plus in XDP
+# mode CAP_SYS_ADMIN (21) and CAP_BPF (39); its bounding set is the same.
+CAPS_SOCKET=0000000000001400
+CAPS_XDP=0000008000201400
+assert_capeff() {
+  local pid want eff bnd
+  pid=$(xsktun_pid "$1")
+  if [[ $2 == xdp ]]; then want=$CAPS_XDP; else want=$CAPS_SOCKET; fi
+  eff=$(awk '/^CapEff:/ { print $2 }' "/proc/$pid/status")
+  bnd=$(awk '/^CapBnd:/ { print $2 }' "/proc/$pid/status")
+  [[ $eff == "$want" ]] || die "xsktun $1 ($2 mode): CapEff $eff, want $want"
+  [[ $bnd == "$want" ]] || die "xsktun $1 ($2 mode): CapBnd $bnd, want $want"
+  # Every thread: capabilities are per thread, and the daemon drops them before starting any.
+  local t
+  for t in /proc/"$pid"/task/*; do
+    [[ $(awk '/^CapEff:/ { print $2 }' "$t/status") == "$want" ]] || die "xsktun $1: thread ${t##*/} has other capabilities"
+  done
+}
+
 # Asserts that nothing of xsktun IF is left: no process, TUN, sockets or pid file.
 assert_xsktun_gone() {
   local ifn=$1 ns=${_IF_NS[$1]:-} i

@@ -121,7 +121,11 @@ case_metrics() {
   new_ifname ifn sm
   XSKTUN_UP_MODE=socket
   xsktun_start "$NS" "$ifn" --metrics-listen 9587
-  wg set "$ifn" private-key "$(key sv)" listen-port 51402 peer "$(pub p1)" allowed-ips 10.249.0.2/32
+  assert_capeff "$ifn" socket
+  # The running set is enough for what a set does: a low listen port, a fwmark, peers.
+  wg set "$ifn" private-key "$(key sv)" listen-port 853 fwmark 0x42 peer "$(pub p1)" allowed-ips 10.249.0.2/32
+  expect_eq "listen port after wg set with dropped capabilities" "$(wg show "$ifn" listen-port)" 853
+  expect_eq "fwmark after wg set with dropped capabilities" "$(wg show "$ifn" fwmark)" 0x42
   # Bound to loopback unless told otherwise.
   out=$(n "$NS" ss -Htln "sport = 9587")
   [[ $out == *"127.0.0.1:9587"* ]] || die "--metrics-listen 9587 is not on 127.0.0.1 only: $out"
@@ -142,7 +146,7 @@ declare -A CASE_FN=([1]=case_units [2]=case_notify [3]=case_metrics)
 declare -A CASE_NAME=(
   [1]="xsktun@.service passes systemd-analyze verify, sandbox exposure <= 4.0; --version; wg-quick drop-in"
   [2]="the unit's ExecStart: READY=1 once up, ExecReload applies the file (syncconf), SIGTERM: STOPPING=1, nothing left"
-  [3]="--metrics-listen on loopback and show --format prometheus pass promtool check metrics")
+  [3]="capabilities dropped to the running set, wg set of a low port and fwmark still works; --metrics-listen on loopback and show --format prometheus pass promtool check metrics")
 
 run_cases
 passed_summary "all service cases"

@@ -195,6 +195,7 @@ case_attach() {
   for mode in native generic; do
     pair_up 0 --xdp-mode $mode
     assert_attached "$XS_IF" vx0 $mode 1
+    assert_capeff "$XS_IF" xdp
     xs_counters c0 "$XS_IF" xdp_redirect_data xdp_pass_handshake xsk_rx_packets
     pair_ping
     xs_counters c1 "$XS_IF" xdp_redirect_data xdp_pass_handshake xsk_rx_packets

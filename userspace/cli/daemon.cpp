@@ -24,6 +24,7 @@
 #include "xsktun/cli/control_socket.h"
 #include "xsktun/cli/metrics.h"
 #include "xsktun/cli/owner_lock.h"
+#include "xsktun/cli/privileges.h"
 #include "xsktun/cli/status.h"
 #include "xsktun/common/log.h"
 #include "xsktun/control/config_file.h"
@@ -264,6 +265,12 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   }
   if (initial && dev.apply(*initial, &err) != 0) {
     ready.report("configuration rejected: " + err);
+    return 1;
+  }
+  // Everything that needs more than the daemon's running set of capabilities exists now, and
+  // no thread has been started yet (capabilities are per thread; new threads inherit them).
+  if (!drop_capabilities(plane != nullptr, &err)) {
+    ready.report(err);
     return 1;
   }
   DeviceUapi handler(dev);
