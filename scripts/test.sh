@@ -38,6 +38,9 @@ trap 'kill -- -$SIDE_PID 2>/dev/null || true' EXIT
 stage "test suite (ASan, TSan and fuzzer builds alongside at nice 19)"
 ctest --test-dir "$ROOT/build" --output-on-failure -j"$JOBS" --timeout 300
 
+stage "Debian package: build, lintian, install, check, remove (scripts/package.sh)"
+"$ROOT/scripts/package.sh" "$ROOT/build"
+
 stage "waiting for the sanitizer and fuzzer builds"
 if ! wait $SIDE_PID; then
   tail -60 "$SIDE_LOG" >&2
