@@ -517,10 +517,11 @@ xsktun_json_field() {
 # mode CAP_SYS_ADMIN (21) and CAP_BPF (39); its bounding set is the same.
 CAPS_SOCKET=0000000000001400
 CAPS_XDP=0000008000201400
-assert_capeff() {
+assert_capeff() {  # assert_capeff IF MODE [user]: with --user, CAP_DAC_OVERRIDE (1) too
   local pid want eff bnd
   pid=$(xsktun_pid "$1")
   if [[ $2 == xdp ]]; then want=$CAPS_XDP; else want=$CAPS_SOCKET; fi
+  [[ ${3:-} != user ]] || want=$(printf '%016x' $((16#$want | 2)))
   eff=$(awk '/^CapEff:/ { print $2 }' "/proc/$pid/status")
   bnd=$(awk '/^CapBnd:/ { print $2 }' "/proc/$pid/status")
   [[ $eff == "$want" ]] || die "xsktun $1 ($2 mode): CapEff $eff, want $want"

@@ -75,9 +75,7 @@ case_notify() {
   new_ifname IFN sv
   _register_if "$IFN" "$NS" xsktun
   mkdir -p "$TEST_TMP/etc"
-  genkey sv
-  genkey p1
-  genkey p2
+  ensure_keys
   printf '[Interface]\nPrivateKey = %s\nListenPort = 51401\n\n[Peer]\nPublicKey = %s\nAllowedIPs = 10.249.0.2/32\n' \
     "$(cat "$(key sv)")" "$(pub p1)" >"$TEST_TMP/etc/$IFN.conf"
   echo 'XSKTUN_ARGS="--mode socket --log-level debug"' >"$TEST_TMP/etc/$IFN.env"
@@ -114,8 +112,15 @@ scrape() {
 print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode(), end="")' "$1"
 }
 
+# Keys of the daemon and two peers (each case may run alone: CASES="3").
+ensure_keys() {
+  local k
+  for k in sv p1 p2; do [[ -e $TEST_TMP/$k.key ]] || genkey $k; done
+}
+
 case_metrics() {
   local ifn out page=$TEST_TMP/metrics.txt
+  ensure_keys
   command -v promtool >/dev/null || die "promtool missing (package prometheus; scripts/install-deps.sh installs it)"
   [[ -e /var/run/netns/$NS ]] || netns_new "$NS"
   new_ifname ifn sm
@@ -141,11 +146,42 @@ case_metrics() {
   xsktun_stop "$ifn"
 }
 
-CASES_ALL="1 2 3"
-declare -A CASE_FN=([1]=case_units [2]=case_notify [3]=case_metrics)
+# --user nobody in both modes: the daemon runs as nobody with the running set plus
+# CAP_DAC_OVERRIDE, wg set still works (a low port, a fwmark; in XDP mode the maps follow), and
+# `down` leaves nothing (run files, UAPI socket, program, pins).
+case_user() {
+  local ns2 ifn mode pid uid out
+  ensure_keys
+  ns2=$(ns_name u)
+  [[ -e /var/run/netns/$NS ]] || netns_new "$NS"
+  netns_new "$ns2"
+  veth_new "$NS" su0 "$ns2" su1
+  for mode in socket xdp; do
+    new_ifname ifn su
+    XSKTUN_UP_MODE=$mode
+    xsktun_start "$NS" "$ifn" --nic su0 --user nobody
+    pid=$(xsktun_pid "$ifn")
+    uid=$(awk '/^Uid:/ { print $2, $3, $4, $5 }' "/proc/$pid/status")
+    expect_eq "$mode: uids of the daemon with --user nobody" "$uid" "65534 65534 65534 65534"
+    assert_capeff "$ifn" $mode user
+    wg set "$ifn" private-key "$(key sv)" listen-port 854 fwmark 0x43 peer "$(pub p1)" allowed-ips 10.249.0.2/32
+    expect_eq "$mode: listen port set as nobody" "$(wg show "$ifn" listen-port)" 854
+    if [[ $mode == xdp ]]; then
+      out=$(python3 "$HERE/maps.py" "$NS" "$ifn" "$XSKTUN_PIN_ROOT/$ifn" allowed 2>&1) || die "maps as nobody: $out"
+      expect_eq "$mode: prefixes in the maps written as nobody" "$out" 1
+    fi
+    xsktun_down "$ifn"
+  done
+  out=$(nsx "$NS" "$XSKTUN_BIN" up sunone0 --mode socket --user no-such-user-xsktun 2>&1) && die "--user of a missing user worked"
+  [[ $out == *"no such user"* ]] || die "--user of a missing user: $out"
+}
+
+CASES_ALL="1 2 3 4"
+declare -A CASE_FN=([1]=case_units [2]=case_notify [3]=case_metrics [4]=case_user)
 declare -A CASE_NAME=(
   [1]="xsktun@.service passes systemd-analyze verify, sandbox exposure <= 4.0; --version; wg-quick drop-in"
   [2]="the unit's ExecStart: READY=1 once up, ExecReload applies the file (syncconf), SIGTERM: STOPPING=1, nothing left"
+  [4]="--user nobody, socket and XDP mode: uid, capabilities, wg set and map updates as nobody, down leaves nothing"
   [3]="capabilities dropped to the running set, wg set of a low port and fwmark still works; --metrics-listen on loopback and show --format prometheus pass promtool check metrics")
 
 run_cases

@@ -269,7 +269,7 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   }
   // Everything that needs more than the daemon's running set of capabilities exists now, and
   // no thread has been started yet (capabilities are per thread; new threads inherit them).
-  if (!drop_capabilities(plane != nullptr, &err)) {
+  if (!drop_privileges(plane != nullptr, o.user, &err)) {
     ready.report(err);
     return 1;
   }
@@ -411,6 +411,10 @@ int run_up(const UpOptions& o) {
   }
   if (o.mode == "xdp" && o.nic.empty()) {
     std::cerr << "xsktun: --mode xdp needs --nic DEV (or XSKTUN_NIC)\n";
+    return 2;
+  }
+  if (!o.user.empty() && !user_exists(o.user)) {
+    std::cerr << "xsktun: --user: no such user '" << o.user << "'\n";
     return 2;
   }
   if (o.mode != "auto" && o.mode != "socket" && o.mode != "xdp") {

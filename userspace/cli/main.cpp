@@ -89,6 +89,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"silent", "error", "warn", "info", "debug"}))
       ->capture_default_str();
   cup->add_option("--log-file", up.log_file, "Append daemon logs to this file (default: none when detached)");
+  cup->add_option("--user", up.user,
+                  "After setup, run as this user (e.g. nobody) with only the capabilities the daemon still uses "
+                  "(see xsktun(8), SECURITY)");
   cup->add_option("--metrics-listen", up.metrics_listen,
                   "Serve Prometheus metrics at http://ADDR:PORT/metrics (off by default; a bare PORT or :PORT binds "
                   "127.0.0.1; give 0.0.0.0:PORT or [::]:PORT to expose it)");

@@ -21,6 +21,7 @@ struct UpOptions {
   size_t mtu = 1420;
   std::string io_threads = "auto";  // auto | 1 | 2 (see Runner::set_single_io_thread)
   std::string metrics_listen;       // ADDR:PORT for GET /metrics; empty = off
+  std::string user;                 // run as this user after setup (privileges.h); empty = root
 };
 
 // `--io-threads auto`: one thread for the TUN and the UDP socket when this process may run on at
