@@ -2,7 +2,8 @@
 # Builds the Debian package from a configured build directory (default build/), checks it with
 # lintian (no errors allowed), installs it, checks what a user relies on (the binary on PATH for
 # WG_QUICK_USERSPACE_IMPLEMENTATION=xsktun, the units verified by systemd-analyze with the
-# installed man page, --version), and removes it again. Needs root (dpkg -i). Used by
+# installed man page, --version, the installed unit run as systemd would with a /metrics
+# scrape: tests/netns/service.sh), and removes it again. Needs root (dpkg -i). Used by
 # scripts/test.sh; run alone: sudo scripts/package.sh [BUILD_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,9 @@ xsktun --version
 systemd-analyze verify /lib/systemd/system/xsktun@wg0.service
 man -w xsktun >/dev/null
 [[ -f /lib/systemd/system/wg-quick@.service.d/xsktun.conf ]]
+# The installed binary under the installed unit, as systemd would run it (systemd is not PID 1
+# here): READY=1, ExecReload, stop, and a /metrics scrape through promtool.
+SERVICE_UNITS=/lib/systemd/system CASES="1 2 3" bash tests/netns/service.sh /usr/bin/xsktun
 dpkg -r xsktun >/dev/null
 trap - EXIT
 [[ ! -e /usr/bin/xsktun ]] || { echo "dpkg -r left /usr/bin/xsktun" >&2; exit 1; }

@@ -17,7 +17,8 @@ set -eEu -o pipefail
 XSKTUN_BIN=${1:-${XSKTUN:-$(command -v xsktun || true)}}
 XSKTUN_BIN=$(realpath "$XSKTUN_BIN" 2>/dev/null || true)
 HERE=$(dirname "$(realpath "$0")")
-UNITS=$HERE/../../packaging/systemd
+# SERVICE_UNITS=/lib/systemd/system checks the installed units instead (scripts/package.sh).
+UNITS=${SERVICE_UNITS:-$HERE/../../packaging/systemd}
 # shellcheck source=tests/netns/lib.sh
 source "$HERE/lib.sh"
 netns_require
