@@ -51,13 +51,16 @@ TEST_P(DeviceThreads, BidirectionalTrafficWithLiveConfigChanges) {
   b.tun.take_written();
   constexpr int kPackets = 2000;
   std::thread config_churn([&] {
-    // Live UAPI-style changes while traffic flows: re-set allowed IPs and keepalive repeatedly.
+    // Live UAPI-style changes while traffic flows: allowed IPs that change every time (so each
+    // apply publishes the writer's copy and replays onto the one the data path just left) and
+    // keepalive switched on and off.
     for (int i = 0; i < 50; ++i) {
       control::ConfigChange c;
       control::PeerChange p;
       p.public_key = b.pub;
       p.replace_allowed_ips = true;
       p.allowed_ips.push_back(*Prefix::parse("10.0.0.2/32"));
+      if (i % 2) p.allowed_ips.push_back(*Prefix::parse("10.9." + std::to_string(i) + ".0/24"));
       p.persistent_keepalive = static_cast<uint16_t>(i % 2 ? 25 : 0);
       c.peers.push_back(p);
       std::string err;
@@ -72,6 +75,7 @@ TEST_P(DeviceThreads, BidirectionalTrafficWithLiveConfigChanges) {
     if (i % 64 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   config_churn.join();
+  EXPECT_TRUE(a.dev->table_copies_agree());
   std::set<std::string> got_a, got_b;
   for (int waited = 0; waited < 100 && (got_a.size() < kPackets / 2 || got_b.size() < kPackets / 2); ++waited) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

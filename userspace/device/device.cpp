@@ -29,9 +29,8 @@ Device::Device(io::TunIo& tun, io::UdpIo& udp, const Clock& clock)
       udp_(udp),
       clock_(clock),
       identity_(std::make_shared<const proto::StaticIdentity>()),
-      front_(std::make_shared<routing::AllowedIps>()),
-      back_(std::make_shared<routing::AllowedIps>()),
-      allowed_(front_) {
+      tables_{std::make_unique<TableCopy>(), std::make_unique<TableCopy>()} {
+  publish_copy(*tables_[front_]);
   proto::crypto::init();
 }
 
@@ -101,7 +100,7 @@ void Device::set_observer(DeviceObserver* obs) {
   }
   for (auto& [idx, pid] : sessions) obs->session_added(idx, pid);
   std::vector<routing::PrefixChange> table;
-  for (auto& [prefix, peer] : front_->entries()) table.push_back({prefix, std::nullopt, peer});
+  for (auto& [prefix, peer] : tables_[front_]->table.entries()) table.push_back({prefix, std::nullopt, peer});
   obs->allowed_ips_changed(table);
 }
 

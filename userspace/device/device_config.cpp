@@ -1,11 +1,11 @@
 // Configuration changes: all or nothing, at a cost proportional to what they change.
 //
 // The allowed-IPs table is kept twice (left-right): data-path readers use the published copy
-// (front_, through allowed_) without locks; apply() edits the writer's copy (back_), recording
+// (through allowed_) without locks; apply() edits the writer's copy (back()), recording
 // every prefix it changes. If the result passes the limits the edited copy is published, the
 // observer (the BPF maps) gets the net changes, and once the last reader of the old copy has let
 // go the same changes are replayed onto it, so both copies stay equal and no change ever costs a
-// copy or a walk of the whole table. A change that fails is undone on back_ from the record.
+// copy or a walk of the whole table. A change that fails is undone on back() from the record.
 #include <cerrno>
 #include <chrono>
 #include <optional>
@@ -57,8 +57,8 @@ std::vector<routing::PrefixChange> net_changes(const std::vector<routing::Prefix
 }  // namespace
 
 void Device::edit_remove_peer(uint32_t id, std::vector<routing::PrefixChange>& log) {
-  for (const auto& p : back_->prefixes_of(id)) {
-    back_->remove(p, id);
+  for (const auto& p : back().prefixes_of(id)) {
+    back().remove(p, id);
     log.push_back({p, id, std::nullopt});
   }
 }
@@ -66,20 +66,20 @@ void Device::edit_remove_peer(uint32_t id, std::vector<routing::PrefixChange>& l
 bool Device::edit_insert(const Prefix& prefix, uint32_t id, std::vector<routing::PrefixChange>& log) {
   auto p = routing::AllowedIps::normalize(prefix);
   if (!p) return false;
-  auto before = back_->find_exact(*p);
+  auto before = back().find_exact(*p);
   if (before == id) return true;
-  back_->insert(*p, id);
+  back().insert(*p, id);
   log.push_back({*p, before, id});
   return true;
 }
 
 void Device::undo(const std::vector<routing::PrefixChange>& log) {
-  for (auto it = log.rbegin(); it != log.rend(); ++it) set_owner(*back_, it->prefix, it->after, it->before);
+  for (auto it = log.rbegin(); it != log.rend(); ++it) set_owner(back(), it->prefix, it->after, it->before);
 }
 
 // Decides which peer every PeerChange names after the change (new peers get the ids create_peer
-// will give them, in the order apply_peer creates them), edits back_ accordingly and checks the
-// limits. On failure back_ is restored and nothing else was touched. config_mu_ held.
+// will give them, in the order apply_peer creates them), edits back() accordingly and checks the
+// limits. On failure back() is restored and nothing else was touched. config_mu_ held.
 int Device::plan_change(const control::ConfigChange& change, ChangePlan* plan, std::string* err) {
   // The identity after the change: a peer carrying our own public key is never created, and an
   // existing one is removed (as wireguard-go does).
@@ -102,8 +102,8 @@ int Device::plan_change(const control::ConfigChange& change, ChangePlan* plan, s
   };
   auto& log = plan->log;
   if (change.replace_peers) {
-    for (auto& [prefix, peer] : back_->entries()) log.push_back({prefix, peer, std::nullopt});
-    back_->clear();
+    for (auto& [prefix, peer] : back().entries()) log.push_back({prefix, peer, std::nullopt});
+    back().clear();
   }
   if (key_changes && own)
     if (auto id = current_id(*own)) {
@@ -143,25 +143,37 @@ int Device::plan_change(const control::ConfigChange& change, ChangePlan* plan, s
   }
   int rc = 0;
   if (peers > limits_.peers) rc = too_many(err, peers, "peers", limits_.peers);
-  else if (back_->size(AF_INET) > limits_.allowed_ips_v4)
-    rc = too_many(err, back_->size(AF_INET), "IPv4 allowed IPs", limits_.allowed_ips_v4);
-  else if (back_->size(AF_INET6) > limits_.allowed_ips_v6)
-    rc = too_many(err, back_->size(AF_INET6), "IPv6 allowed IPs", limits_.allowed_ips_v6);
+  else if (back().size(AF_INET) > limits_.allowed_ips_v4)
+    rc = too_many(err, back().size(AF_INET), "IPv4 allowed IPs", limits_.allowed_ips_v4);
+  else if (back().size(AF_INET6) > limits_.allowed_ips_v6)
+    rc = too_many(err, back().size(AF_INET6), "IPv6 allowed IPs", limits_.allowed_ips_v6);
   if (rc) undo(log);
   return rc;
 }
 
-// Publishes back_ and brings the old copy up to date. config_mu_ held.
+void Device::publish_copy(TableCopy& copy) {
+  copy.released.store(false, std::memory_order_relaxed);
+  // The readers' shared_ptr owns nothing: when the last reader lets go, its deleter says so with
+  // a release store that the writer's acquire load pairs with, so every read of that reader
+  // happens before the writer's first edit (use_count() is a relaxed load and would not order
+  // them).
+  allowed_.store(std::shared_ptr<const routing::AllowedIps>(
+                     &copy.table, [&copy](const routing::AllowedIps*) { copy.released.store(true, std::memory_order_release); }),
+                 std::memory_order_release);
+}
+
+// Publishes the writer's copy and brings the old one up to date. config_mu_ held.
 void Device::publish(const std::vector<routing::PrefixChange>& log) {
   auto delta = net_changes(log);
   if (delta.empty()) return;
   if (observer_) observer_->allowed_ips_changed(delta);
-  allowed_.store(back_, std::memory_order_release);
-  std::swap(front_, back_);
+  TableCopy& old = *tables_[front_];
+  front_ = 1 - front_;
+  publish_copy(*tables_[front_]);
   // Readers load allowed_ once per batch: the old copy is free once the batches that took it
   // are done (microseconds; a `wg show` snapshot a little longer). Only this writer waits.
-  while (back_.use_count() > 1) std::this_thread::sleep_for(std::chrono::microseconds(50));
-  for (const auto& c : delta) set_owner(*back_, c.prefix, c.before, c.after);
+  while (!old.released.load(std::memory_order_acquire)) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  for (const auto& c : delta) set_owner(old.table, c.prefix, c.before, c.after);
 }
 
 void Device::apply_peer(const control::PeerChange& pc, std::optional<uint32_t> new_id) {
@@ -212,7 +224,8 @@ void Device::change_identity(const SecretKey& key) {
 
 bool Device::table_copies_agree() const {
   std::lock_guard lock(config_mu_);
-  return front_->entries() == back_->entries() && allowed_.load().get() == front_.get();
+  return tables_[0]->table.entries() == tables_[1]->table.entries() &&
+         allowed_.load().get() == &tables_[front_]->table;
 }
 
 int Device::apply(const control::ConfigChange& change, std::string* err) {

@@ -3,6 +3,7 @@
 // process_tun / process_udp / process_handshakes / tick, with a clock that may be fake.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -195,7 +196,7 @@ class Device {
   // device_config.cpp (config_mu_ held throughout)
   struct ChangePlan {
     std::vector<std::optional<uint32_t>> new_ids;  // per change.peers[i]: the id it creates with
-    std::vector<routing::PrefixChange> log;        // edits made to back_, in order
+    std::vector<routing::PrefixChange> log;        // edits made to back(), in order
   };
   int plan_change(const control::ConfigChange& change, ChangePlan* plan, std::string* err);
   void edit_remove_peer(uint32_t id, std::vector<routing::PrefixChange>& log);
@@ -249,9 +250,17 @@ class Device {
   mutable std::shared_mutex index_mu_;
   std::unordered_map<uint32_t, IndexEntry> index_;
 
-  // The allowed-IPs table, twice (device_config.cpp): readers load allowed_ (= front_) once per
-  // batch; apply() edits back_ and swaps. front_/back_ only under config_mu_.
-  std::shared_ptr<routing::AllowedIps> front_, back_;
+  // The allowed-IPs table, twice (device_config.cpp): readers load allowed_ (the front copy)
+  // once per batch; apply() edits the back copy and swaps. tables_/front_ only under config_mu_.
+  struct TableCopy {
+    routing::AllowedIps table;
+    std::atomic<bool> released{true};  // no reader holds it (set by the published deleter)
+  };
+  std::array<std::unique_ptr<TableCopy>, 2> tables_;
+  size_t front_ = 0;
+  routing::AllowedIps& back() { return tables_[1 - front_]->table; }
+  void publish_copy(TableCopy& copy);
+  // Declared after tables_: destroyed first, so its deleter never outlives the copies.
   std::atomic<std::shared_ptr<const routing::AllowedIps>> allowed_;
   DeviceObserver* observer_ = nullptr;
 
