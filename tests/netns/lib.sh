@@ -494,6 +494,17 @@ wait_handshake() {
 
 # --- xsktun status ---------------------------------------------------------------------------
 
+# xs_json IF PYEXPR...: each PYEXPR evaluated on the parsed `xsktun show IF --json` (as d), the
+# results on one line, separated by spaces (JSON spelling for booleans).
+xs_json() {
+  local ifn=$1
+  shift
+  "$XSKTUN_BIN" show "$ifn" --json | python3 -c 'import json, sys
+d = json.load(sys.stdin)
+vals = [eval(e) for e in sys.argv[1:]]
+print(" ".join(json.dumps(v) if isinstance(v, (bool, dict, list)) else str(v) for v in vals))' "$@"
+}
+
 # xsktun_counter IF NAME: a value of the "counters" object of `xsktun show --json`.
 # (Parsed with awk so the test needs no jq; the JSON is pretty-printed one key per line.)
 xsktun_counter() {
@@ -584,14 +595,10 @@ ping_eventually() {
 $out"
 }
 
-# iperf_run VAR NS_SERVER SERVER_ADDR NS_CLIENT [client args...]: VAR := the bytes the server
-# received (iperf3 -J "sum_received").
-iperf_run() {
-  local var=$1 nss=$2 addr=$3 nsc=$4 out i srv
+# iperf_json OUT NS_SERVER SERVER_ADDR NS_CLIENT [client args...]: iperf3 -J of the client in OUT.
+iperf_json() {
+  local out=$1 nss=$2 addr=$3 nsc=$4 i srv
   shift 4
-  out=$TEST_TMP/iperf.$RANDOM.json
-  # Not through the n() function: a backgrounded function is a subshell, and $! would be its pid
-  # rather than iperf3's, which cleanup must be able to kill.
   ip netns exec "$nss" iperf3 -s -1 -B "$addr" -p 5201 >/dev/null 2>&1 &
   srv=$!
   bg_register $srv
@@ -602,6 +609,14 @@ iperf_run() {
   n "$nsc" iperf3 -c "$addr" -p 5201 -J "$@" >"$out" || die "iperf3 -c $addr $* failed: $(cat "$out")"
   wait $srv || true
   bg_done $srv
+}
+
+# iperf_run VAR NS_SERVER SERVER_ADDR NS_CLIENT [client args...]: VAR := the bytes the server
+# received (iperf3 -J "sum_received").
+iperf_run() {
+  local var=$1 out=$TEST_TMP/iperf.$RANDOM.json
+  shift
+  iperf_json "$out" "$@"
   printf -v "$var" '%s' "$(awk '/"sum_received"/ { f = 1 }
     f && /"bytes"/ { gsub(/[^0-9]/, ""); print; exit }' "$out")"
 }

@@ -140,11 +140,11 @@ case_xsk_stats() {
   local out
   out=$(xs_json_keys "$XS_IF") || die "show --json: $out"
   info "AF_XDP statistics: $out"
-  expect_eq "xdp.nic_mtu" "$(xs_py "$XS_IF" 'd["xdp"]["nic_mtu"]')" $UNDERLAY_MTU
+  expect_eq "xdp.nic_mtu" "$(xs_json "$XS_IF" 'd["xdp"]["nic_mtu"]')" $UNDERLAY_MTU
   ip -n "$NSX" link set ux0 mtu 1400
   local i mtu=""
   for i in $(seq 20); do
-    mtu=$(xs_py "$XS_IF" 'd["xdp"]["nic_mtu"]')
+    mtu=$(xs_json "$XS_IF" 'd["xdp"]["nic_mtu"]')
     [[ $mtu == 1400 ]] && break
     sleep 0.1
   done
@@ -154,12 +154,6 @@ case_xsk_stats() {
   pair_down
 }
 
-# xs_py IF EXPR: EXPR on the parsed `xsktun show IF --json` (as d).
-xs_py() {
-  "$XSKTUN_BIN" show "$1" --json | python3 -c 'import json, sys
-d = json.load(sys.stdin)
-print(eval(sys.argv[1]))' "$2"
-}
 
 # xs_json_keys IF: the xsk_* statistics as "name=value ...", failing unless all six are numbers.
 xs_json_keys() {

@@ -94,16 +94,6 @@ pair_ping() {
 
 # --- status helpers --------------------------------------------------------------------------
 
-# xs_json IF PYEXPR...: each PYEXPR evaluated on the parsed `xsktun show IF --json` (as d), the
-# results on one line, separated by spaces (JSON spelling for booleans).
-xs_json() {
-  local ifn=$1
-  shift
-  "$XSKTUN_BIN" show "$ifn" --json | python3 -c 'import json, sys
-d = json.load(sys.stdin)
-vals = [eval(e) for e in sys.argv[1:]]
-print(" ".join(json.dumps(v) if isinstance(v, (bool, dict, list)) else str(v) for v in vals))' "$@"
-}
 
 
 # snmp_udp NS: "InDatagrams OutDatagrams" of the namespace's IPv4 UDP stack (/proc/net/snmp).
@@ -117,21 +107,6 @@ veth_drops() {
   n "$1" cat "/sys/class/net/$2/statistics/rx_dropped" "/sys/class/net/$2/statistics/tx_dropped" | paste -sd ' '
 }
 
-# iperf_json OUT NS_SERVER SERVER_ADDR NS_CLIENT [client args...]: iperf3 -J of the client in OUT.
-iperf_json() {
-  local out=$1 nss=$2 addr=$3 nsc=$4 i srv
-  shift 4
-  ip netns exec "$nss" iperf3 -s -1 -B "$addr" -p 5201 >/dev/null 2>&1 &
-  srv=$!
-  bg_register $srv
-  for i in $(seq 50); do
-    [[ -n $(n "$nss" ss -Htln "sport = 5201") ]] && break
-    sleep 0.05
-  done
-  n "$nsc" iperf3 -c "$addr" -p 5201 -J "$@" >"$out" || die "iperf3 -c $addr $* failed: $(cat "$out")"
-  wait $srv || true
-  bg_done $srv
-}
 
 # iperf_field JSON PYEXPR: PYEXPR on the parsed iperf3 -J output (as d), e.g. received bytes.
 # UDP_DELIVERED: the datagrams an iperf3 -u receiver got (sequence numbers sent minus gaps).

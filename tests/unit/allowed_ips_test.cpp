@@ -665,15 +665,17 @@ TEST_F(AllowedIpsPackets, TruncatedAndBogusPacketsRejected) {
   EXPECT_EQ(t.route_packet(p6.data(), 40), 1u);
 }
 
-// Device::snapshot groups prefixes by peer from one table walk; it must agree with prefixes_of().
-TEST(AllowedIps, ByPeerAgreesWithPrefixesOf) {
+// Device::snapshot takes each peer's prefixes from its chain (prefixes_of); it must agree with
+// grouping a walk of the whole table by owner.
+TEST(AllowedIps, PrefixChainsAgreeWithAWalkGroupedByPeer) {
   AllowedIps t;
   for (uint32_t i = 0; i < 300; ++i) {
     ASSERT_TRUE(t.insert(pfx(ip4(10, uint8_t(i >> 8), uint8_t(i), 0), 24), i % 7));
     ASSERT_TRUE(t.insert(pfx(ip6(0xfd000000, i, 0, 0), 64), i % 5));
   }
   ASSERT_TRUE(t.remove(pfx(ip4(10, 0, 3, 0), 24), 3));
-  auto groups = t.by_peer();
+  std::map<PeerId, std::vector<Prefix>> groups;
+  for (const auto& [prefix, owner] : t.entries()) groups[owner].push_back(prefix);
   size_t total = 0;
   for (PeerId p = 0; p < 9; ++p) {
     auto it = groups.find(p);
@@ -684,6 +686,7 @@ TEST(AllowedIps, ByPeerAgreesWithPrefixesOf) {
     }
     ASSERT_NE(it, groups.end()) << "peer " << p;
     EXPECT_EQ(it->second, want) << "peer " << p;
+    EXPECT_EQ(t.count_of(p), want.size()) << "peer " << p;
     total += it->second.size();
   }
   EXPECT_EQ(total, t.size());

@@ -74,6 +74,14 @@ struct Node {
   uint64_t counter(device::Counter c) const { return dev->counters().get(c); }
 };
 
+// A distinct public key per number (any 32 bytes are a valid X25519 key to the device).
+inline Key key_of(uint32_t n) {
+  Key k{};
+  for (int i = 0; i < 4; ++i) k[static_cast<size_t>(i)] = static_cast<uint8_t>(n >> (8 * i));
+  k[31] = 0x40;
+  return k;
+}
+
 // Adds `other` as a peer of `self` with the given allowed IPs and (optionally) its endpoint.
 inline int add_peer(Node& self, const Node& other, std::vector<std::string> allowed, bool with_endpoint = true,
                     const SecretKey* psk = nullptr) {

@@ -7,14 +7,8 @@
 namespace xsktun {
 namespace {
 
+using testing::key_of;
 using testing::Node;
-
-Key key_of(uint32_t n) {
-  Key k{};
-  for (int i = 0; i < 4; ++i) k[static_cast<size_t>(i)] = static_cast<uint8_t>(n >> (8 * i));
-  k[31] = 0x40;
-  return k;
-}
 
 control::PeerChange peer(uint32_t n, std::vector<const char*> allowed = {}) {
   control::PeerChange p;

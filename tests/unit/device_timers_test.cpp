@@ -84,9 +84,7 @@ TEST(DeviceTimers, IdlePeersScheduleNothingAndATunnelStillKeepsItsTimers) {
   control::ConfigChange many;
   for (uint32_t i = 0; i < 10000; ++i) {
     control::PeerChange p;
-    p.public_key[0] = static_cast<uint8_t>(i);
-    p.public_key[1] = static_cast<uint8_t>(i >> 8);
-    p.public_key[31] = 0x40;
+    p.public_key = testing::key_of(i);
     many.peers.push_back(p);
   }
   std::string err;

@@ -108,6 +108,12 @@ TEST(Frame, RejectsNonUdpFragmentsAndLyingLengths) {
   EXPECT_FALSE(parse_frame(f2, len, &pf));
 }
 
+// An allowed-IPs-shaped LPM trie map (key size, entries), as the XDP object creates them.
+int lpm_map(uint32_t key_size, uint32_t entries) {
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
+  return bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "t_lpm", key_size, 4, entries, &opts);
+}
+
 // What changed between two states of a table, as the device reports it to its observer.
 std::vector<routing::PrefixChange> delta(routing::AllowedIps& was, const routing::AllowedIps& now) {
   std::map<std::string, std::pair<Prefix, uint32_t>> a, b;
@@ -127,9 +133,7 @@ std::vector<routing::PrefixChange> delta(routing::AllowedIps& was, const routing
 // bpftool and XDP) must never disagree.
 TEST(MapSync, BpfMapsAgreeWithTableAfterRandomChanges) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to create BPF maps";
-  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
-  int v4 = bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "t_v4", sizeof(xsktun_lpm_v4), 4, 4096, &opts);
-  int v6 = bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "t_v6", sizeof(xsktun_lpm_v6), 4, 4096, &opts);
+  int v4 = lpm_map(sizeof(xsktun_lpm_v4), 4096), v6 = lpm_map(sizeof(xsktun_lpm_v6), 4096);
   ASSERT_GE(v4, 0);
   ASSERT_GE(v6, 0);
   device::Counters counters;
@@ -167,9 +171,7 @@ TEST(MapSync, BpfMapsAgreeWithTableAfterRandomChanges) {
 // prints it, not lost.
 TEST(MapSync, FailedMapWritesAreCounted) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to create BPF maps";
-  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
-  int v4 = bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "t_v4", sizeof(xsktun_lpm_v4), 4, 2, &opts);
-  int v6 = bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "t_v6", sizeof(xsktun_lpm_v6), 4, 2, &opts);
+  int v4 = lpm_map(sizeof(xsktun_lpm_v4), 2), v6 = lpm_map(sizeof(xsktun_lpm_v6), 2);
   ASSERT_GE(v4, 0);
   ASSERT_GE(v6, 0);
   device::Counters counters;

@@ -487,14 +487,8 @@ int run_down(const std::string& ifname) {
   kill(pid, SIGTERM);
   // Done when the process is gone or a zombie (an init that reaps slowly keeps it around; a
   // zombie has closed every fd, so its TUN and sockets are gone).
-  auto stopped = [&] {
-    if (kill(pid, 0) != 0) return true;
-    std::ifstream st("/proc/" + std::to_string(pid) + "/stat");
-    std::string pid_s, comm, state;
-    return st >> pid_s >> comm >> state && state == "Z";
-  };
   for (int i = 0; i < 200; ++i) {  // up to 10 s
-    if (stopped()) return 0;
+    if (!process_running(pid)) return 0;
     usleep(50 * 1000);
   }
   std::cerr << "xsktun: " << ifname << " (pid " << pid << ") did not stop within 10 s\n";

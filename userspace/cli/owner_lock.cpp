@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -25,15 +26,17 @@ std::pair<std::string, std::string> read_owner(const std::string& path) {
   return {pid, nic};
 }
 
-// Whether pid runs and is no zombie (a zombie's threads may still be closing its files).
-bool owner_alive(const std::string& pid) {
-  std::ifstream st("/proc/" + pid + "/stat");
-  std::string p, comm, state;
-  if (pid.empty() || !(st >> p >> comm >> state)) return false;
-  return state != "Z" && state != "X";
-}
+// The recorded owner, as process_running sees it.
+bool owner_alive(const std::string& pid) { return !pid.empty() && process_running(std::atol(pid.c_str())); }
 
 }  // namespace
+
+bool process_running(long pid) {
+  std::ifstream st("/proc/" + std::to_string(pid) + "/stat");
+  std::string p, comm, state;
+  if (pid <= 0 || !(st >> p >> comm >> state)) return false;
+  return state != "Z" && state != "X";
+}
 
 std::string lock_file_path(const std::string& ifname) { return std::string(kRunDir) + "/" + ifname + ".lock"; }
 

@@ -230,15 +230,10 @@ bool Device::table_copies_agree() const {
 
 int Device::apply(const control::ConfigChange& change, std::string* err) {
   std::lock_guard lock(config_mu_);
-  // Everything that can fail is decided before anything changes: the plan (limits, prefixes)
+  // Everything that can fail is decided before anything changes: the plan (limits, prefixes,
+  // including a bad family)
   // edits only the writer's copy of the table and undoes itself on failure; the rebind, the
   // one step that can still fail, comes next and undoes the plan when it does.
-  for (const auto& pc : change.peers)
-    for (const auto& prefix : pc.allowed_ips)
-      if (prefix.addr.family != AF_INET && prefix.addr.family != AF_INET6) {
-        if (err) *err = "bad allowed IP";
-        return EINVAL;
-      }
   ChangePlan plan;
   if (int rc = plan_change(change, &plan, err)) return rc;
   if (change.listen_port && *change.listen_port != udp_.port()) {

@@ -386,12 +386,6 @@ std::optional<Prefix> AllowedIps::normalize(const Prefix& p) {
   return make_prefix(family, key, cidr);
 }
 
-std::unordered_map<PeerId, std::vector<Prefix>> AllowedIps::by_peer() const {
-  std::unordered_map<PeerId, std::vector<Prefix>> out;
-  for (const auto& [prefix, owner] : entries()) out[owner].push_back(prefix);
-  return out;
-}
-
 void AllowedIps::clear() {
   nodes_.clear();
   free_.clear();

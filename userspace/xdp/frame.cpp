@@ -16,7 +16,6 @@ namespace {
 constexpr uint16_t kEthIp = XSKTUN_ETH_P_IP, kEthIp6 = XSKTUN_ETH_P_IPV6, kEthVlan = XSKTUN_ETH_P_8021Q;
 constexpr size_t kEthLen = 14, kVlanLen = 4, kIp4Len = 20, kIp6Len = 40, kUdpLen = 8;
 
-uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 void wr16(uint8_t* p, uint16_t v) {
   p[0] = static_cast<uint8_t>(v >> 8);
   p[1] = static_cast<uint8_t>(v);
@@ -47,8 +46,8 @@ bool parse_frame(const uint8_t* f, size_t len, ParsedFrame* out) {
     out->source.addr = IpAddr::v6(fr.l3 + 8);
     out->reply.src_ip = IpAddr::v6(fr.l3 + 24);
   }
-  out->source.port = rd16(fr.udp);
-  out->reply.src_port = rd16(fr.udp + 2);
+  out->source.port = xsktun_rd16(fr.udp);
+  out->reply.src_port = xsktun_rd16(fr.udp + 2);
   out->payload = fr.udp + kUdpLen;
   out->payload_len = static_cast<size_t>(payload);
   return true;

@@ -105,36 +105,35 @@ bool ensure_bpffs(std::string* err) {
   return true;
 }
 
-int nic_rx_queues(const std::string& nic) {
-  // ETHTOOL_GCHANNELS, not /sys/class/net: under `nsenter --net` sysfs still shows the host's
-  // namespace, where this NIC may not exist.
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 1;
-  ethtool_channels ch{};
-  ch.cmd = ETHTOOL_GCHANNELS;
-  ifreq ifr{};
-  std::strncpy(ifr.ifr_name, nic.c_str(), IFNAMSIZ - 1);
-  ifr.ifr_data = reinterpret_cast<char*>(&ch);
-  int n = ioctl(fd, SIOCETHTOOL, &ifr) == 0 ? static_cast<int>(std::max(ch.rx_count, ch.combined_count)) : 1;
-  close(fd);
-  return std::clamp(n, 1, XSKTUN_MAX_QUEUES);
-}
-
 namespace {
 
-// One SIOCETHTOOL request on `nic`; false if the driver refuses it.
-bool ethtool_ioctl(const std::string& nic, void* req) {
+// One interface ioctl on `nic` (ifr_name filled in); false if it fails.
+bool nic_ioctl(const std::string& nic, unsigned long request, ifreq* ifr) {
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
-  ifreq ifr{};
-  std::strncpy(ifr.ifr_name, nic.c_str(), IFNAMSIZ - 1);
-  ifr.ifr_data = reinterpret_cast<char*>(req);
-  bool ok = ioctl(fd, SIOCETHTOOL, &ifr) == 0;
+  std::strncpy(ifr->ifr_name, nic.c_str(), IFNAMSIZ - 1);
+  bool ok = ioctl(fd, request, ifr) == 0;
   close(fd);
   return ok;
 }
 
+// One SIOCETHTOOL request on `nic`; false if the driver refuses it.
+bool ethtool_ioctl(const std::string& nic, void* req) {
+  ifreq ifr{};
+  ifr.ifr_data = reinterpret_cast<char*>(req);
+  return nic_ioctl(nic, SIOCETHTOOL, &ifr);
+}
+
 }  // namespace
+
+int nic_rx_queues(const std::string& nic) {
+  // ETHTOOL_GCHANNELS, not /sys/class/net: under `nsenter --net` sysfs still shows the host's
+  // namespace, where this NIC may not exist.
+  ethtool_channels ch{};
+  ch.cmd = ETHTOOL_GCHANNELS;
+  int n = ethtool_ioctl(nic, &ch) ? static_cast<int>(std::max(ch.rx_count, ch.combined_count)) : 1;
+  return std::clamp(n, 1, XSKTUN_MAX_QUEUES);
+}
 
 std::optional<bool> nic_udp_segmentation(const std::string& nic) {
   // The feature's bit position is not ABI: find it by name in the ETH_SS_FEATURES strings, then
@@ -305,13 +304,8 @@ int XdpPlane::write_config() {
 }
 
 uint32_t nic_mtu(const std::string& nic) {
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
   ifreq ifr{};
-  std::strncpy(ifr.ifr_name, nic.c_str(), IFNAMSIZ - 1);
-  int rc = ioctl(fd, SIOCGIFMTU, &ifr);
-  close(fd);
-  return rc == 0 && ifr.ifr_mtu > 0 ? static_cast<uint32_t>(ifr.ifr_mtu) : 0;
+  return nic_ioctl(nic, SIOCGIFMTU, &ifr) && ifr.ifr_mtu > 0 ? static_cast<uint32_t>(ifr.ifr_mtu) : 0;
 }
 
 std::array<uint64_t, XSKTUN_STAT__MAX> XdpPlane::stats() const {

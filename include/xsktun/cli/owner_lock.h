@@ -27,6 +27,10 @@ class OwnerLock {
   std::string path_;
 };
 
+// Whether pid runs and is no zombie (a zombie's threads may still be closing its files, and an
+// init that reaps slowly keeps it around after it has stopped).
+bool process_running(long pid);
+
 // The path of IFNAME's lock file.
 std::string lock_file_path(const std::string& ifname);
 

@@ -61,9 +61,6 @@ class AllowedIps {
   size_t count_of(PeerId peer) const;                       // O(its prefixes)
   // The prefix as the table stores it (host bits cleared); nullopt if invalid.
   static std::optional<Prefix> normalize(const Prefix& p);
-  // Every peer's prefixes from one walk of the table, each list sorted like prefixes_of(): a
-  // snapshot of N peers costs O(size) instead of N walks (`wg show` with thousands of peers).
-  std::unordered_map<PeerId, std::vector<Prefix>> by_peer() const;
   std::vector<std::pair<Prefix, PeerId>> entries() const;  // everything, sorted by (family, addr, cidr)
   size_t size() const { return count_; }                   // number of prefixes mapped to a peer
   size_t size(int family) const { return trie_for(family).count; }  // of one family
