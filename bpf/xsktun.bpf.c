@@ -232,4 +232,114 @@ int xsktun_xdp(struct xdp_md *ctx)
   return action_of(stat);
 }
 
+/* ---- TUN programs (socket filters on the TUN device, drivers/net/tun.c): the skb of an
+ * outbound packet starts at its inner IP header. ---- */
+
+static __always_inline __u32 flow_mix(__u32 h, __u32 v)
+{
+  h ^= v;
+  h *= 0x9e3779b1;
+  return h ^ (h >> 15);
+}
+
+/* murmur3's finalizer: every input bit reaches the low bits, which `% queues` keeps. */
+static __always_inline __u32 flow_final(__u32 h)
+{
+  h ^= h >> 16;
+  h *= 0x85ebca6b;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35;
+  return h ^ (h >> 16);
+}
+
+static __always_inline __u32 flow_ports(struct __sk_buff *skb, __u32 h, __u8 proto, __u32 off)
+{
+  __u32 ports;
+
+  if ((proto == 6 || proto == 17) && bpf_skb_load_bytes(skb, off, &ports, sizeof(ports)) == 0)
+    h = flow_mix(h, ports);
+  return h;
+}
+
+/* Looks the destination up in allowed_ips_v4/v6 (the same longest-prefix match as the
+ * userspace table they mirror): 1 and *peer on a match. With want_hash, *hash is the flow's
+ * hash: peer, addresses, protocol and, for TCP and UDP, ports. Fragments and IPv6 packets with
+ * extension headers hash without ports (as the kernel's flow dissector does): all fragments
+ * of a packet stay together. */
+static __always_inline int tun_route(struct __sk_buff *skb, __u32 *peer, __u32 *hash, int want_hash)
+{
+  __u8 ip[40];
+  __u32 *id, a;
+
+  if (bpf_skb_load_bytes(skb, 0, ip, 20) < 0)
+    return 0;
+  if ((ip[0] >> 4) == 4) {
+    struct xsktun_lpm_v4 key = {.prefixlen = 32};
+
+    __builtin_memcpy(key.addr, ip + 16, 4);
+    id = bpf_map_lookup_elem(&allowed_ips_v4, &key);
+    if (!id)
+      return 0;
+    *peer = *id;
+    if (!want_hash)
+      return 1;
+    __u32 h = flow_mix(*id, ip[9]);
+    __builtin_memcpy(&a, ip + 12, 4);
+    h = flow_mix(h, a);
+    __builtin_memcpy(&a, ip + 16, 4);
+    h = flow_mix(h, a);
+    if (((ip[6] << 8 | ip[7]) & 0x3fff) == 0) /* not a fragment: MF clear, offset 0 */
+      h = flow_ports(skb, h, ip[9], (__u32)(ip[0] & 0xf) * 4);
+    *hash = flow_final(h);
+    return 1;
+  }
+  if ((ip[0] >> 4) != 6 || bpf_skb_load_bytes(skb, 0, ip, 40) < 0)
+    return 0;
+  struct xsktun_lpm_v6 key6 = {.prefixlen = 128};
+
+  __builtin_memcpy(key6.addr, ip + 24, 16);
+  id = bpf_map_lookup_elem(&allowed_ips_v6, &key6);
+  if (!id)
+    return 0;
+  *peer = *id;
+  if (!want_hash)
+    return 1;
+  __u32 h = flow_mix(*id, ip[6]);
+#pragma unroll
+  for (int i = 8; i < 40; i += 4) {
+    __builtin_memcpy(&a, ip + i, 4);
+    h = flow_mix(h, a);
+  }
+  *hash = flow_final(flow_ports(skb, h, ip[6], 40));
+  return 1;
+}
+
+/* TUNSETSTEERINGEBPF: the queue (worker) that reads the packet, returned modulo the queues by
+ * the driver. A flow always gets the same worker, so its packets are sealed and sent in order;
+ * a peer's flows spread over all workers. No match: queue 0 (the filter drops it anyway). */
+SEC("socket")
+int xsktun_tun_steer(struct __sk_buff *skb)
+{
+  __u32 peer = 0, hash = 0;
+
+  if (!tun_route(skb, &peer, &hash, 1))
+    return 0;
+  return (int)(hash & 0x7fffffff);
+}
+
+/* TUNSETFILTEREBPF: a packet no peer's allowed IPs cover is dropped in the kernel before it
+ * is copied to userspace (counted as tun_drop_no_route; the device's TX drops too). */
+SEC("socket")
+int xsktun_tun_filter(struct __sk_buff *skb)
+{
+  __u32 peer = 0, hash = 0, stat = XSKTUN_STAT_TUN_DROP_NO_ROUTE;
+
+  if (tun_route(skb, &peer, &hash, 0))
+    return (int)skb->len;
+  __u64 *count = bpf_map_lookup_elem(&stats, &stat);
+  if (count)
+    *count += 1;
+  return 0;
+}
+
 char LICENSE[] SEC("license") = "GPL";

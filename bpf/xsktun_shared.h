@@ -83,19 +83,21 @@ struct xsktun_rl_value {
 };
 
 /* stats: per-CPU array indexed by enum xsktun_stat. One X-macro names each counter once: the
- * enum here, the `xdp_<name>` keys of `xsktun show` and the tests are generated from it. Append
- * only (the JSON keys are a contract). */
-#define XSKTUN_STATS(X)                                                                          \
-  X(PASS_NOT_OURS, pass_not_ours)         /* not IP/UDP to the listen port: untouched */          \
-  X(PASS_FRAGMENT, pass_fragment)         /* IP fragment: the stack reassembles */                \
-  X(PASS_UNPARSED, pass_unparsed)         /* truncated or unparseable headers */                  \
-  X(REDIRECT_DATA, redirect_data)         /* data message to a live session -> AF_XDP */          \
-  X(PASS_DATA_NO_XSK, pass_data_no_xsk)   /* live session but no socket on this queue -> stack */ \
-  X(DROP_UNKNOWN_INDEX, drop_unknown_index) /* data message, receiver index not in sessions */    \
-  X(DROP_MALFORMED, drop_malformed)       /* bad type, length or non-zero reserved bytes */       \
-  X(PASS_HANDSHAKE, pass_handshake)       /* types 1-3 within budget -> kernel socket */          \
-  X(DROP_HANDSHAKE_RATELIMITED, drop_handshake_ratelimited)                                     \
-  X(PASS_TOO_BIG, pass_too_big)           /* data frame longer than an AF_XDP frame -> stack */
+ * enum here, the keys of `xsktun show` and the tests are generated from it. Append only (the
+ * JSON keys are a contract). The XDP program counts the xdp_* ones, the TUN filter the tun_* ones. */
+#define XSKTUN_STATS(X)                                                                            \
+  X(PASS_NOT_OURS, xdp_pass_not_ours)         /* not IP/UDP to the listen port: untouched */        \
+  X(PASS_FRAGMENT, xdp_pass_fragment)         /* IP fragment: the stack reassembles */              \
+  X(PASS_UNPARSED, xdp_pass_unparsed)         /* truncated or unparseable headers */                \
+  X(REDIRECT_DATA, xdp_redirect_data)         /* data message to a live session -> AF_XDP */        \
+  X(PASS_DATA_NO_XSK, xdp_pass_data_no_xsk)   /* live session, no socket on this queue -> stack */  \
+  X(DROP_UNKNOWN_INDEX, xdp_drop_unknown_index) /* data message, receiver index not in sessions */  \
+  X(DROP_MALFORMED, xdp_drop_malformed)       /* bad type, length or non-zero reserved bytes */     \
+  X(PASS_HANDSHAKE, xdp_pass_handshake)       /* types 1-3 within budget -> kernel socket */        \
+  X(DROP_HANDSHAKE_RATELIMITED, xdp_drop_handshake_ratelimited)                                   \
+  X(PASS_TOO_BIG, xdp_pass_too_big)           /* data frame longer than an AF_XDP frame -> stack */ \
+  X(TUN_DROP_NO_ROUTE, tun_drop_no_route)     /* outbound packet to no allowed IP: dropped in the */ \
+                                              /* kernel by xsktun_tun_filter */
 
 enum xsktun_stat {
 #define XSKTUN_STAT_ENUM(upper, lower) XSKTUN_STAT_##upper,

@@ -31,6 +31,7 @@
 #include "xsktun/control/uapi_server.h"
 #include "xsktun/device/runner.h"
 #include "xsktun/io/tun.h"
+#include "xsktun/io/udp_group.h"
 #include "xsktun/io/udp_socket.h"
 #include "xsktun/protocol/data_aead.h"
 #include "xsktun/xdp/xdp_plane.h"
@@ -82,7 +83,7 @@ struct ReadyPipe {
 // Adds the XDP program's verdict counters to the `counters` object as xdp_* keys.
 void add_xdp_stats(nlohmann::json& j, const std::array<uint64_t, XSKTUN_STAT__MAX>& st) {
   static const char* const kNames[XSKTUN_STAT__MAX] = {
-#define XSKTUN_STAT_KEY(upper, lower) "xdp_" #lower,
+#define XSKTUN_STAT_KEY(upper, key) #key,
       XSKTUN_STATS(XSKTUN_STAT_KEY)
 #undef XSKTUN_STAT_KEY
   };
@@ -134,10 +135,19 @@ void follow_nic_mtu(xdp::XskBind& xsk, const std::string& nic) {
   xsk.set_nic_mtu(mtu);
 }
 
-bool setup_xdp(const UpOptions& o, OwnerLock& lock, std::unique_ptr<io::UdpSocket>& udp, std::unique_ptr<xdp::XdpPlane>* plane,
-               std::unique_ptr<xdp::XskBind>* bind, ModeInfo* mode, std::string* why) {
+bool setup_xdp(const UpOptions& o, size_t workers, OwnerLock& lock, std::unique_ptr<io::UdpSocket>& udp,
+               std::unique_ptr<xdp::XdpPlane>* plane, std::unique_ptr<xdp::XskBind>* bind, ModeInfo* mode,
+               std::string* why) {
   if (o.nic.empty()) {
     *why = "--nic is required";
+    return false;
+  }
+  // One AF_XDP socket per RX queue of the NIC, so no queue's data falls back to the kernel
+  // socket; worker i transmits on queue i's and receives from queues i, i + workers, ...
+  int nq = xdp::nic_rx_queues(o.nic);
+  if (static_cast<int>(workers) > nq) {
+    *why = "--queues " + std::to_string(workers) + ": " + o.nic + " has " + std::to_string(nq) +
+           " RX queue(s) (ethtool -L " + o.nic + " combined N adds more)";
     return false;
   }
   xdp::XdpPlaneOptions po;
@@ -157,7 +167,6 @@ bool setup_xdp(const UpOptions& o, OwnerLock& lock, std::unique_ptr<io::UdpSocke
   po.listen_port = udp->port();
   auto p = xdp::XdpPlane::create(po, why);
   if (!p) return false;
-  int nq = o.queues > 0 ? o.queues : xdp::nic_rx_queues(o.nic);
   bool nic_segments_udp = xdp::nic_udp_segmentation(o.nic).value_or(false);
   std::vector<std::unique_ptr<xdp::XskQueue>> queues;
   for (int q = 0; q < nq; ++q) {
@@ -199,6 +208,63 @@ bool setup_xdp(const UpOptions& o, OwnerLock& lock, std::unique_ptr<io::UdpSocke
   return true;
 }
 
+// `--queues`, or by default: in XDP mode the NIC's RX queues, in socket mode the CPUs, at most
+// the CPUs this process may run on (more workers than CPUs only when asked for).
+size_t worker_count(const UpOptions& o, int cpus) {
+  if (o.queues > 0) return static_cast<size_t>(o.queues);
+  bool xdp = o.mode == "xdp" || (o.mode == "auto" && !o.nic.empty());
+  int n = xdp ? std::min(xdp::nic_rx_queues(o.nic), cpus) : cpus;
+  return static_cast<size_t>(std::clamp(n, 1, XSKTUN_MAX_QUEUES));
+}
+
+// The TUN's queues beyond its first, one per further worker; in XDP mode the steering program
+// (each flow to one worker, a peer's flows spread) and the no-route filter on the device.
+bool open_tun_queues(io::TunDevice& tun, size_t workers, xdp::XdpPlane* plane,
+                     std::vector<std::unique_ptr<io::TunDevice>>* out, std::string* err) {
+  for (size_t i = 1; i < workers; ++i) {
+    auto q = tun.open_queue(err);
+    if (!q) return false;
+    out->push_back(std::move(q));
+  }
+  if (!plane) return true;  // socket mode: the kernel's flow hash picks the queue
+  if (int rc = tun.set_filter_bpf(plane->tun_filter_fd()); rc < 0) {
+    *err = std::string("TUNSETFILTEREBPF: ") + strerror(-rc);
+    return false;
+  }
+  if (int rc = workers > 1 ? tun.set_steering_bpf(plane->tun_steer_fd()) : 0; rc < 0) {
+    *err = std::string("TUNSETSTEERINGEBPF: ") + strerror(-rc);
+    return false;
+  }
+  return true;
+}
+
+// Worker 0 also reads the kernel socket (handshakes, the slow path); the AF_XDP queues beyond
+// the workers go round-robin to them.
+void add_xsk_receivers(device::Runner& runner, xdp::XskBind& xsk, size_t workers) {
+  runner.add_receiver(
+      0, [b = &xsk](std::span<io::PacketBuf> bufs, int ms) { return ms == 0 ? b->try_recv_batch(bufs) : b->recv_batch(bufs); },
+      xsk.ready_fd());
+  for (size_t q = workers; q < xsk.queue_count(); ++q)
+    runner.add_receiver(
+        q % workers, [b = &xsk, q](std::span<io::PacketBuf> bufs, int ms) { return b->recv_xsk(q, bufs, ms); },
+        xsk.queue_fd(q));
+}
+
+// `workers` and, per worker, the packets and bytes it carried: how the load spreads.
+void add_worker_stats(nlohmann::json& j, const device::Device& dev) {
+  using device::Counter;
+  nlohmann::json arr = nlohmann::json::array();
+  for (size_t i = 0; i < dev.lane_count(); ++i) {
+    const auto& c = dev.lane_counters(i);
+    arr.push_back({{"rx_packets", c.get(Counter::rx_packets)},
+                   {"rx_bytes", c.get(Counter::rx_bytes)},
+                   {"tx_packets", c.get(Counter::tx_packets)},
+                   {"tx_bytes", c.get(Counter::tx_bytes)}});
+  }
+  j["workers"] = dev.lane_count();
+  j["worker"] = std::move(arr);
+}
+
 int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyPipe& ready) {
   std::string err;
   // Block the stop signals in every thread; the main thread waits for them with sigtimedwait.
@@ -216,13 +282,15 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     ready.report(err);
     return 1;
   }
-  auto tun = io::TunDevice::create(o.ifname, o.mtu, &err);
+  size_t workers = worker_count(o, usable_cpus());
+  bool mq = workers > 1;
+  auto tun = io::TunDevice::create(o.ifname, o.mtu, &err, io::TunOffload::kAuto, mq);
   // A TUN of the same name whose owner just died is unregistered asynchronously and answers
   // EBUSY for a moment (seen right after a SIGKILLed daemon): give it up to 3 s.
   for (int i = 0; !tun && i < 30 && err.find(strerror(EBUSY)) != std::string::npos; ++i) {
     usleep(100 * 1000);
     err.clear();
-    tun = io::TunDevice::create(o.ifname, o.mtu, &err);
+    tun = io::TunDevice::create(o.ifname, o.mtu, &err, io::TunOffload::kAuto, mq);
   }
   if (!tun) {
     ready.report("cannot create TUN " + o.ifname + ": " + err);
@@ -234,7 +302,6 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     ready.report("cannot open UDP port " + std::to_string(port) + ": " + err);
     return 1;
   }
-  const io::UdpSocket* kernel_sock = udp.get();  // stays ours when XDP mode takes `udp` over
   // XDP mode: attach the program, open one AF_XDP socket per queue; the kernel socket stays
   // for handshakes and the slow path. In auto mode any failure falls back to socket mode.
   ModeInfo mode;
@@ -243,7 +310,7 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   io::UdpIo* outer = udp.get();
   if (o.mode == "xdp" || (o.mode == "auto" && !o.nic.empty())) {
     std::string why;
-    if (setup_xdp(o, lock, udp, &plane, &xsk, &mode, &why)) {
+    if (setup_xdp(o, workers, lock, udp, &plane, &xsk, &mode, &why)) {
       outer = xsk.get();
     } else if (o.mode == "xdp") {
       ready.report("xdp mode: " + why);
@@ -253,6 +320,23 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     }
   } else if (o.mode == "auto") {
     XLOG_INFO("mode auto: no --nic (XSKTUN_NIC) given; using socket mode");
+  }
+  // Socket mode: one socket per worker, an SO_REUSEPORT group on the port just bound.
+  std::unique_ptr<io::UdpGroup> group;
+  if (!xsk) {
+    uint16_t bound = udp->port();
+    udp.reset();
+    group = io::UdpGroup::open(bound, workers, &err);
+    if (!group) {
+      ready.report("cannot open UDP port " + std::to_string(bound) + ": " + err);
+      return 1;
+    }
+    outer = group.get();
+  }
+  std::vector<std::unique_ptr<io::TunDevice>> tun_queues;
+  if (!open_tun_queues(*tun, workers, plane.get(), &tun_queues, &err)) {
+    ready.report("TUN " + o.ifname + ": " + err);
+    return 1;
   }
   device::SystemClock clock;
   device::Device dev(*tun, *outer, clock);
@@ -295,9 +379,10 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   // "ping": a liveness check that builds nothing.
   auto status_json = [&]() {
     timespec w = clock.wall();
-    auto j = build_status(o.ifname, mode, dev.snapshot(), dev.counters(), dev.mtu(), w.tv_sec);
+    auto j = build_status(o.ifname, mode, dev.snapshot(), dev.totals(), dev.mtu(), w.tv_sec);
     j["io_threads"] = io_threads.load();
-    j["counters"]["udp_socket_drops"] = kernel_sock->receive_drops();
+    j["counters"]["udp_socket_drops"] = xsk ? xsk->kernel_receive_drops() : group->receive_drops();
+    add_worker_stats(j, dev);
     if (plane) {
       add_xdp_stats(j, plane->stats());
       add_xsk_stats(j, xsk->xsk_statistics());
@@ -328,17 +413,21 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     std::ofstream pid(pid_file_path(o.ifname));
     pid << getpid() << "\n";
   }
-  device::Runner runner(dev, *tun, *outer);
+  device::Runner runner(dev);
   runner.set_single_io_thread(single_io_thread(o.io_threads, usable_cpus()));
-  for (size_t q = 0; xsk && q < xsk->queue_count(); ++q)
-    runner.add_receiver([b = xsk.get(), q](std::span<io::PacketBuf> bufs, int ms) { return b->recv_xsk(q, bufs, ms); },
-                        xsk->queue_fd(q));
+  std::vector<std::unique_ptr<io::UdpIo>> lanes;
+  for (size_t i = 0; i < workers; ++i) {
+    device::Counters& c = dev.add_lane_counters();
+    io::UdpIo* u = xsk ? lanes.emplace_back(xsk->lane(i, c)).get() : &group->member(i);
+    runner.add_worker(i == 0 ? *tun : *tun_queues[i - 1], *u, &c);
+  }
+  if (xsk) add_xsk_receivers(runner, *xsk, workers);
   runner.start();
   io_threads = runner.single_io_thread() ? 1 : 2;
-  XLOG_INFO("%s up: mode %s, listening on UDP port %u, MTU %zu, TUN offloads: %s%s, %s%s", o.ifname.c_str(),
-            mode.mode.c_str(), outer->port(), dev.mtu(), tun->features().tso ? "TSO/GRO" : "off",
-            tun->features().uso ? "+USO" : "",
-            runner.single_io_thread() ? "one I/O thread for TUN and UDP" : "an I/O thread each for TUN and UDP",
+  XLOG_INFO("%s up: mode %s, listening on UDP port %u, MTU %zu, TUN offloads: %s%s, %zu worker(s), %s%s",
+            o.ifname.c_str(), mode.mode.c_str(), outer->port(), dev.mtu(), tun->features().tso ? "TSO/GRO" : "off",
+            tun->features().uso ? "+USO" : "", workers,
+            runner.single_io_thread() ? "each with one I/O thread for its TUN queue and UDP side" : "each with a thread for its TUN queue and one for its UDP side",
             xsk ? (runner.single_io_thread() ? " (and the AF_XDP queues)" : " (and each AF_XDP queue)") : "");
   ready.report("ok");
   // Under systemd (Type=notify): ready once the tunnel is up and, in XDP mode, the program is

@@ -68,7 +68,10 @@ int main(int argc, char** argv) {
   cup->add_option("--xdp-mode", up.xdp_mode, "XDP attach mode: native (driver), generic (SKB), auto (native, else generic)")
       ->check(CLI::IsMember({"auto", "native", "generic"}))
       ->capture_default_str();
-  cup->add_option("--queues", up.queues, "AF_XDP sockets/workers, one per NIC queue (0 = all RX queues)")
+  cup->add_option("--queues", up.queues,
+                  "Data-path workers, each with its own TUN queue and UDP side (socket mode: a socket of an "
+                  "SO_REUSEPORT group; XDP mode: the AF_XDP socket of NIC queue i). 0 = the NIC's RX queues (XDP "
+                  "mode) or the CPUs (socket mode), at most the CPUs this process may run on")
       ->check(CLI::Range(0, 64))
       ->capture_default_str();
   cup->add_option("--zerocopy", up.zerocopy, "AF_XDP zero-copy: auto (try, fall back to copy), on (required), off")

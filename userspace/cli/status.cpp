@@ -10,7 +10,7 @@ namespace xsktun::cli {
 using nlohmann::json;
 
 nlohmann::json build_status(const std::string& ifname, const ModeInfo& mode, const control::DeviceSnapshot& snap,
-                            const device::Counters& counters, size_t mtu, int64_t now_unix) {
+                            const device::CounterValues& counters, size_t mtu, int64_t now_unix) {
   json j;
   j["interface"] = ifname;
   j["public_key"] = snap.private_key ? control::key_to_base64(snap.public_key) : "";

@@ -36,6 +36,29 @@ Device::Device(io::TunIo& tun, io::UdpIo& udp, const Clock& clock)
 
 Device::~Device() { shutdown(); }
 
+Counters& Device::add_lane_counters() {
+  std::lock_guard lock(lanes_mu_);
+  return *lane_counters_.emplace_back(std::make_unique<Counters>());
+}
+
+size_t Device::lane_count() const {
+  std::lock_guard lock(lanes_mu_);
+  return lane_counters_.size();
+}
+
+const Counters& Device::lane_counters(size_t i) const {
+  std::lock_guard lock(lanes_mu_);
+  return *lane_counters_.at(i);
+}
+
+CounterValues Device::totals() const {
+  CounterValues out;
+  counters_.add_to(out);
+  std::lock_guard lock(lanes_mu_);
+  for (const auto& c : lane_counters_) c->add_to(out);
+  return out;
+}
+
 size_t Device::peer_count() const {
   std::shared_lock lock(peers_mu_);
   return peers_by_id_.size();

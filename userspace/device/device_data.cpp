@@ -36,7 +36,7 @@ bool Device::validate_inner(const uint8_t* pkt, size_t* len) {
 }
 
 void Device::receive_run(std::span<io::PacketBuf> run, const routing::AllowedIps& table,
-                         std::vector<io::PacketBuf>& to_tun) {
+                         std::vector<io::PacketBuf>& to_tun, Counters& c) {
   // One index lookup, one replay-window lock and one peer lock for a run of messages to the
   // same receiver index; only the AEAD is per packet.
   Nanos now = clock_.now();
@@ -49,7 +49,7 @@ void Device::receive_run(std::span<io::PacketBuf> run, const routing::AllowedIps
     if (it != index_.end() && it->second.keypair) entry = it->second;
   }
   if (!entry.keypair) {
-    counters_.add(Counter::drop_unknown_index, run.size());
+    c.add(Counter::drop_unknown_index, run.size());
     return;
   }
   // Per packet: plaintext length and counter once authenticated; the replay window then moves
@@ -63,14 +63,14 @@ void Device::receive_run(std::span<io::PacketBuf> run, const routing::AllowedIps
     size_t n = 0;
     switch (open_unwindowed(*entry.keypair, b.data, b.len, now, &n, &counter[i])) {
       case OpenResult::kOk: plen[i] = static_cast<uint32_t>(n); break;
-      case OpenResult::kMalformed: counters_.add(Counter::drop_malformed); break;
-      case OpenResult::kExpired: counters_.add(Counter::drop_keypair_expired); break;
-      case OpenResult::kAuthFailed: counters_.add(Counter::drop_decrypt); break;
-      case OpenResult::kReplay: counters_.add(Counter::drop_replay); break;
+      case OpenResult::kMalformed: c.add(Counter::drop_malformed); break;
+      case OpenResult::kExpired: c.add(Counter::drop_keypair_expired); break;
+      case OpenResult::kAuthFailed: c.add(Counter::drop_decrypt); break;
+      case OpenResult::kReplay: c.add(Counter::drop_replay); break;
     }
   }
   size_t replayed = accept_counters(*entry.keypair, counter);
-  if (replayed) counters_.add(Counter::drop_replay, replayed);
+  if (replayed) c.add(Counter::drop_replay, replayed);
   size_t ok = 0, last_ok = 0, wire_bytes = 0;
   bool data = false;
   for (size_t i = 0; i < run.size(); ++i) {
@@ -83,23 +83,23 @@ void Device::receive_run(std::span<io::PacketBuf> run, const routing::AllowedIps
   }
   if (ok == 0) return;
   Peer& p = *entry.peer;
-  counters_.add(Counter::rx_packets, ok);
+  c.add(Counter::rx_packets, ok);
   p.rx_bytes.fetch_add(wire_bytes, std::memory_order_relaxed);
   if (!authenticated_from(p, entry.keypair, run[last_ok].endpoint, data, now)) return;
   for (size_t i = 0; i < run.size(); ++i) {
     if (counter[i] == proto::kReplayed) continue;
     size_t n = plen[i];
     if (n == 0) {
-      counters_.add(Counter::keepalives_rx);
+      c.add(Counter::keepalives_rx);
       continue;
     }
     uint8_t* inner = run[i].data + kDataHeaderLen;
     if (!validate_inner(inner, &n)) {
-      counters_.add(Counter::drop_inner_malformed);
+      c.add(Counter::drop_inner_malformed);
       continue;
     }
     if (!table.source_allowed(p.id, inner, n)) {
-      counters_.add(Counter::drop_disallowed_source);
+      c.add(Counter::drop_disallowed_source);
       continue;
     }
     to_tun.push_back(io::PacketBuf{inner, n, n, {}});
@@ -135,7 +135,7 @@ bool Device::authenticated_from(Peer& p, const std::shared_ptr<Keypair>& kp, con
   return true;
 }
 
-void Device::process_udp(std::span<io::PacketBuf> bufs) {
+void Device::process_udp(std::span<io::PacketBuf> bufs, const Lane& lane) {
   // Per-thread scratch: no allocation per batch once warmed up.
   thread_local std::vector<io::PacketBuf> to_tun;
   thread_local std::vector<MessageCookieReply> replies;
@@ -154,32 +154,34 @@ void Device::process_udp(std::span<io::PacketBuf> bufs) {
       while (j < bufs.size() && classify(bufs[j].data, bufs[j].len) == kMessageData &&
              std::memcmp(bufs[j].data + 4, b.data + 4, 4) == 0)
         ++j;
-      receive_run(bufs.subspan(i, j - i), *table, to_tun);
+      receive_run(bufs.subspan(i, j - i), *table, to_tun, lane.counters);
       i = j;
       continue;
     }
     if (type == kMessageHandshakeInitiation || type == kMessageHandshakeResponse) {
       size_t before = replies.size();
       if (load < 0) load = under_load() ? 1 : 0;
-      if (!screen_handshake(b, replies, load == 1)) queue_handshake(b);
+      if (!screen_handshake(b, replies, load == 1, lane.counters)) queue_handshake(b);
       if (replies.size() > before) reply_to.push_back(b.endpoint);
     } else if (type == kMessageHandshakeCookie) {
       queue_handshake(b);
     } else {
-      counters_.add(Counter::drop_malformed);
+      lane.counters.add(Counter::drop_malformed);
     }
     ++i;
   }
-  if (!replies.empty()) send_cookie_replies(replies, reply_to);
+  if (!replies.empty()) send_cookie_replies(replies, reply_to, lane);
   if (to_tun.empty()) return;
   uint64_t bytes = 0;
   for (auto& t : to_tun) bytes += t.len;
-  int n = tun_.write_batch(to_tun);
-  if (n < static_cast<int>(to_tun.size())) counters_.add(Counter::drop_tun_write, to_tun.size() - (n < 0 ? 0 : n));
-  counters_.add(Counter::rx_bytes, bytes);
+  int n = lane.tun.write_batch(to_tun);
+  if (n < static_cast<int>(to_tun.size()))
+    lane.counters.add(Counter::drop_tun_write, to_tun.size() - (n < 0 ? 0 : n));
+  lane.counters.add(Counter::rx_bytes, bytes);
 }
 
-bool Device::screen_handshake(const io::PacketBuf& b, std::vector<MessageCookieReply>& replies, bool load) {
+bool Device::screen_handshake(const io::PacketBuf& b, std::vector<MessageCookieReply>& replies, bool load,
+                              Counters& c) {
   // A flood of initiations with valid mac1 would otherwise fill the queue, and a real peer's
   // messages would be dropped at the full queue with the flood's: both the initiation that
   // earns its cookie and the retry carrying it (found by tests/netns/flood.sh: handshakes took
@@ -197,17 +199,17 @@ bool Device::screen_handshake(const io::PacketBuf& b, std::vector<MessageCookieR
   // valid-MAC1 messages spend the budget, so junk cannot exhaust someone else's; a peer that
   // shares its address with a flood shares its budget, as above.
   if (!cookie_limiter_.would_allow(b.endpoint.addr, now)) {
-    counters_.add(Counter::drop_handshake_ratelimited);
+    c.add(Counter::drop_handshake_ratelimited);
     return true;
   }
   MacState mac = cookie_checker_.validate(b.data, b.len, b.endpoint, now);
   if (mac == MacState::kInvalid) {
-    counters_.add(Counter::drop_bad_mac);
+    c.add(Counter::drop_bad_mac);
     return true;
   }
   if (mac == MacState::kValidWithCookie) return false;
   if (!cookie_limiter_.allow(b.endpoint.addr, now)) {
-    counters_.add(Counter::drop_handshake_ratelimited);
+    c.add(Counter::drop_handshake_ratelimited);
     return true;
   }
   uint32_t sender;
@@ -216,14 +218,15 @@ bool Device::screen_handshake(const io::PacketBuf& b, std::vector<MessageCookieR
   return true;
 }
 
-void Device::send_cookie_replies(std::vector<MessageCookieReply>& replies, const std::vector<Endpoint>& to) {
+void Device::send_cookie_replies(std::vector<MessageCookieReply>& replies, const std::vector<Endpoint>& to,
+                                 const Lane& lane) {
   thread_local std::vector<io::PacketBuf> out;
   out.clear();
   for (size_t i = 0; i < replies.size(); ++i)
     out.push_back(io::PacketBuf{reinterpret_cast<uint8_t*>(&replies[i]), sizeof replies[i], sizeof replies[i], to[i]});
-  int n = udp_.send_batch(out);
-  if (n > 0) counters_.add(Counter::cookie_replies_tx, static_cast<uint64_t>(n));
-  if (n < static_cast<int>(out.size())) counters_.add(Counter::drop_udp_send, out.size() - (n < 0 ? 0 : n));
+  int n = lane.udp.send_batch(out);
+  if (n > 0) lane.counters.add(Counter::cookie_replies_tx, static_cast<uint64_t>(n));
+  if (n < static_cast<int>(out.size())) lane.counters.add(Counter::drop_udp_send, out.size() - (n < 0 ? 0 : n));
 }
 
 void Device::queue_handshake(const io::PacketBuf& b) {
@@ -236,7 +239,7 @@ void Device::queue_handshake(const io::PacketBuf& b) {
   hs_queue_cv_.notify_one();
 }
 
-void Device::process_tun(std::span<io::PacketBuf> bufs) {
+void Device::process_tun(std::span<io::PacketBuf> bufs, const Lane& lane) {
   Nanos now = clock_.now();
   auto table = allowed_.load(std::memory_order_acquire);
   thread_local std::vector<io::PacketBuf> out;
@@ -247,7 +250,7 @@ void Device::process_tun(std::span<io::PacketBuf> bufs) {
   std::optional<routing::PeerId> pid = bufs.empty() ? std::nullopt : table->route_packet(bufs[0].data, bufs[0].len);
   while (i < bufs.size()) {
     if (!pid) {
-      counters_.add(Counter::drop_no_route);
+      lane.counters.add(Counter::drop_no_route);
       if (++i < bufs.size()) pid = table->route_packet(bufs[i].data, bufs[i].len);
       continue;
     }
@@ -259,16 +262,16 @@ void Device::process_tun(std::span<io::PacketBuf> bufs) {
     auto peer = peer_by_id(*pid);
     if (peer) {
       size_t before = out.size();
-      send_run(*peer, bufs.subspan(i, j - i), out, now);
+      send_run(*peer, bufs.subspan(i, j - i), out, now, lane.counters);
       if (out.size() > before) runs.push_back(SentRun{std::move(peer), before, out.size()});
     }
     i = j;
     pid = j < bufs.size() ? next : std::nullopt;
   }
   if (out.empty()) return;
-  int n = udp_.send_batch(out);
+  int n = lane.udp.send_batch(out);
   size_t sent = n < 0 ? 0 : static_cast<size_t>(n);
-  if (sent < out.size()) counters_.add(Counter::drop_udp_send, out.size() - sent);
+  if (sent < out.size()) lane.counters.add(Counter::drop_udp_send, out.size() - sent);
   // Count only what left (kernel socket.c: tx_bytes only on success). A short send leaves the
   // tail unsent (the AF_XDP ring fills from the front; socket errors are rare and per datagram).
   uint64_t packets = 0, inner = 0;
@@ -281,44 +284,63 @@ void Device::process_tun(std::span<io::PacketBuf> bufs) {
     }
     r.peer->tx_bytes.fetch_add(wire, std::memory_order_relaxed);
   }
-  counters_.add(Counter::tx_packets, packets);
-  counters_.add(Counter::tx_bytes, inner);
+  lane.counters.add(Counter::tx_packets, packets);
+  lane.counters.add(Counter::tx_bytes, inner);
 }
 
-void Device::send_run(Peer& p, std::span<io::PacketBuf> run, std::vector<io::PacketBuf>& out, Nanos now) {
-  std::lock_guard pl(p.mu);
-  if (p.removed) return;
-  auto kp = p.keypairs.current();
-  bool usable = kp && kp->can_send(now) && p.endpoint.valid();
-  if (!usable) {
-    // Whitepaper 6.2: stage while a handshake is pending; the oldest are dropped when full.
-    for (auto& b : run) {
-      if (p.staged.size() >= kMaxStaged) {
-        p.staged.pop_front();
-        counters_.add(Counter::drop_staged_full);
-      }
-      std::vector<uint8_t> pkt(kDataHeaderLen + b.len);
-      std::memcpy(pkt.data() + kDataHeaderLen, b.data, b.len);
-      p.staged.push_back(std::move(pkt));
+void Device::send_run(Peer& p, std::span<io::PacketBuf> run, std::vector<io::PacketBuf>& out, Nanos now,
+                      Counters& c) {
+  // Packets with no room for padding and tag are dropped before counters are reserved for them.
+  size_t fit = 0;
+  for (auto& b : run) fit += padded_len(b.len, mtu()) + kTagLen <= b.cap;
+  std::shared_ptr<Keypair> kp;
+  Endpoint to;
+  uint64_t first = 0;
+  size_t usable = 0;
+  {
+    // The peer's lock covers the decisions (keypair, endpoint, staging, timers) once per run;
+    // the sealing happens outside it, so workers sending to the same peer seal in parallel.
+    std::lock_guard pl(p.mu);
+    if (p.removed) return;
+    kp = p.keypairs.current();
+    if (!kp || !kp->can_send(now) || !p.endpoint.valid()) {
+      stage(p, run, c);
+      return;
     }
-    send_initiation(p, false);
-    return;
+    if (fit < run.size()) c.add(Counter::drop_too_big, run.size() - fit);
+    usable = reserve_send_counters(*kp, fit, now, &first);
+    to = p.endpoint;
+    p.timers.data_sent(now);
+    p.timers.any_authenticated_packet_sent(now);
+    p.timers.any_authenticated_packet_traversal(now);
+    if (p.timers.want_rekey_on_send(kp->send_counter.load(), kp->birthdate, kp->i_am_initiator, now))
+      send_initiation(p, false);
   }
+  // Counters first..first+usable go out in this run's order: one worker's packets of a flow
+  // leave in counter order on its own ring; other workers' runs interleave within the
+  // receiver's 8192-message window (whitepaper 5.4.6).
+  size_t k = 0;
   for (auto& b : run) {
-    if (padded_len(b.len, mtu()) + kTagLen > b.cap) {  // no room for padding and tag
-      counters_.add(Counter::drop_too_big);
-      continue;
-    }
+    if (k == usable) break;
+    if (padded_len(b.len, mtu()) + kTagLen > b.cap) continue;
     uint8_t* hdr = b.data - kDataHeaderLen;
-    size_t n = seal(*kp, b.data, b.len, mtu(), hdr, now);
-    if (n == 0) break;
-    out.push_back(io::PacketBuf{hdr, n, n, p.endpoint});
+    size_t n = seal_at(*kp, first + k++, b.data, b.len, mtu(), hdr);
+    out.push_back(io::PacketBuf{hdr, n, n, to});
   }
-  p.timers.data_sent(now);
-  p.timers.any_authenticated_packet_sent(now);
-  p.timers.any_authenticated_packet_traversal(now);
-  if (p.timers.want_rekey_on_send(kp->send_counter.load(), kp->birthdate, kp->i_am_initiator, now))
-    send_initiation(p, false);
+}
+
+void Device::stage(Peer& p, std::span<io::PacketBuf> run, Counters& c) {
+  // Whitepaper 6.2: stage while a handshake is pending; the oldest are dropped when full.
+  for (auto& b : run) {
+    if (p.staged.size() >= kMaxStaged) {
+      p.staged.pop_front();
+      c.add(Counter::drop_staged_full);
+    }
+    std::vector<uint8_t> pkt(kDataHeaderLen + b.len);
+    std::memcpy(pkt.data() + kDataHeaderLen, b.data, b.len);
+    p.staged.push_back(std::move(pkt));
+  }
+  send_initiation(p, false);
 }
 
 }  // namespace xsktun::device

@@ -38,41 +38,56 @@ struct BufferPool {
 void before_wait() { proto::aead::forget_thread_key(); }
 
 // One batch from each side, waiting for it or not, handed to the device: the count or -errno.
-int tun_batch(Device& dev, io::TunIo& tun, BufferPool& pool, bool wait) {
+int tun_batch(Device& dev, const Lane& l, BufferPool& pool, bool wait) {
   if (wait) before_wait();
   pool.reset(proto::kDataHeaderLen);
-  int n = wait ? tun.read_batch(pool.bufs) : tun.try_read_batch(pool.bufs);
-  if (n > 0) dev.process_tun(std::span(pool.bufs.data(), static_cast<size_t>(n)));
+  int n = wait ? l.tun.read_batch(pool.bufs) : l.tun.try_read_batch(pool.bufs);
+  if (n > 0) dev.process_tun(std::span(pool.bufs.data(), static_cast<size_t>(n)), l);
   return n;
 }
-int udp_batch(Device& dev, io::UdpIo& udp, BufferPool& pool, bool wait) {
+int udp_batch(Device& dev, const Lane& l, BufferPool& pool, bool wait) {
   if (wait) before_wait();
   pool.reset(0);
-  int n = wait ? udp.recv_batch(pool.bufs) : udp.try_recv_batch(pool.bufs);
-  if (n > 0) dev.process_udp(std::span(pool.bufs.data(), static_cast<size_t>(n)));
+  int n = wait ? l.udp.recv_batch(pool.bufs) : l.udp.try_recv_batch(pool.bufs);
+  if (n > 0) dev.process_udp(std::span(pool.bufs.data(), static_cast<size_t>(n)), l);
   return n;
 }
 size_t udp_payload(size_t mtu) { return std::max<size_t>(mtu, 2048); }
 }  // namespace
 
-Runner::Runner(Device& dev, io::TunIo& tun, io::UdpIo& udp) : dev_(dev), tun_(tun), udp_(udp) {}
+Runner::Runner(Device& dev) : dev_(dev) {}
+
+Runner::Runner(Device& dev, io::TunIo& tun, io::UdpIo& udp) : dev_(dev) { add_worker(tun, udp, &dev.counters()); }
 
 Runner::~Runner() { stop(); }
 
-void Runner::add_receiver(RecvFn recv, int ready_fd) {
-  receivers_.push_back({std::move(recv), ready_fd, std::vector<io::PacketBuf>(kBatch)});
+size_t Runner::add_worker(io::TunIo& tun, io::UdpIo& udp, Counters* counters) {
+  Counters& c = counters ? *counters : dev_.add_lane_counters();
+  workers_.push_back(std::make_unique<Worker>(Worker{Lane{tun, udp, c}, {}}));
+  return workers_.size() - 1;
+}
+
+void Runner::add_receiver(size_t w, RecvFn recv, int ready_fd) {
+  workers_.at(w)->receivers.push_back({std::move(recv), ready_fd, std::vector<io::PacketBuf>(kBatch)});
 }
 
 void Runner::start() {
   running_ = true;
-  single_io_ = want_single_io_ && tun_.ready_fd() >= 0 && udp_.ready_fd() >= 0 &&
-               std::all_of(receivers_.begin(), receivers_.end(), [](const Receiver& r) { return r.ready_fd >= 0; });
-  if (single_io_) {
-    threads_.emplace_back([this] { io_loop(); });
-  } else {
-    threads_.emplace_back([this] { tun_loop(); });
-    threads_.emplace_back([this] { udp_loop(); });
-    for (size_t i = 0; i < receivers_.size(); ++i) threads_.emplace_back([this, i] { receiver_loop(i); });
+  single_io_ = want_single_io_;
+  for (const auto& w : workers_) {
+    const auto& rs = w->receivers;
+    single_io_ = single_io_ && w->lane.tun.ready_fd() >= 0 && w->lane.udp.ready_fd() >= 0 &&
+                 std::all_of(rs.begin(), rs.end(), [](const Receiver& r) { return r.ready_fd >= 0; });
+  }
+  for (auto& wp : workers_) {
+    Worker* w = wp.get();
+    if (single_io_) {
+      threads_.emplace_back([this, w] { io_loop(*w); });
+      continue;
+    }
+    threads_.emplace_back([this, w] { tun_loop(*w); });
+    threads_.emplace_back([this, w] { udp_loop(*w); });
+    for (size_t i = 0; i < w->receivers.size(); ++i) threads_.emplace_back([this, w, i] { receiver_loop(*w, i); });
   }
   threads_.emplace_back([this] { handshake_loop(); });
   threads_.emplace_back([this] { timer_loop(); });
@@ -80,8 +95,10 @@ void Runner::start() {
 
 void Runner::stop() {
   if (!running_.exchange(false) && threads_.empty()) return;
-  tun_.wake();
-  udp_.wake();
+  for (auto& w : workers_) {
+    w->lane.tun.wake();
+    w->lane.udp.wake();
+  }
   dev_.wake_handshakes();
   dev_.wake_timers();
   for (auto& t : threads_)
@@ -102,35 +119,35 @@ bool Runner::check(int n, const char* what) {
   return false;
 }
 
-void Runner::tun_loop() {
+void Runner::tun_loop(Worker& w) {
   BufferPool pool(kBatch, dev_.mtu());
-  while (running_ && check(tun_batch(dev_, tun_, pool, true), "TUN read")) {
+  while (running_ && check(tun_batch(dev_, w.lane, pool, true), "TUN read")) {
   }
 }
 
-void Runner::udp_loop() {
+void Runner::udp_loop(Worker& w) {
   BufferPool pool(kBatch, udp_payload(dev_.mtu()));
-  while (running_ && check(udp_batch(dev_, udp_, pool, true), "UDP receive")) {
+  while (running_ && check(udp_batch(dev_, w.lane, pool, true), "UDP receive")) {
   }
 }
 
-void Runner::io_loop() {
+void Runner::io_loop(Worker& w) {
   BufferPool tun_pool(kBatch, dev_.mtu());
   BufferPool udp_pool(kBatch, udp_payload(dev_.mtu()));
   // The TUN and UDP ready descriptors include the wake eventfds, so stop() ends the poll below;
   // none of them changes while running (UdpSocket::rebind keeps its ready descriptor).
-  std::vector<pollfd> pfds = {{tun_.ready_fd(), POLLIN, 0}, {udp_.ready_fd(), POLLIN, 0}};
-  for (auto& r : receivers_) pfds.push_back({r.ready_fd, POLLIN, 0});
+  std::vector<pollfd> pfds = {{w.lane.tun.ready_fd(), POLLIN, 0}, {w.lane.udp.ready_fd(), POLLIN, 0}};
+  for (auto& r : w.receivers) pfds.push_back({r.ready_fd, POLLIN, 0});
   while (running_) {
     // A batch from each side in turn; sleep only when both came back empty, so segments left
     // pending inside either device are taken on the next turn without a poll.
-    int t = tun_batch(dev_, tun_, tun_pool, false);
+    int t = tun_batch(dev_, w.lane, tun_pool, false);
     if (!check(t, "TUN read")) return;
-    int u = udp_batch(dev_, udp_, udp_pool, false);
+    int u = udp_batch(dev_, w.lane, udp_pool, false);
     if (!check(u, "UDP receive")) return;
     bool busy = t > 0 || u > 0;
-    for (auto& r : receivers_) {
-      int n = receiver_batch(r, 0);
+    for (auto& r : w.receivers) {
+      int n = receiver_batch(w, r, 0);
       if (!check(n, "AF_XDP receive")) return;
       busy = busy || n > 0;
     }
@@ -142,17 +159,17 @@ void Runner::io_loop() {
   }
 }
 
-int Runner::receiver_batch(Receiver& r, int timeout_ms) {
+int Runner::receiver_batch(Worker& w, Receiver& r, int timeout_ms) {
   if (timeout_ms != 0) before_wait();
   int n = r.recv(r.bufs, timeout_ms);
-  if (n > 0) dev_.process_udp(std::span(r.bufs.data(), static_cast<size_t>(n)));
+  if (n > 0) dev_.process_udp(std::span(r.bufs.data(), static_cast<size_t>(n)), w.lane);
   return n;
 }
 
-void Runner::receiver_loop(size_t i) {
+void Runner::receiver_loop(Worker& w, size_t i) {
   // A bounded wait: stop() wakes only the TUN and UDP sides (XskBind passes that on to its
   // queues); a receiver nothing wakes still sees stop() within 100 ms.
-  while (running_ && check(receiver_batch(receivers_[i], 100), "AF_XDP receive")) {
+  while (running_ && check(receiver_batch(w, w.receivers[i], 100), "AF_XDP receive")) {
   }
 }
 

@@ -98,7 +98,7 @@ constexpr size_t kRxBufSize = offload::kVirtioNetHdrLen + 65536;
 }  // namespace
 
 std::unique_ptr<TunDevice> TunDevice::create(const std::string& name, size_t mtu, std::string* err,
-                                             TunOffload offload) {
+                                             TunOffload offload, bool multi_queue) {
   if (name.empty() || name.size() >= IFNAMSIZ) {
     if (err) *err = "bad interface name '" + name + "' (1.." + std::to_string(IFNAMSIZ - 1) + " chars)";
     return nullptr;
@@ -117,11 +117,12 @@ std::unique_ptr<TunDevice> TunDevice::create(const std::string& name, size_t mtu
   std::string actual;
   TunFeatures features;
   int e = EINVAL;
+  short mq = multi_queue ? IFF_MULTI_QUEUE : 0;
   if (offload_wanted(offload)) {
-    e = set_iff(fd, name, IFF_TUN | IFF_NO_PI | IFF_VNET_HDR, &actual);
+    e = set_iff(fd, name, static_cast<short>(IFF_TUN | IFF_NO_PI | IFF_VNET_HDR | mq), &actual);
     if (e == 0) features = negotiate_offloads(fd);
   }
-  if (e != 0) e = set_iff(fd, name, IFF_TUN | IFF_NO_PI, &actual);
+  if (e != 0) e = set_iff(fd, name, static_cast<short>(IFF_TUN | IFF_NO_PI | mq), &actual);
   if (e != 0) {
     fail(err, "TUNSETIFF " + name, e);
     close(fd);
@@ -138,7 +139,46 @@ std::unique_ptr<TunDevice> TunDevice::create(const std::string& name, size_t mtu
     close(fd);
     return nullptr;
   }
-  return std::unique_ptr<TunDevice>(new TunDevice(fd, wake_fd, std::move(actual), mtu, features));
+  auto dev = std::unique_ptr<TunDevice>(new TunDevice(fd, wake_fd, std::move(actual), mtu, features));
+  dev->multi_queue_ = multi_queue;
+  return dev;
+}
+
+std::unique_ptr<TunDevice> TunDevice::open_queue(std::string* err) const {
+  if (!multi_queue_) {
+    if (err) *err = "TUN " + name_ + " was created with one queue";
+    return nullptr;
+  }
+  int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    fail(err, "open /dev/net/tun", errno);
+    return nullptr;
+  }
+  // A queue attaches with the flags the interface was created with (drivers/net/tun.c
+  // tun_set_iff refuses others); the offloads are the device's, negotiated again all the same.
+  short flags = static_cast<short>(IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE | (features_.vnet_hdr ? IFF_VNET_HDR : 0));
+  std::string actual;
+  TunFeatures features;
+  int e = set_iff(fd, name_, flags, &actual);
+  if (e == 0 && features_.vnet_hdr) features = negotiate_offloads(fd);
+  if (e == 0 && !(features.tso == features_.tso && features.uso == features_.uso)) e = EINVAL;
+  int wake_fd = e == 0 ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
+  if (e == 0 && wake_fd < 0) e = errno;
+  if (e != 0) {
+    fail(err, "TUNSETIFF queue of " + name_, e);
+    close(fd);
+    return nullptr;
+  }
+  auto q = std::unique_ptr<TunDevice>(new TunDevice(fd, wake_fd, name_, mtu_, features_));
+  q->multi_queue_ = true;
+  return q;
+}
+
+int TunDevice::attach_bpf(bool steering, int prog_fd) {
+  // TUNSETSTEERINGEBPF / TUNSETFILTEREBPF take the program for the whole device through any
+  // of its queues; -1 detaches (drivers/net/tun.c tun_set_ebpf).
+  if (ioctl(fd_, steering ? TUNSETSTEERINGEBPF : TUNSETFILTEREBPF, &prog_fd) < 0) return -errno;
+  return 0;
 }
 
 TunDevice::TunDevice(int fd, int wake_fd, std::string name, size_t mtu, TunFeatures features)

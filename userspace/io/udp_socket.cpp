@@ -171,7 +171,7 @@ UdpSocket::Sock::~Sock() {
   if (fd >= 0) close(fd);
 }
 
-std::shared_ptr<UdpSocket::Sock> UdpSocket::open_sock(uint16_t port, uint32_t mark, int* err) {
+std::shared_ptr<UdpSocket::Sock> UdpSocket::open_sock(uint16_t port, uint32_t mark, bool reuseport, int* err) {
   auto s = std::make_shared<Sock>();
   s->family = AF_INET6;
   s->fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -188,6 +188,11 @@ std::shared_ptr<UdpSocket::Sock> UdpSocket::open_sock(uint16_t port, uint32_t ma
     *err = errno;
     return nullptr;
   }
+  int one = 1;
+  if (reuseport && setsockopt(s->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+    *err = errno;
+    return nullptr;
+  }
   set_buffer(s->fd, SO_RCVBUFFORCE, SO_RCVBUF);
   set_buffer(s->fd, SO_SNDBUFFORCE, SO_SNDBUF);
   if (mark != 0 && setsockopt(s->fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) < 0) {
@@ -200,7 +205,6 @@ std::shared_ptr<UdpSocket::Sock> UdpSocket::open_sock(uint16_t port, uint32_t ma
     int seg = 0;
     socklen_t seg_len = sizeof seg;
     s->gso = getsockopt(s->fd, SOL_UDP, UDP_SEGMENT, &seg, &seg_len) == 0;
-    int one = 1;
     s->gro = setsockopt(s->fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
   }
   Endpoint any;
@@ -221,9 +225,9 @@ std::shared_ptr<UdpSocket::Sock> UdpSocket::open_sock(uint16_t port, uint32_t ma
   return s;
 }
 
-std::unique_ptr<UdpSocket> UdpSocket::open(uint16_t port, std::string* err) {
+std::unique_ptr<UdpSocket> UdpSocket::open(uint16_t port, std::string* err, bool reuseport) {
   int e = 0;
-  auto s = open_sock(port, 0, &e);
+  auto s = open_sock(port, 0, reuseport, &e);
   if (!s) {
     if (err) *err = "UDP socket on port " + std::to_string(port) + ": " + std::strerror(e);
     return nullptr;
@@ -233,7 +237,9 @@ std::unique_ptr<UdpSocket> UdpSocket::open(uint16_t port, std::string* err) {
     if (err) *err = std::string("eventfd: ") + std::strerror(errno);
     return nullptr;
   }
-  return std::unique_ptr<UdpSocket>(new UdpSocket(std::move(s), wake_fd));
+  auto u = std::unique_ptr<UdpSocket>(new UdpSocket(std::move(s), wake_fd));
+  u->reuseport_ = reuseport;
+  return u;
 }
 
 UdpSocket::UdpSocket(std::shared_ptr<Sock> sock, int wake_fd)
@@ -457,14 +463,14 @@ int UdpSocket::rebind(uint16_t port) {
   std::lock_guard lk(mu_);
   if (port != 0 && port == sock_->port) return 0;
   int err = 0;
-  std::shared_ptr<Sock> fresh = open_sock(port, fwmark_.load(std::memory_order_relaxed), &err);
+  std::shared_ptr<Sock> fresh = open_sock(port, fwmark_.load(std::memory_order_relaxed), reuseport_, &err);
   // A -> B -> A: the socket retired from A may still be held by a thread that has not yet
   // noticed the switch (its fd closes with the last reference), so A looks taken by us.
   // An expired entry still counts: its last holder may be inside ~Sock, just before close().
   bool ours = std::any_of(retired_.begin(), retired_.end(), [&](const auto& r) { return r.first == port; });
   for (int waited = 0; !fresh && err == EADDRINUSE && ours && waited < kRebindWaitMs; ++waited) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    fresh = open_sock(port, fwmark_.load(std::memory_order_relaxed), &err);
+    fresh = open_sock(port, fwmark_.load(std::memory_order_relaxed), reuseport_, &err);
   }
   if (!fresh) return -err;
   if (ready_ok_) {

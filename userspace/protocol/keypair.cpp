@@ -1,5 +1,6 @@
 #include "xsktun/protocol/keypair.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "xsktun/protocol/data_aead.h"
@@ -24,14 +25,18 @@ size_t padded_len(size_t len, size_t mtu) {
   return padded;
 }
 
-size_t seal(Keypair& kp, const uint8_t* plaintext, size_t len, size_t mtu, uint8_t* out, Nanos now,
-            uint64_t* counter_used) {
-  if (now - kp.birthdate >= kRejectAfterTime) return 0;
-  uint64_t counter = kp.send_counter.fetch_add(1, std::memory_order_relaxed);
-  if (counter >= kRejectAfterMessages) {
+size_t reserve_send_counters(Keypair& kp, size_t n, Nanos now, uint64_t* first) {
+  if (n == 0 || now - kp.birthdate >= kRejectAfterTime) return 0;
+  uint64_t c = kp.send_counter.fetch_add(n, std::memory_order_relaxed);
+  *first = c;
+  if (c >= kRejectAfterMessages) {
     kp.send_counter.store(kRejectAfterMessages, std::memory_order_relaxed);  // stay exhausted
     return 0;
   }
+  return static_cast<size_t>(std::min<uint64_t>(n, kRejectAfterMessages - c));
+}
+
+size_t seal_at(const Keypair& kp, uint64_t counter, const uint8_t* plaintext, size_t len, size_t mtu, uint8_t* out) {
   size_t plen = padded_len(len, mtu);
   uint8_t* payload = out + kDataHeaderLen;
   if (len && payload != plaintext) std::memmove(payload, plaintext, len);
@@ -42,8 +47,15 @@ size_t seal(Keypair& kp, const uint8_t* plaintext, size_t len, size_t mtu, uint8
   hdr->receiver_index = le32(kp.remote_index);
   hdr->counter = le64(counter);
   aead::seal(payload, payload, plen, counter, kp.send_key.data());
-  if (counter_used) *counter_used = counter;
   return kDataHeaderLen + plen + kTagLen;
+}
+
+size_t seal(Keypair& kp, const uint8_t* plaintext, size_t len, size_t mtu, uint8_t* out, Nanos now,
+            uint64_t* counter_used) {
+  uint64_t counter = 0;
+  if (reserve_send_counters(kp, 1, now, &counter) == 0) return 0;
+  if (counter_used) *counter_used = counter;
+  return seal_at(kp, counter, plaintext, len, mtu, out);
 }
 
 const char* to_string(OpenResult r) {

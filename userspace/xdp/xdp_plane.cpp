@@ -284,6 +284,8 @@ MapFds XdpPlane::map_fds() const {
 }
 
 int XdpPlane::xsks_map_fd() const { return bpf_map__fd(skel_->maps.xsks); }
+int XdpPlane::tun_steer_fd() const { return bpf_program__fd(skel_->progs.xsktun_tun_steer); }
+int XdpPlane::tun_filter_fd() const { return bpf_program__fd(skel_->progs.xsktun_tun_filter); }
 
 int XdpPlane::set_listen_port(uint16_t port) {
   std::lock_guard lock(config_mu_);

@@ -21,7 +21,7 @@ struct ModeInfo {
 };
 
 nlohmann::json build_status(const std::string& ifname, const ModeInfo& mode, const control::DeviceSnapshot& snap,
-                            const device::Counters& counters, size_t mtu, int64_t now_unix);
+                            const device::CounterValues& counters, size_t mtu, int64_t now_unix);
 std::string format_status_text(const nlohmann::json& status);
 
 }  // namespace xsktun::cli

@@ -2,6 +2,7 @@
 // `xsktun show --json` (a contract), so add new ones at the end and never rename.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 
@@ -71,11 +72,22 @@ inline const char* counter_name(Counter c) {
   return kNames[static_cast<int>(c)];
 }
 
-// Relaxed atomics: each is an independent statistic. Hot paths batch their increments.
-class Counters {
+// A sum of Counters (the device's own plus every worker's), read by `show`.
+struct CounterValues {
+  std::array<uint64_t, static_cast<size_t>(Counter::kCount)> v{};
+  uint64_t get(Counter c) const { return v[static_cast<size_t>(c)]; }
+};
+
+// Relaxed atomics: each is an independent statistic. Hot paths batch their increments. Each
+// worker has a set of its own (device.h, Lane), aligned so that no two sets share a cache line:
+// workers never write the same line for their per-batch counts.
+class alignas(64) Counters {
  public:
   void add(Counter c, uint64_t n = 1) { v_[static_cast<int>(c)].fetch_add(n, std::memory_order_relaxed); }
   uint64_t get(Counter c) const { return v_[static_cast<int>(c)].load(std::memory_order_relaxed); }
+  void add_to(CounterValues& out) const {
+    for (size_t i = 0; i < out.v.size(); ++i) out.v[i] += v_[i].load(std::memory_order_relaxed);
+  }
 
  private:
   std::atomic<uint64_t> v_[static_cast<int>(Counter::kCount)]{};

@@ -111,6 +111,16 @@ struct Limits {
   size_t allowed_ips_v6 = XSKTUN_MAX_ALLOWED_IPS;
 };
 
+// One worker's own I/O (device/runner.h): the TUN queue it reads and writes, the UDP side (a
+// socket of an SO_REUSEPORT group, or its AF_XDP queue) it receives from and sends on, and its
+// counters. The data path touches only these, the peer and keypair of each run of packets,
+// and the published allowed-IPs snapshot.
+struct Lane {
+  io::TunIo& tun;
+  io::UdpIo& udp;
+  Counters& counters;
+};
+
 class Device {
  public:
   Device(io::TunIo& tun, io::UdpIo& udp, const Clock& clock);
@@ -125,15 +135,27 @@ class Device {
   void set_limits(const Limits& l) { limits_ = l; }
   const Limits& limits() const { return limits_; }
   control::DeviceSnapshot snapshot() const;
+  // The device's own counters (control plane, and the data path through the default lane).
   const Counters& counters() const { return counters_; }
   Counters& counters() { return counters_; }
+  // A new set of counters for a worker's Lane, owned by the device (so `show` can sum it for
+  // as long as the device lives). Call before the workers start.
+  Counters& add_lane_counters();
+  size_t lane_count() const;
+  // Lane i's counters (i < lane_count()).
+  const Counters& lane_counters(size_t i) const;
+  // counters() plus every lane's: what `show` prints.
+  CounterValues totals() const;
 
   // Outbound: inner packets read from the TUN. Encrypted messages go out via udp.send_batch.
   // `bufs` must have kDataHeaderLen bytes of headroom before each data pointer.
-  void process_tun(std::span<io::PacketBuf> bufs);
+  void process_tun(std::span<io::PacketBuf> bufs) { process_tun(bufs, default_lane_); }
+  // The same through a worker's own TUN queue, UDP side and counters.
+  void process_tun(std::span<io::PacketBuf> bufs, const Lane& lane);
   // Inbound: datagrams received on the UDP side. Data is decrypted in place and written to the
   // TUN; handshake messages are queued for process_handshakes (bounded).
-  void process_udp(std::span<io::PacketBuf> bufs);
+  void process_udp(std::span<io::PacketBuf> bufs) { process_udp(bufs, default_lane_); }
+  void process_udp(std::span<io::PacketBuf> bufs, const Lane& lane);
   // Handles queued handshake messages. Returns how many were handled.
   size_t process_handshakes();
   // Fires the timers that are due (device_timers.cpp: a heap of per-peer wakeups, no walk over
@@ -212,7 +234,7 @@ class Device {
     size_t begin, end;
   };
   void receive_run(std::span<io::PacketBuf> run, const routing::AllowedIps& table,
-                   std::vector<io::PacketBuf>& to_tun);
+                   std::vector<io::PacketBuf>& to_tun, Counters& c);
   // Bookkeeping after packets of `p` authenticated with `kp` (the last from `from`): keypair
   // confirmation, roaming, timers. False if the peer was removed meanwhile.
   bool authenticated_from(Peer& p, const std::shared_ptr<proto::Keypair>& kp, const Endpoint& from, bool data,
@@ -220,15 +242,21 @@ class Device {
   void queue_handshake(const io::PacketBuf& b);
   // Under load, in the receive thread: drops bad mac1, answers a missing mac2 with a cookie reply
   // (appended to `replies`), so only messages with a valid cookie reach the queue. False: queue it.
-  bool screen_handshake(const io::PacketBuf& b, std::vector<proto::MessageCookieReply>& replies, bool load);
-  void send_cookie_replies(std::vector<proto::MessageCookieReply>& replies, const std::vector<Endpoint>& to);
-  void send_run(Peer& p, std::span<io::PacketBuf> run, std::vector<io::PacketBuf>& out, Nanos now);
+  bool screen_handshake(const io::PacketBuf& b, std::vector<proto::MessageCookieReply>& replies, bool load,
+                        Counters& c);
+  void send_cookie_replies(std::vector<proto::MessageCookieReply>& replies, const std::vector<Endpoint>& to,
+                           const Lane& lane);
+  void send_run(Peer& p, std::span<io::PacketBuf> run, std::vector<io::PacketBuf>& out, Nanos now, Counters& c);
+  void stage(Peer& p, std::span<io::PacketBuf> run, Counters& c);  // p.mu held
   bool validate_inner(const uint8_t* pkt, size_t* len);
 
   io::TunIo& tun_;
   io::UdpIo& udp_;
   const Clock& clock_;
   Counters counters_;
+  Lane default_lane_{tun_, udp_, counters_};
+  mutable std::mutex lanes_mu_;
+  std::vector<std::unique_ptr<Counters>> lane_counters_;
 
   mutable std::mutex config_mu_;  // serializes apply(), identity changes, peer set changes
   // Published like the allowed-IPs table: readers load a snapshot, so taking it never orders

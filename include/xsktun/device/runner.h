@@ -1,5 +1,10 @@
-// The daemon's threads around a Device: TUN reader, UDP receiver, handshake worker, timers.
-// Each loop reuses preallocated buffers; nothing is allocated per packet on the data path.
+// The daemon's threads around a Device: N data-path workers, a handshake worker, timers.
+// A worker owns a Lane (device.h): one TUN queue, one UDP side (a socket of an SO_REUSEPORT
+// group, or an AF_XDP queue) and its counters; it reads both, runs the device's data path and
+// writes to its own TUN queue and UDP side. Workers share no buffers and no I/O object, so they
+// meet only where the protocol makes them: a peer's lock once per run of packets, a keypair's
+// send counter and replay window once per run. Each loop reuses preallocated buffers; nothing
+// is allocated per packet on the data path.
 #pragma once
 
 #include <atomic>
@@ -13,16 +18,24 @@ namespace xsktun::device {
 
 class Runner {
  public:
+  explicit Runner(Device& dev);
+  // One worker on tun and udp, counting into the device's own counters (tests).
   Runner(Device& dev, io::TunIo& tun, io::UdpIo& udp);
   ~Runner();
+  // A worker on its own TUN queue and UDP side, with counters of its own (Device::add_lane_counters)
+  // unless `counters` is given. Returns its index. Call before start().
+  size_t add_worker(io::TunIo& tun, io::UdpIo& udp, Counters* counters = nullptr);
+  size_t worker_count() const { return workers_.size(); }
   // An extra receive side (one per AF_XDP queue): recv(bufs, timeout_ms) fills bufs and returns
   // a count, 0 on timeout/wake, or -errno; timeout 0 must not block. Its datagrams go to
-  // Device::process_udp. With a ready_fd (readable while recv has something) the single I/O
-  // thread serves it too; without one it gets a thread of its own. Call before start().
+  // Device::process_udp through worker w's lane. With a ready_fd (readable while recv has
+  // something) the worker's single I/O thread serves it too; without one it gets a thread of
+  // its own. Call before start().
   using RecvFn = std::function<int(std::span<io::PacketBuf>, int timeout_ms)>;
-  void add_receiver(RecvFn recv, int ready_fd = -1);
-  // Serve the TUN and the UDP side (and the receivers) from one thread, polling all, instead of
-  // a thread each. One thread saves the wakeups between them: on a host with 2 CPUs a TCP stream's ACKs,
+  void add_receiver(size_t w, RecvFn recv, int ready_fd = -1);
+  void add_receiver(RecvFn recv, int ready_fd = -1) { add_receiver(0, std::move(recv), ready_fd); }
+  // Serve each worker's TUN queue and UDP side (and receivers) from one thread, polling all,
+  // instead of a thread each. One thread saves the wakeups between them: on a host with 2 CPUs a TCP stream's ACKs,
   // written and read back by the same thread, cost no thread switch (README, Design). A thread
   // each runs both directions in parallel on bigger hosts. Needs ready_fd() on both sides and
   // on every receiver, else a thread each. Call before start().
@@ -39,10 +52,19 @@ class Runner {
   static constexpr size_t kBatch = 64;
 
  private:
-  void tun_loop();
-  void udp_loop();
-  void io_loop();  // both sides, one thread
-  void receiver_loop(size_t i);
+  struct Receiver {
+    RecvFn recv;
+    int ready_fd;
+    std::vector<io::PacketBuf> bufs;  // its own: recv may keep pointers to them until the next call
+  };
+  struct Worker {
+    Lane lane;
+    std::vector<Receiver> receivers;
+  };
+  void tun_loop(Worker& w);
+  void udp_loop(Worker& w);
+  void io_loop(Worker& w);  // both sides, one thread
+  void receiver_loop(Worker& w, size_t i);
   void handshake_loop();
   void timer_loop();
   void fail(const char* what, int err);
@@ -50,20 +72,13 @@ class Runner {
   bool check(int n, const char* what);
 
   Device& dev_;
-  io::TunIo& tun_;
-  io::UdpIo& udp_;
+  std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<bool> running_{false};
   std::atomic<bool> failed_{false};
   std::function<void()> on_failure_;
   std::vector<std::thread> threads_;
-  struct Receiver {
-    RecvFn recv;
-    int ready_fd;
-    std::vector<io::PacketBuf> bufs;  // its own: recv may keep pointers to them until the next call
-  };
   // A batch from receiver r handed to the device: the count or -errno.
-  int receiver_batch(Receiver& r, int timeout_ms);
-  std::vector<Receiver> receivers_;
+  int receiver_batch(Worker& w, Receiver& r, int timeout_ms);
   bool want_single_io_ = false;
   bool single_io_ = false;
 };

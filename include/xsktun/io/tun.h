@@ -52,9 +52,17 @@ class TunDevice final : public TunIo {
   // MTU and brings it up. `name` may be a kernel pattern such as "xsk%d"; name() then holds the
   // interface the kernel picked. Needs CAP_NET_ADMIN. Returns nullptr and fills *err (if not
   // null) on failure. Offloads the kernel refuses are silently left off (see features()).
+  // `multi_queue`: IFF_MULTI_QUEUE, so that open_queue() can add queues (one per worker).
   static std::unique_ptr<TunDevice> create(const std::string& name, size_t mtu = kDefaultTunMtu,
                                            std::string* err = nullptr,
-                                           TunOffload offload = TunOffload::kAuto);
+                                           TunOffload offload = TunOffload::kAuto, bool multi_queue = false);
+  // Another queue of this (multi-queue) interface: its own fd, read and written by one worker.
+  // The kernel picks the queue of each outbound packet (a flow hash, or the steering program).
+  std::unique_ptr<TunDevice> open_queue(std::string* err) const;
+  // Steering program (which queue reads a packet) and filter program (0 drops it before any
+  // copy to userspace), BPF_PROG_TYPE_SOCKET_FILTER, for the whole device; -1 detaches.
+  int set_steering_bpf(int prog_fd) { return attach_bpf(true, prog_fd); }
+  int set_filter_bpf(int prog_fd) { return attach_bpf(false, prog_fd); }
   // Closing the last fd of a non-persistent TUN makes the kernel delete the interface.
   ~TunDevice() override;
   TunDevice(const TunDevice&) = delete;
@@ -104,6 +112,7 @@ class TunDevice final : public TunIo {
   // One write(v); 0, or the errno.
   int write_iov(const iovec* iov, int cnt);
   int fail_gone(int err);
+  int attach_bpf(bool steering, int prog_fd);
 
   int fd_;
   int wake_fd_;  // eventfd; readable once wake() was called
@@ -112,6 +121,7 @@ class TunDevice final : public TunIo {
   std::string name_;
   size_t mtu_;
   TunFeatures features_;
+  bool multi_queue_ = false;
   std::atomic<bool> gone_{false};
   std::atomic<uint64_t> write_errors_{0};
   std::atomic<uint64_t> split_{0};

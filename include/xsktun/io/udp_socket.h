@@ -34,7 +34,9 @@ class UdpSocket final : public UdpIo {
  public:
   // Binds [::]:port (port 0: the kernel picks one; see port()). Falls back to an IPv4-only
   // socket when the host has no IPv6. Returns nullptr and fills *err (if not null) on failure.
-  static std::unique_ptr<UdpSocket> open(uint16_t port, std::string* err = nullptr);
+  // `reuseport`: SO_REUSEPORT, to join a group of sockets on one port (UdpGroup), on this
+  // socket and every one rebind() opens.
+  static std::unique_ptr<UdpSocket> open(uint16_t port, std::string* err = nullptr, bool reuseport = false);
   ~UdpSocket() override;
   UdpSocket(const UdpSocket&) = delete;
   UdpSocket& operator=(const UdpSocket&) = delete;
@@ -99,7 +101,7 @@ class UdpSocket final : public UdpIo {
   };
   struct RxState;  // GRO receive slots and the not yet delivered segments (udp_socket.cpp)
   UdpSocket(std::shared_ptr<Sock> sock, int wake_fd);
-  static std::shared_ptr<Sock> open_sock(uint16_t port, uint32_t mark, int* err);
+  static std::shared_ptr<Sock> open_sock(uint16_t port, uint32_t mark, bool reuseport, int* err);
   std::shared_ptr<Sock> current() const;
   int recv_ready(const Sock& s, std::span<PacketBuf> bufs);
   int recv_direct(const Sock& s, std::span<PacketBuf> bufs);
@@ -115,6 +117,7 @@ class UdpSocket final : public UdpIo {
   ReadySet ready_;  // sock_->fd + wake_fd_ (changed under mu_)
   bool ready_ok_ = false;
   std::atomic<uint32_t> fwmark_{0};
+  bool reuseport_ = false;
   std::atomic<uint64_t> send_errors_{0};
   std::atomic<uint64_t> truncated_{0};
   std::atomic<uint64_t> gso_sends_{0};

@@ -45,6 +45,13 @@ inline size_t sealed_len(size_t len, size_t mtu) { return kDataHeaderLen + padde
 // message length, or 0 if the keypair may not send (expired or counter exhausted).
 size_t seal(Keypair& kp, const uint8_t* plaintext, size_t len, size_t mtu, uint8_t* out, Nanos now,
             uint64_t* counter_used = nullptr);
+// For a run of n packets: reserves n consecutive send counters with one atomic add, so workers
+// sealing for the same keypair share one cache line per run, not per packet. Returns how many
+// of them may be used (0 if the keypair is too old or exhausted), the first in *first.
+size_t reserve_send_counters(Keypair& kp, size_t n, Nanos now, uint64_t* first);
+// seal() with a counter from reserve_send_counters; never fails. The caller holds a reference
+// to kp, so its keys stay alive (they are wiped when the last reference goes).
+size_t seal_at(const Keypair& kp, uint64_t counter, const uint8_t* plaintext, size_t len, size_t mtu, uint8_t* out);
 
 enum class OpenResult : uint8_t { kOk, kMalformed, kExpired, kAuthFailed, kReplay };
 const char* to_string(OpenResult r);

@@ -35,6 +35,9 @@ class XdpPlane {
 
   MapFds map_fds() const;
   int xsks_map_fd() const;
+  // The TUN programs (bpf/xsktun.bpf.c), loaded with the XDP program and reading its maps.
+  int tun_steer_fd() const;
+  int tun_filter_fd() const;
   int set_listen_port(uint16_t port);
   // The longest frame the AF_XDP sockets take; the program passes longer data frames to the
   // kernel socket (counted as xdp_pass_too_big) instead of letting the socket drop them.

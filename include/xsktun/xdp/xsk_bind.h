@@ -1,6 +1,7 @@
 // The XDP-mode UDP side: AF_XDP sockets (one per NIC queue) for data, plus the kernel UDP
 // socket on the same port for handshakes (the XDP program passes them to the stack) and as the
-// slow path for destinations whose return path is not known yet.
+// slow path for destinations whose return path is not known yet. Each worker has a lane():
+// it receives from and transmits on its own queue's rings.
 #pragma once
 
 #include <atomic>
@@ -41,12 +42,20 @@ class XskBind : public io::UdpIo {
 
   // Receives from AF_XDP queue i (run by that queue's worker thread).
   int recv_xsk(size_t i, std::span<io::PacketBuf> bufs, int timeout_ms);
+  // send_batch on queue i's TX ring, counting into `c` (a worker's own counters).
+  int send_on(size_t i, std::span<io::PacketBuf> bufs, device::Counters& c);
+  // Worker i's UDP side: receives from queue i (its ready_fd is the queue's socket), sends on
+  // queue i's ring (or the kernel socket), counts into `c`, which queue i counts into too.
+  // Port, rebind and fwmark are the bind's. Lives no longer than this bind.
+  std::unique_ptr<io::UdpIo> lane(size_t i, device::Counters& c);
   size_t queue_count() const { return queues_.size(); }
   int queue_fd(size_t i) const { return queues_[i]->fd(); }
   bool zerocopy() const;
   // Called with the new port after a successful rebind (the XDP config map follows it).
   void set_on_port_change(std::function<void(uint16_t)> f) { on_port_change_ = std::move(f); }
   size_t known_paths() const;
+  // Datagrams the kernel socket dropped (UdpSocket::receive_drops).
+  uint64_t kernel_receive_drops() const { return kernel_->receive_drops(); }
   // The kernel's AF_XDP statistics (XDP_STATISTICS), summed over the queues.
   xdp_statistics xsk_statistics() const;
   // The longest frame every queue's socket can receive (for the program's config map).
@@ -61,6 +70,8 @@ class XskBind : public io::UdpIo {
     }
   };
   void learn(const ParsedFrame& pf);
+  // The path to `to`, from this thread's cache of the shared map (see PathCache).
+  const Path* find_path(const Endpoint& to);
   int count_slow_rx(int n) {
     if (n > 0) counters_->add(device::Counter::slowpath_rx_packets, static_cast<uint64_t>(n));
     return n;
@@ -74,8 +85,12 @@ class XskBind : public io::UdpIo {
   device::Counters scratch_;  // until set_counters
   std::function<void(uint16_t)> on_port_change_;
   std::atomic<uint32_t> nic_mtu_{1500};
+  // Learned return paths. Workers read them from a per-thread cache (xsk_bind.cpp) and take
+  // paths_mu_ only on a miss or a change; paths_version_ moves when an entry changes or goes,
+  // which empties every thread's cache on its next batch.
   mutable std::mutex paths_mu_;
   std::map<Endpoint, Path, EndpointLess> paths_;
+  std::atomic<uint64_t> paths_version_{1};
 };
 
 }  // namespace xsktun::xdp
