@@ -392,13 +392,16 @@ case_multiqueue() {
   (( $(nproc) >= 2 )) || die "the 2-queue case needs 2 CPUs"
   n "$NSG" sh -c 'echo 1 >/sys/class/net/vg1/queues/tx-0/xps_cpus; echo 2 >/sys/class/net/vg1/queues/tx-1/xps_cpus'
   declare -A c0 c1
-  # Control: with one AF_XDP socket (queue 0) the frames on queue 1 pass to the kernel socket.
+  # One worker: it still gets an AF_XDP socket on each NIC queue and serves both, so the frames
+  # on queue 1 do not fall back to the kernel socket.
   pair_up 1 --queues 1
   pin_wggo_cpu1
-  expect_eq "show --json: xdp.queues with --queues 1" "$(xs_json "$XS_IF" 'd["xdp"]["queues"]')" 1
+  expect_eq "show --json: xdp.queues with --queues 1" "$(xs_json "$XS_IF" 'd["xdp"]["queues"]')" 2
+  expect_eq "show --json: workers with --queues 1" "$(xs_json "$XS_IF" 'd["workers"]')" 1
   pair_ping
-  expect_ge "control, 1 socket: xdp_pass_data_no_xsk after pings from wireguard-go on CPU 1" \
-    "$(xsktun_counter "$XS_IF" xdp_pass_data_no_xsk)" 3
+  expect_ge "one worker: xsk_rx_packets after pings from wireguard-go on CPU 1" \
+    "$(xsktun_counter "$XS_IF" xsk_rx_packets)" 3
+  expect_eq "one worker: xdp_pass_data_no_xsk" "$(xsktun_counter "$XS_IF" xdp_pass_data_no_xsk)" 0
   pair_down
 
   pair_up 1
@@ -418,6 +421,7 @@ case_multiqueue() {
   xs_counters c1 "$XS_IF" xdp_redirect_data xsk_rx_packets xsk_tx_packets xdp_pass_data_no_xsk
   expect_ge "xsk_rx_packets during iperf3 -P 4 -R" $((c1[xsk_rx_packets] - c0[xsk_rx_packets])) $((b / 1420))
   expect_eq "xdp_pass_data_no_xsk with a socket on each queue" "${c1[xdp_pass_data_no_xsk]}" 0
+  expect_eq "show --json: workers on a 2-queue NIC with 2 CPUs" "$(xs_json "$XS_IF" 'd["workers"]')" 2
   pair_down
 }
 

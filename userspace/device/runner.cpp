@@ -11,10 +11,9 @@
 
 namespace xsktun::device {
 
-namespace {
 // One buffer per batch slot: headroom for the data header in front, room for padding and the
 // tag behind the largest inner packet.
-struct BufferPool {
+struct Runner::BufferPool {
   std::vector<uint8_t> storage;
   std::vector<io::PacketBuf> bufs;
   size_t stride;
@@ -31,6 +30,9 @@ struct BufferPool {
     }
   }
 };
+
+namespace {
+using BufferPool = Runner::BufferPool;
 
 // Before a thread may block: it keeps no copy of a session key while idle, so erasing an
 // expired keypair (as the kernel's timers.c does) leaves none behind in an OpenSSL context.
@@ -68,7 +70,8 @@ size_t Runner::add_worker(io::TunIo& tun, io::UdpIo& udp, Counters* counters) {
 }
 
 void Runner::add_receiver(size_t w, RecvFn recv, int ready_fd) {
-  workers_.at(w)->receivers.push_back({std::move(recv), ready_fd, std::vector<io::PacketBuf>(kBatch)});
+  auto pool = std::make_shared<BufferPool>(kBatch, udp_payload(dev_.mtu()));
+  workers_.at(w)->receivers.push_back({std::move(recv), ready_fd, std::move(pool)});
 }
 
 void Runner::start() {
@@ -161,8 +164,9 @@ void Runner::io_loop(Worker& w) {
 
 int Runner::receiver_batch(Worker& w, Receiver& r, int timeout_ms) {
   if (timeout_ms != 0) before_wait();
-  int n = r.recv(r.bufs, timeout_ms);
-  if (n > 0) dev_.process_udp(std::span(r.bufs.data(), static_cast<size_t>(n)), w.lane);
+  r.pool->reset(0);
+  int n = r.recv(r.pool->bufs, timeout_ms);
+  if (n > 0) dev_.process_udp(std::span(r.pool->bufs.data(), static_cast<size_t>(n)), w.lane);
   return n;
 }
 

@@ -50,12 +50,15 @@ class Runner {
   void set_on_failure(std::function<void()> f) { on_failure_ = std::move(f); }
 
   static constexpr size_t kBatch = 64;
+  struct BufferPool;  // runner.cpp
 
  private:
   struct Receiver {
     RecvFn recv;
     int ready_fd;
-    std::vector<io::PacketBuf> bufs;  // its own: recv may keep pointers to them until the next call
+    // Its own buffers (a socket copies into them; an AF_XDP queue points them into its UMEM and
+    // may keep pointers to them until the next call).
+    std::shared_ptr<BufferPool> pool;
   };
   struct Worker {
     Lane lane;
