@@ -29,6 +29,8 @@ XdpObject::~XdpObject() { xsktun_bpf__destroy(skel_); }
 bpf_object* XdpObject::obj() const { return skel_->obj; }
 bpf_program* XdpObject::prog() const { return skel_->progs.xsktun_xdp; }
 int XdpObject::prog_fd() const { return bpf_program__fd(skel_->progs.xsktun_xdp); }
+int XdpObject::tun_steer_fd() const { return bpf_program__fd(skel_->progs.xsktun_tun_steer); }
+int XdpObject::tun_filter_fd() const { return bpf_program__fd(skel_->progs.xsktun_tun_filter); }
 
 int XdpObject::allowed_ips_v4_fd() const { return bpf_map__fd(skel_->maps.allowed_ips_v4); }
 int XdpObject::allowed_ips_v6_fd() const { return bpf_map__fd(skel_->maps.allowed_ips_v6); }

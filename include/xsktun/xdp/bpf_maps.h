@@ -31,6 +31,9 @@ class XdpObject {
   struct bpf_object* obj() const;
   struct bpf_program* prog() const;
   int prog_fd() const;
+  // The TUN programs (xsktun_tun_steer, xsktun_tun_filter), socket filters on the same maps.
+  int tun_steer_fd() const;
+  int tun_filter_fd() const;
 
   int allowed_ips_v4_fd() const;
   int allowed_ips_v6_fd() const;
