@@ -5,6 +5,7 @@
 
 #include <poll.h>
 
+#include <array>
 #include <chrono>
 #include <mutex>
 #include <set>
@@ -142,6 +143,59 @@ TEST_P(DeviceThreads, ExtraReceiverServedByTheLoopOrItsOwnThread) {
   EXPECT_EQ(threads.size(), 1u);
   EXPECT_EQ(timeouts, GetParam() ? std::set<int>{0} : std::set<int>{100});
   EXPECT_FALSE(rb.failed());
+}
+
+// Four workers of a (each its own TUN queue and counters) seal for the same peer at once: the
+// keypair's counters are reserved per run outside the peer's lock, so b sees them interleaved
+// but each exactly once and inside its replay window. Every packet arrives once, none is
+// counted as a replay, and each worker's counters hold what it carried.
+TEST_P(DeviceThreads, FourWorkersSealForOnePeer) {
+  constexpr size_t kWorkers = 4;
+  std::array<io::FakeTun, kWorkers> tuns;
+  for (auto& t : tuns) t.set_blocking(true);
+  a.udp->set_blocking(true);
+  b.tun.set_blocking(true);
+  b.udp->set_blocking(true);
+  device::Runner ra(*a.dev), rb(*b.dev, b.tun, *b.udp);
+  for (auto& t : tuns) ra.add_worker(t, *a.udp);
+  ASSERT_EQ(ra.worker_count(), kWorkers);
+  ASSERT_EQ(a.dev->lane_count(), kWorkers);
+  ra.set_single_io_thread(GetParam());
+  rb.set_single_io_thread(GetParam());
+  ra.start();
+  rb.start();
+  tuns[0].inject(ipv4_packet("10.0.0.1", "10.0.0.2", "hello"));
+  for (int i = 0; i < 200 && b.counter(device::Counter::handshakes_completed) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(b.counter(device::Counter::handshakes_completed), 1u);
+  b.tun.take_written();
+  constexpr int kPerWorker = 1000;
+  std::vector<std::thread> senders;
+  for (size_t w = 0; w < kWorkers; ++w)
+    senders.emplace_back([&, w] {
+      for (int i = 0; i < kPerWorker; ++i) {
+        tuns[w].inject(ipv4_packet("10.0.0.1", "10.0.0.2", std::to_string(w) + "-" + std::to_string(i)));
+        if (i % 32 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    });
+  for (auto& t : senders) t.join();
+  std::multiset<std::string> got;
+  for (int waited = 0; waited < 200 && got.size() < kWorkers * kPerWorker; ++waited) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    for (auto& p : b.tun.take_written()) got.insert(payload_of(p));
+  }
+  ra.stop();
+  rb.stop();
+  EXPECT_EQ(got.size(), kWorkers * kPerWorker);
+  EXPECT_EQ(std::set<std::string>(got.begin(), got.end()).size(), got.size()) << "a packet arrived twice";
+  EXPECT_EQ(b.counter(device::Counter::drop_replay), 0u);
+  uint64_t sum = 0;
+  for (size_t w = 0; w < kWorkers; ++w) {
+    uint64_t tx = a.dev->lane_counters(w).get(device::Counter::tx_packets);
+    EXPECT_GE(tx, static_cast<uint64_t>(kPerWorker)) << "worker " << w;
+    sum += tx;
+  }
+  EXPECT_EQ(a.dev->totals().get(device::Counter::tx_packets), sum + a.counter(device::Counter::tx_packets));
 }
 
 INSTANTIATE_TEST_SUITE_P(IoThreads, DeviceThreads, ::testing::Bool(),
