@@ -28,6 +28,7 @@
 #include "xsktun/io/tun.h"
 #include "xsktun/io/udp_socket.h"
 #include "batch_util.h"
+#include "netns_util.h"
 
 namespace xsktun::io {
 namespace {
@@ -35,6 +36,9 @@ namespace {
 using Bytes = std::vector<uint8_t>;
 
 using test_util::Batch;
+using test_util::forked;
+using test_util::in_netns;
+using test_util::set_ipv4;
 
 Endpoint ep(const std::string& s) { return *Endpoint::parse(s); }
 Endpoint v4_loopback(uint16_t port) { return Endpoint{*IpAddr::parse("127.0.0.1"), port}; }
@@ -75,35 +79,6 @@ void wait_blocked_in_poll(const std::atomic<pid_t>& tid) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }
-
-constexpr int kSkipStatus = 77;
-
-// Runs `body` in a forked child; the child's gtest failures become its exit status, and a
-// SIGALRM watchdog turns a thread that never wakes up into a quick failure instead of a hung
-// suite. With `netns`, the child first moves into a new network namespace (needs root; skips
-// otherwise, or when namespaces / TUN are unavailable).
-void forked(bool netns, const std::function<void()>& body) {
-  if (netns && geteuid() != 0) GTEST_SKIP() << "TUN tests need root (CAP_NET_ADMIN); skipped";
-  fflush(nullptr);
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0) << std::strerror(errno);
-  if (pid == 0) {
-    if (netns && (unshare(CLONE_NEWNET) != 0 || access("/dev/net/tun", R_OK | W_OK) != 0)) {
-      _exit(kSkipStatus);
-    }
-    alarm(60);
-    body();
-    fflush(nullptr);
-    _exit(::testing::Test::HasFailure() ? 1 : 0);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_FALSE(WIFSIGNALED(status)) << "child killed by signal " << WTERMSIG(status) << " (14 = watchdog)";
-  if (WEXITSTATUS(status) == kSkipStatus) GTEST_SKIP() << "no network namespaces or /dev/net/tun here";
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "checks failed in the child (see output above)";
-}
-
-void in_netns(const std::function<void()>& body) { forked(true, body); }
 
 // ---- UdpSocket ----
 
@@ -336,20 +311,6 @@ void set_flags(const std::string& name, bool up) {
   ifr.ifr_flags = static_cast<short>(up ? (ifr.ifr_flags | IFF_UP) : (ifr.ifr_flags & ~IFF_UP));
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   EXPECT_EQ(ioctl(s, SIOCSIFFLAGS, &ifr), 0) << std::strerror(errno);
-  close(s);
-}
-
-// Gives `name` an IPv4 address with a /24 (the kernel adds the connected route).
-void set_ipv4(const std::string& name, const char* addr) {
-  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  ifreq ifr{};
-  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
-  auto* sin = reinterpret_cast<sockaddr_in*>(&ifr.ifr_addr);
-  sin->sin_family = AF_INET;
-  inet_pton(AF_INET, addr, &sin->sin_addr);
-  EXPECT_EQ(ioctl(s, SIOCSIFADDR, &ifr), 0) << std::strerror(errno);
-  inet_pton(AF_INET, "255.255.255.0", &sin->sin_addr);
-  EXPECT_EQ(ioctl(s, SIOCSIFNETMASK, &ifr), 0) << std::strerror(errno);
   close(s);
 }
 
