@@ -40,11 +40,15 @@ using BufferPool = Runner::BufferPool;
 void before_wait() { proto::aead::forget_thread_key(); }
 
 // One batch from each side, waiting for it or not, handed to the device: the count or -errno.
+// TUN reads land in memory the UDP side lends (XDP mode: its UMEM frames, so packets are sealed
+// and sent where they were read) or else in the pool; what the batch did not send goes back.
 int tun_batch(Device& dev, const Lane& l, BufferPool& pool, bool wait) {
   if (wait) before_wait();
   pool.reset(proto::kDataHeaderLen);
+  size_t lent = l.udp.lend(pool.bufs, proto::kDataHeaderLen);
   int n = wait ? l.tun.read_batch(pool.bufs) : l.tun.try_read_batch(pool.bufs);
   if (n > 0) dev.process_tun(std::span(pool.bufs.data(), static_cast<size_t>(n)), l);
+  if (lent) l.udp.reclaim_lent();
   return n;
 }
 int udp_batch(Device& dev, const Lane& l, BufferPool& pool, bool wait) {

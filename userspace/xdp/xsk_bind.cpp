@@ -49,6 +49,8 @@ class XskLane final : public io::UdpIo {
   void set_fwmark(uint32_t mark) override { b_.set_fwmark(mark); }
   void wake() override { b_.wake(); }
   int ready_fd() const override { return b_.queue_fd(q_); }
+  size_t lend(std::span<io::PacketBuf> bufs, size_t headroom) override { return b_.lend(q_, bufs, headroom); }
+  void reclaim_lent() override { b_.reclaim_lent(q_); }
 
  private:
   XskBind& b_;

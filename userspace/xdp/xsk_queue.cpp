@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -79,6 +80,7 @@ std::unique_ptr<XskQueue> XskQueue::create(const XskOptions& o, std::string* err
   for (uint32_t i = 0; i < n; ++i) *xsk_ring_prod__fill_addr(&q->fill_, idx + i) = uint64_t{i} * o.frame_size;
   xsk_ring_prod__submit(&q->fill_, n);
   for (uint32_t i = half; i < o.frames; ++i) q->tx_free_.push_back(uint64_t{i} * o.frame_size);
+  q->lent_state_.assign(o.frames, 0);
   q->wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   return q;
 }
@@ -176,13 +178,52 @@ void XskQueue::kick_tx() {
 uint32_t XskQueue::reclaim_completions() {
   uint32_t idx = 0;
   uint32_t n = xsk_ring_cons__peek(&comp_, kRingSize, &idx);
-  for (uint32_t i = 0; i < n; ++i) tx_free_.push_back(*xsk_ring_cons__comp_addr(&comp_, idx + i));
+  // A lent frame was submitted at an offset into it (behind shorter headers): back to its start.
+  for (uint32_t i = 0; i < n; ++i) {
+    uint64_t a = *xsk_ring_cons__comp_addr(&comp_, idx + i);
+    tx_free_.push_back(a - a % frame_size_);
+  }
   if (n) {
     xsk_ring_cons__release(&comp_, n);
     // Completed: the kernel took the frame off the TX ring (copy mode: handed to the driver).
     counters_->add(device::Counter::xsk_tx_packets, n);
   }
   return n;
+}
+
+size_t XskQueue::lend(std::span<io::PacketBuf> bufs, size_t headroom) {
+  std::lock_guard lock(tx_mu_);
+  reclaim_completions();
+  size_t n = std::min(bufs.size(), tx_free_.size());
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t addr = tx_free_.back();
+    tx_free_.pop_back();
+    lent_.push_back(addr);
+    lent_state_[addr / frame_size_] = 1;
+    auto* frame = static_cast<uint8_t*>(xsk_umem__get_data(area_, addr));
+    bufs[i].data = frame + kTxHeadroom + headroom;
+    bufs[i].cap = frame_size_ - kTxHeadroom - headroom;
+    bufs[i].len = 0;
+  }
+  return n;
+}
+
+void XskQueue::reclaim_lent() {
+  std::lock_guard lock(tx_mu_);
+  for (uint64_t addr : lent_) {
+    uint8_t& st = lent_state_[addr / frame_size_];
+    if (st == 1) tx_free_.push_back(addr);  // submitted ones come back through completions
+    st = 0;
+  }
+  lent_.clear();
+}
+
+bool XskQueue::lent_frame(const uint8_t* p, uint64_t* frame) const {
+  auto* base = static_cast<const uint8_t*>(area_);
+  if (p < base || p >= base + area_size_) return false;
+  uint64_t off = static_cast<uint64_t>(p - base);
+  *frame = off - off % frame_size_;
+  return lent_state_[*frame / frame_size_] == 1;
 }
 
 int XskQueue::send(std::span<const io::PacketBuf> bufs, std::span<const Path* const> paths) {
@@ -200,10 +241,12 @@ int XskQueue::send(std::span<const io::PacketBuf> bufs, std::span<const Path* co
   // Reserve exactly what will be submitted: the ring's cached producer index must not run
   // ahead of what we fill. XskBind sends longer frames through the kernel; any that still
   // reach here, and those beyond the free frames or ring slots, are dropped and counted.
-  uint32_t fits = 0, too_big = 0;
+  uint32_t fits = 0, too_big = 0, copies = 0;
+  uint64_t frame = 0;
   for (size_t i = 0; i < bufs.size(); ++i) {
-    if (header_len(*paths[i], bufs[i].endpoint.addr.family) + bufs[i].len > frame_size_) ++too_big;
-    else if (fits < tx_free_.size()) ++fits;
+    if (lent_frame(bufs[i].data, &frame)) ++fits;  // headers fit the headroom by construction
+    else if (header_len(*paths[i], bufs[i].endpoint.addr.family) + bufs[i].len > frame_size_) ++too_big;
+    else if (copies < tx_free_.size()) ++fits, ++copies;
   }
   uint32_t idx = 0;
   uint32_t n = fits ? xsk_ring_prod__reserve(&tx_, fits, &idx) : 0;
@@ -212,14 +255,25 @@ int XskQueue::send(std::span<const io::PacketBuf> bufs, std::span<const Path* co
     const auto& b = bufs[i];
     const Path& path = *paths[i];
     size_t hl = header_len(path, b.endpoint.addr.family);
-    if (hl + b.len > frame_size_) continue;
-    uint64_t addr = tx_free_.back();
-    tx_free_.pop_back();
-    uint8_t* frame = static_cast<uint8_t*>(xsk_umem__get_data(area_, addr));
-    std::memcpy(frame + hl, b.data, b.len);
+    uint64_t addr = 0;
+    uint8_t* start = nullptr;
+    if (lent_frame(b.data, &addr)) {
+      // Sealed where the TUN read it: the headers go right in front, the frame is submitted
+      // from there (a descriptor may start anywhere inside its frame).
+      start = b.data - hl;
+      lent_state_[addr / frame_size_] = 2;
+      addr += static_cast<uint64_t>(start - static_cast<uint8_t*>(xsk_umem__get_data(area_, addr)));
+    } else {
+      if (hl + b.len > frame_size_ || copies == 0) continue;
+      --copies;
+      addr = tx_free_.back();
+      tx_free_.pop_back();
+      start = static_cast<uint8_t*>(xsk_umem__get_data(area_, addr));
+      std::memcpy(start + hl, b.data, b.len);
+    }
     xdp_desc* d = xsk_ring_prod__tx_desc(&tx_, idx + used);
     d->addr = addr;
-    d->len = static_cast<uint32_t>(build_headers(frame, path, b.endpoint, b.len));
+    d->len = static_cast<uint32_t>(build_headers(start, path, b.endpoint, b.len));
     d->options = 0;
     ++used;
   }

@@ -64,6 +64,18 @@ class UdpIo {
   // As TunIo::ready_fd / try_read_batch. The descriptor stays the same across rebind().
   virtual int ready_fd() const { return -1; }
   virtual int try_recv_batch(std::span<PacketBuf> bufs) { return recv_batch(bufs); }
+  // Transmit memory lent for the next sends (XDP mode: UMEM frames, so a packet read from the
+  // TUN into one is sealed and transmitted where it lies, with no copy): points up to
+  // bufs.size() buffers at it, each with `headroom` bytes before `data` for the caller and
+  // room for the outer headers before those; returns how many. Lent memory not passed to
+  // send_batch comes back with reclaim_lent(), which the borrower calls when done with the
+  // batch; until then nothing else uses it. Default: nothing to lend.
+  virtual size_t lend(std::span<PacketBuf> bufs, size_t headroom) {
+    (void)bufs;
+    (void)headroom;
+    return 0;
+  }
+  virtual void reclaim_lent() {}
 };
 
 }  // namespace xsktun::io

@@ -50,8 +50,17 @@ class XskQueue {
   // poll() up to timeout_ms when nothing is ready; with 0 it makes no syscall. Single consumer.
   template <typename Learn>
   int recv(std::span<io::PacketBuf> bufs, int timeout_ms, Learn&& learn);
-  // TX: copies each payload into a free TX frame behind headers for (path, endpoint) and
-  // submits them. Returns how many were queued; the rest (no free frame or ring slot, or longer
+  // Lends up to bufs.size() free TX frames: data = frame + kTxHeadroom + headroom (room for any
+  // headers build_headers writes, then the caller's). Single borrower at a time (its worker).
+  size_t lend(std::span<io::PacketBuf> bufs, size_t headroom);
+  // Takes back the lent frames send() did not submit.
+  void reclaim_lent();
+  // Bytes before a lent buffer's headroom: Ethernet + one VLAN tag + IPv6 + UDP (66) rounded
+  // up so that the data header and payload start 32-byte aligned.
+  static constexpr size_t kTxHeadroom = 80;
+  // TX: writes headers for (path, endpoint) in front of each payload that lies in a lent frame
+  // and submits the frame as it is; copies any other payload into a free TX frame behind the
+  // headers. Returns how many were queued; the rest (no free frame or ring slot, or longer
   // than a frame) are counted as drops. xsk_tx_packets counts the frames the kernel completed.
   // Thread-safe (serialized internally).
   int send(std::span<const io::PacketBuf> bufs, std::span<const Path* const> paths);
@@ -87,8 +96,14 @@ class XskQueue {
   io::PacketBuf* last_bufs_ = nullptr;
   size_t last_n_ = 0;
 
+  // Whether p points into a TX frame lent by lend(); then *frame is that frame's address.
+  bool lent_frame(const uint8_t* p, uint64_t* frame) const;
+
   std::mutex tx_mu_;
   std::vector<uint64_t> tx_free_;  // free TX frame addresses
+  // Frames lent out, and per frame index: 0 free or in flight, 1 lent, 2 lent and submitted.
+  std::vector<uint64_t> lent_;
+  std::vector<uint8_t> lent_state_;
 };
 
 template <typename Learn>
