@@ -55,9 +55,10 @@ class XskQueue {
   size_t lend(std::span<io::PacketBuf> bufs, size_t headroom);
   // Takes back the lent frames send() did not submit.
   void reclaim_lent();
-  // Bytes before a lent buffer's headroom: Ethernet + one VLAN tag + IPv6 + UDP (66) rounded
-  // up so that the data header and payload start 32-byte aligned.
-  static constexpr size_t kTxHeadroom = 80;
+  // Bytes before a lent buffer's headroom: at least Ethernet + one VLAN tag + IPv6 + UDP (66),
+  // so that with the data header's 16 the inner packet (what the TUN read writes and the AEAD
+  // reads) starts 64-byte aligned.
+  static constexpr size_t kTxHeadroom = 112;
   // TX: writes headers for (path, endpoint) in front of each payload that lies in a lent frame
   // and submits the frame as it is; copies any other payload into a free TX frame behind the
   // headers. Returns how many were queued; the rest (no free frame or ring slot, or longer
