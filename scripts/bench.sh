@@ -38,7 +38,8 @@ Usage: sudo $0 [options]
   --xsktun PATH        xsktun binary (default: build/xsktun; this script builds nothing)
   --peer-impl PATH     also measure another implementation, started like wireguard-go
                        (WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 PATH IFNAME); system "peer-impl"
-  --systems LIST       from xsktun-xdp,xsktun-socket,wireguard-go,peer-impl,veth (default: all available)
+  --systems LIST       from xsktun-xdp,xsktun-socket,xsktun-mixed,wireguard-go,peer-impl,veth (default:
+                       all available; xsktun-mixed: side A in XDP mode, side B in socket mode)
   --profiles LIST      underlay profiles: default (veth as created), nogso (tx-udp-segmentation
                        off on both veth ends); default: default,nogso
   --rounds N           interleaved rounds (default $ROUNDS)
@@ -152,7 +153,7 @@ WGGO=$(command -v wireguard-go || true)
 [ -z "$PEER_IMPL" ] || PEER_IMPL=$(realpath -m "$PEER_IMPL")
 available() {
   case $1 in
-    xsktun-xdp | xsktun-socket) [ -x "$XSKTUN" ] ;;
+    xsktun-xdp | xsktun-socket | xsktun-mixed) [ -x "$XSKTUN" ] ;;
     wireguard-go) [ -n "$WGGO" ] ;;
     peer-impl) [ -n "$PEER_IMPL" ] && [ -x "$PEER_IMPL" ] ;;
     veth) true ;;
@@ -165,7 +166,7 @@ if [ -n "$SOAK" ]; then  # one fixed topology: both xsktun modes at once
   command -v bpftool >/dev/null || echo "bench.sh: bpftool not found: no BPF map entry counts in the soak samples" >&2
   SYSTEMS=xsktun-xdp,xsktun-socket
 elif [ -z "$SYSTEMS" ]; then
-  for s in xsktun-xdp xsktun-socket wireguard-go peer-impl veth; do
+  for s in xsktun-xdp xsktun-socket xsktun-mixed wireguard-go peer-impl veth; do
     if available $s; then SYSTEMS+=${SYSTEMS:+,}$s
     elif [ $s != peer-impl ]; then echo "bench.sh: skipping $s (not available)" >&2; fi
   done
@@ -418,7 +419,7 @@ start_system() {
   case $SYS in
     xsktun-xdp) start_xsktun "$NA" "$IFA" "$VA" xdp; start_xsktun "$NB" "$IFB" "$VB" xdp ;;
     xsktun-socket) start_xsktun "$NA" "$IFA" "$VA" socket; start_xsktun "$NB" "$IFB" "$VB" socket ;;
-    xsktun-mixed) start_xsktun "$NA" "$IFA" "$VA" xdp; start_xsktun "$NB" "$IFB" "$VB" socket ;;  # --soak
+    xsktun-mixed) start_xsktun "$NA" "$IFA" "$VA" xdp; start_xsktun "$NB" "$IFB" "$VB" socket ;;
     wireguard-go) start_wglike "$WGGO" "$NA" "$IFA"; start_wglike "$WGGO" "$NB" "$IFB" ;;
     peer-impl) start_wglike "$PEER_IMPL" "$NA" "$IFA"; start_wglike "$PEER_IMPL" "$NB" "$IFB" ;;
   esac
@@ -458,7 +459,7 @@ test_ping_idle() {
   sample ping_idle --ping "$CELL/ping_idle.txt" --ping-count $n
 }
 
-test_tcp() {  # single stream with ping running alongside (RTT under load), then 4 streams
+test_tcp() {  # single stream with ping running alongside (RTT under load), the same the other way, then 4 streams
   local n ppid
   n=$(ping_count_for "$DURATION")
   if has "$CELL_TESTS" ping; then
@@ -474,6 +475,9 @@ test_tcp() {  # single stream with ping running alongside (RTT under load), then
     CPU_TUN_S=0 CPU_ALL_S=0
     sample ping_load --ping "$CELL/ping_load.txt" --ping-count "$n"
   fi
+  daemons_alive || return 1
+  # A -> B: the same stream the other way (in xsktun-mixed, from the XDP end to the socket end).
+  measure_iperf tcp1r -t "$DURATION" -R
   daemons_alive || return 1
   measure_iperf tcp4 -t "$DURATION" -P 4
 }

@@ -31,6 +31,7 @@ import time
 # (test, metric, label, better) rows of the table, in order. `better` is "high" or "low".
 ROWS = [
     ("tcp1", "gbps", "TCP, 1 stream (Gbit/s)", "high"),
+    ("tcp1r", "gbps", "TCP, 1 stream, the other way (iperf3 -R) (Gbit/s)", "high"),
     ("tcp4", "gbps", "TCP, 4 streams (Gbit/s)", "high"),
     ("udp_large", "gbps", "UDP {udp_size} B, offered -b 0: delivered (Gbit/s)", "high"),
     ("udp_large", "loss_pct", "UDP {udp_size} B, offered -b 0: loss (%)", "low"),

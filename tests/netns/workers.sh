@@ -97,6 +97,7 @@ down() {
 eight_flows() {
   local pps=$1 flows i f pids=() sent
   expect_eq "show --json: workers" "$(xs_json "$XS_IF" 'd["workers"]')" 4
+  "$XSKTUN_BIN" show "$XS_IF" | grep -q "workers: 4 (rx/tx packets: " || die "xsktun show does not list the 4 workers"
   mapfile -t flows < <(nsx "$NSX" python3 "$HERE/flows.py" pick "$XSKTUN_BIN" "$XS_IF" 4 8 \
     10.252.0.11:$FLOW_PORT 10.252.0.12:$FLOW_PORT 10.252.0.13:$FLOW_PORT)
   info "flows (each worker transmits at least one): ${flows[*]}"

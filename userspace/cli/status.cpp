@@ -63,7 +63,17 @@ std::string format_status_text(const nlohmann::json& s) {
   o << "  mode: " << s.value("mode", "") << "\n";
   if (int t = s.value("io_threads", 0); t > 0) {
     bool xdp = s.value("mode", "") == "xdp";
-    o << "  io threads: " << (t == 1 ? (xdp ? "1 (TUN, UDP, AF_XDP)" : "1 (TUN and UDP)") : "2") << "\n";
+    o << "  io threads: " << (t == 1 ? (xdp ? "1 (TUN, UDP, AF_XDP)" : "1 (TUN and UDP)") : "2") << " per worker\n";
+  }
+  if (s.contains("worker") && s["worker"].is_array()) {
+    // rx/tx packets per worker: how the load spreads.
+    o << "  workers: " << s["worker"].size();
+    const char* sep = " (rx/tx packets: ";
+    for (const auto& w : s["worker"]) {
+      o << sep << w.value("rx_packets", uint64_t{0}) << "/" << w.value("tx_packets", uint64_t{0});
+      sep = ", ";
+    }
+    o << (s["worker"].empty() ? "" : ")") << "\n";
   }
   if (s.contains("aead")) {
     o << "  data aead: " << s.value("aead", "");
