@@ -141,6 +141,8 @@ case_metrics() {
   grep -q "^xsktun_peer_rx_bytes_total{interface=\"$ifn\",public_key=\"$(pub p1)\"} 0$" "$page" ||
     die "no per-peer rx bytes labelled by public key in /metrics"
   grep -q "^xsktun_peer_latest_handshake_seconds{" "$page" || die "no latest-handshake gauge in /metrics"
+  grep -q "^xsktun_worker_tx_packets_total{interface=\"$ifn\",worker=\"0\"} " "$page" ||
+    die "no per-worker tx packets in /metrics"
   "$XSKTUN_BIN" show "$ifn" --format prometheus >"$page"
   out=$(promtool check metrics <"$page" 2>&1) || die "promtool check metrics (show --format prometheus): $out"
   info "/metrics and show --format prometheus pass promtool ($(grep -c '^xsktun' "$page") samples)"

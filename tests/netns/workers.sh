@@ -141,6 +141,13 @@ PY
 }
 
 case_xdp() {
+  # More workers than the NIC has RX queues: refused, naming the queues.
+  local out ifn
+  new_ifname ifn wq
+  if out=$(nsx "$NSX" "$XSKTUN_BIN" up "$ifn" --mode xdp --nic wx0 --queues 5 2>&1); then
+    die "xsktun up --queues 5 on a 4-queue NIC succeeded"
+  fi
+  [[ $out == *"4 RX queue(s)"* ]] || die "--queues 5 on a 4-queue NIC: the error does not name the queues: $out"
   up xdp
   eight_flows 40000
   eight_flows 0

@@ -227,14 +227,14 @@ bool open_tun_queues(io::TunDevice& tun, size_t workers, xdp::XdpPlane* plane,
     out->push_back(std::move(q));
   }
   if (!plane) return true;  // socket mode: the kernel's flow hash picks the queue
-  if (int rc = tun.set_filter_bpf(plane->tun_filter_fd()); rc < 0) {
-    *err = std::string("TUNSETFILTEREBPF: ") + strerror(-rc);
-    return false;
-  }
-  if (int rc = workers > 1 ? tun.set_steering_bpf(plane->tun_steer_fd()) : 0; rc < 0) {
-    *err = std::string("TUNSETSTEERINGEBPF: ") + strerror(-rc);
-    return false;
-  }
+  // A kernel without them (before 4.19/4.20) still runs the tunnel: the device drops what has no
+  // route (drop_no_route) and the kernel's flow hash keeps each flow on one queue.
+  if (int rc = tun.set_filter_bpf(plane->tun_filter_fd()); rc < 0)
+    XLOG_WARN("TUNSETFILTEREBPF on %s: %s; unrouted packets are dropped in userspace instead",
+              tun.name().c_str(), strerror(-rc));
+  if (int rc = workers > 1 ? tun.set_steering_bpf(plane->tun_steer_fd()) : 0; rc < 0)
+    XLOG_WARN("TUNSETSTEERINGEBPF on %s: %s; the kernel's flow hash picks each packet's worker",
+              tun.name().c_str(), strerror(-rc));
   return true;
 }
 

@@ -60,6 +60,14 @@ std::string prometheus_text(const nlohmann::json& statuses) {
     const nlohmann::json counters = s.value("counters", nlohmann::json::object());
     for (const auto& [k, v] : counters.items())
       add("xsktun_" + k + "_total", "counter", "xsktun counter " + k + " (README: counters)", ifl, value(v));
+    const nlohmann::json workers = s.value("worker", nlohmann::json::array());
+    if (!workers.empty()) add("xsktun_workers", "gauge", "Data-path workers (--queues)", ifl, std::to_string(workers.size()));
+    for (size_t i = 0; i < workers.size(); ++i) {
+      std::string wl = ifl + ",worker=\"" + std::to_string(i) + "\"";
+      for (const char* k : {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes"})
+        add(std::string("xsktun_worker_") + k + "_total", "counter",
+            std::string("What one worker carried: ") + k + " (show --json: worker)", wl, value(workers[i][k]));
+    }
     const nlohmann::json peers = s.value("peers", nlohmann::json::array());
     for (const auto& p : peers) {
       std::string pl = ifl + ",public_key=\"" + label(p.value("public_key", "")) + "\"";
