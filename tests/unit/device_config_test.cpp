@@ -23,6 +23,8 @@ struct RecordingObserver : device::DeviceObserver {
   void session_removed(uint32_t) override {}
   void peer_updated(uint32_t, const Key&, const Endpoint&) override {}
   void peer_removed(uint32_t) override {}
+  std::vector<uint16_t> ports;
+  void listen_port_changed(uint16_t port) override { ports.push_back(port); }
   void allowed_ips_changed(std::span<const routing::PrefixChange> delta) override {
     for (const auto& c : delta) {
       ++writes;
@@ -127,6 +129,25 @@ TEST_F(DeviceConfigTest, RandomChangesMatchTheModelAndRefusedOnesChangeNothing) 
 
 // A change costs what it changes: adding one peer to a large table writes one prefix to the
 // observer, not the table.
+// The listen port reaches the observer (and so the XDP config map) like everything else the maps
+// mirror: on set_observer, after a rebind that worked, and not after one that failed.
+TEST_F(DeviceConfigTest, ListenPortReachesTheObserverOnlyAfterASuccessfulRebind) {
+  ASSERT_EQ(obs.ports, std::vector<uint16_t>{51820});
+  control::ConfigChange c;
+  c.listen_port = 51830;
+  std::string err;
+  ASSERT_EQ(node->dev->apply(c, &err), 0) << err;
+  EXPECT_EQ(obs.ports.back(), 51830);
+  auto squatter = net.attach(*IpAddr::parse("192.0.2.1"), 51840);
+  ASSERT_TRUE(squatter);
+  c.listen_port = 51840;
+  EXPECT_NE(node->dev->apply(c, &err), 0);
+  EXPECT_EQ(obs.ports, (std::vector<uint16_t>{51820, 51830}));
+  c.listen_port = 51830;  // unchanged: no rebind, nothing to tell
+  EXPECT_EQ(node->dev->apply(c, &err), 0);
+  EXPECT_EQ(obs.ports.size(), 2u);
+}
+
 TEST_F(DeviceConfigTest, ObserverGetsOnlyWhatChanged) {
   node->dev->set_limits({});
   control::ConfigChange big;

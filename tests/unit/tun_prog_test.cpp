@@ -8,6 +8,7 @@
 #include <linux/if_ether.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 #include <string>
@@ -24,10 +25,10 @@ using Bytes = std::vector<uint8_t>;
 // test_run builds the skb from an Ethernet frame and pulls the header (net/bpf/test_run.c), so
 // socket filters see it start at the IP header, as on the TUN.
 Bytes frame(uint16_t ethertype, const Bytes& ip) {
-  Bytes f(14, 0);
+  Bytes f(14 + ip.size(), 0);
   f[12] = static_cast<uint8_t>(ethertype >> 8);
   f[13] = static_cast<uint8_t>(ethertype);
-  f.insert(f.end(), ip.begin(), ip.end());
+  std::copy(ip.begin(), ip.end(), f.begin() + 14);
   return f;
 }
 

@@ -343,9 +343,10 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   std::unique_ptr<xdp::MapSync> sync;
   if (plane) {
     xsk->set_counters(&dev.counters());
-    sync = std::make_unique<xdp::MapSync>(plane->map_fds(), &dev.counters());
+    // Everything the maps mirror, the listen port included, follows the device through MapSync.
+    sync = std::make_unique<xdp::MapSync>(plane->map_fds(), &dev.counters(),
+                                          [p = plane.get()](uint16_t port) { return p->set_listen_port(port); });
     dev.set_observer(sync.get());
-    xsk->set_on_port_change([p = plane.get()](uint16_t port) { p->set_listen_port(port); });
   }
   if (initial && dev.apply(*initial, &err) != 0) {
     ready.report("configuration rejected: " + err);

@@ -106,6 +106,7 @@ void Device::set_observer(DeviceObserver* obs) {
   std::lock_guard lock(config_mu_);
   observer_ = obs;
   if (!obs) return;
+  obs->listen_port_changed(udp_.port());
   std::vector<std::shared_ptr<Peer>> all;
   {
     std::shared_lock lock2(peers_mu_);

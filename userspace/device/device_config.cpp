@@ -243,6 +243,7 @@ int Device::apply(const control::ConfigChange& change, std::string* err) {
       if (err) *err = "cannot bind listen port " + std::to_string(*change.listen_port);
       return -rc;
     }
+    if (observer_) observer_->listen_port_changed(udp_.port());
   }
   if (change.fwmark) {
     fwmark_ = *change.fwmark;

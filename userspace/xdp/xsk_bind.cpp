@@ -122,7 +122,6 @@ int XskBind::rebind(uint16_t port) {
     paths_.clear();  // learned paths carry the old source port
     paths_version_.fetch_add(1, std::memory_order_release);
   }
-  if (rc == 0 && on_port_change_) on_port_change_(kernel_->port());
   return rc;
 }
 

@@ -101,6 +101,8 @@ class DeviceObserver {
   // The prefixes whose owner changed, each once (the net effect of one configuration change;
   // set_observer replays the whole table this way).
   virtual void allowed_ips_changed(std::span<const routing::PrefixChange> delta) = 0;
+  // The UDP port the device listens on, after a successful rebind (and on set_observer).
+  virtual void listen_port_changed(uint16_t port) = 0;
 };
 
 // Configuration limits, by default the BPF maps' sizes (bpf/xsktun_shared.h) in both modes, so

@@ -54,8 +54,6 @@ class XskBind : public io::UdpIo {
   size_t queue_count() const { return queues_.size(); }
   int queue_fd(size_t i) const { return queues_[i]->fd(); }
   bool zerocopy() const;
-  // Called with the new port after a successful rebind (the XDP config map follows it).
-  void set_on_port_change(std::function<void(uint16_t)> f) { on_port_change_ = std::move(f); }
   size_t known_paths() const;
   // Datagrams the kernel socket dropped (UdpSocket::receive_drops).
   uint64_t kernel_receive_drops() const { return kernel_->receive_drops(); }
@@ -86,7 +84,6 @@ class XskBind : public io::UdpIo {
   std::vector<std::unique_ptr<XskQueue>> queues_;
   device::Counters* counters_ = nullptr;
   device::Counters scratch_;  // until set_counters
-  std::function<void(uint16_t)> on_port_change_;
   std::atomic<uint32_t> nic_mtu_{1500};
   // Learned return paths. Workers read them from a per-thread cache (xsk_bind.cpp) and take
   // paths_mu_ only on a miss or a change; paths_version_ moves when an entry changes or goes,
