@@ -33,7 +33,6 @@
 #include "xsktun/io/tun.h"
 #include "xsktun/io/udp_group.h"
 #include "xsktun/io/udp_socket.h"
-#include "xsktun/protocol/data_aead.h"
 #include "xsktun/xdp/xdp_plane.h"
 #include "xsktun/xdp/xsk_bind.h"
 
@@ -57,10 +56,7 @@ class DeviceUapi : public control::UapiHandler {
   control::DeviceSnapshot get() override { return dev_.snapshot(); }
   control::UapiError set(const control::ConfigChange& c) override {
     std::string err;
-    int rc = dev_.apply(c, &err);
-    // A set can seal (the keepalive sent when persistent keepalive is switched on); like the
-    // Runner's workers, this thread keeps no copy of a session key while it waits.
-    proto::aead::forget_thread_key();
+    int rc = dev_.apply(c, &err);  // leaves this thread with no session key (it may seal)
     if (rc) XLOG_WARN("uapi set failed: %s", err.c_str());
     return control::UapiError{rc, err};
   }

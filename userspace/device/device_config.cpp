@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "xsktun/device/device.h"
+#include "xsktun/protocol/data_aead.h"
 
 namespace xsktun::device {
 
@@ -229,6 +230,7 @@ bool Device::table_copies_agree() const {
 }
 
 int Device::apply(const control::ConfigChange& change, std::string* err) {
+  proto::aead::ForgetThreadKeyOnExit forget;  // the caller's thread keeps no session key after
   std::lock_guard lock(config_mu_);
   // Everything that can fail is decided before anything changes: the plan (limits, prefixes,
   // including a bad family)

@@ -28,6 +28,16 @@ uint64_t openssl_fallbacks();
 // Overwrites the calling thread's copy of the last data key in its OpenSSL context, so a thread
 // that goes idle keeps no session key (the Runner calls it before every blocking wait).
 void forget_thread_key();
+// forget_thread_key() when the scope ends: for code that seals now and then on a thread that
+// then waits for something else (Device::apply on the UAPI thread: switching persistent
+// keepalive on sends one).
+class ForgetThreadKeyOnExit {
+ public:
+  ForgetThreadKeyOnExit() = default;
+  ForgetThreadKeyOnExit(const ForgetThreadKeyOnExit&) = delete;
+  ForgetThreadKeyOnExit& operator=(const ForgetThreadKeyOnExit&) = delete;
+  ~ForgetThreadKeyOnExit() { forget_thread_key(); }
+};
 
 // out may equal in (in place). seal writes len + 16 bytes; open reads len_with_tag bytes and
 // writes len_with_tag - 16, returning false (output unspecified, never to be used) on a bad tag.
