@@ -24,6 +24,7 @@ UDP_DURATION=3
 UDP_SIZE=1392
 UDP64_RCVBUF=4194304
 BISECT_STEPS=3
+NIC_QUEUES=1
 TESTS=ping,tcp,udp,bisect,udp64,flood
 TESTS2=tcp,udp,udp64
 OUT=
@@ -51,6 +52,8 @@ Usage: sudo $0 [options]
                        at net.core.rmem_max; 0 = iperf3's default): the receiving iperf3 must not be
                        what overflows (see docs/benchmark.md)
   --bisect-steps N     probes (1 s each) of the <1%-loss rate search (default $BISECT_STEPS; 0 = off)
+  --nic-queues N       RX and TX queues of each veth end (default $NIC_QUEUES): XDP mode runs a worker
+                       per queue (at most the CPUs), socket mode a worker per CPU either way
   --tests LIST         tests in the first profile, from ping,tcp,udp,bisect,udp64,flood
                        (default: all)
   --tests2 LIST        tests in the other profiles (default: $TESTS2; 'same': as --tests)
@@ -84,6 +87,7 @@ while [ $# -gt 0 ]; do
     --udp-size) UDP_SIZE=$2; shift 2 ;;
     --udp64-rcvbuf) UDP64_RCVBUF=$2; shift 2 ;;
     --bisect-steps) BISECT_STEPS=$2 SET+=" BISECT_STEPS"; shift 2 ;;
+    --nic-queues) NIC_QUEUES=$2; shift 2 ;;
     --tests) TESTS=$2; shift 2 ;;
     --tests2) TESTS2=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
@@ -108,11 +112,11 @@ if [ "$QUICK" = 1 ]; then  # defaults of the smoke run; options given explicitly
   [[ $SET == *" BISECT_STEPS"* ]] || BISECT_STEPS=0
   [[ $SET == *" PROFILES"* ]] || PROFILES=${PROFILES%%,*}
 fi
-for v in ROUNDS DURATION UDP_DURATION UDP_SIZE UDP64_RCVBUF BISECT_STEPS; do
+for v in ROUNDS DURATION UDP_DURATION UDP_SIZE UDP64_RCVBUF BISECT_STEPS NIC_QUEUES; do
   is_uint "${!v}" || die "--$(tr 'A-Z_' 'a-z-' <<<"$v") needs a whole number, got '${!v}'"
 done
-if [ "$ROUNDS" -lt 1 ] || [ "$DURATION" -lt 2 ] || [ "$UDP_DURATION" -lt 1 ]; then
-  die "need --rounds >= 1, --duration >= 2, --udp-duration >= 1"
+if [ "$ROUNDS" -lt 1 ] || [ "$DURATION" -lt 2 ] || [ "$UDP_DURATION" -lt 1 ] || [ "$NIC_QUEUES" -lt 1 ]; then
+  die "need --rounds >= 1, --duration >= 2, --udp-duration >= 1, --nic-queues >= 1"
 fi
 [ "$UDP_SIZE" -ge 64 ] || die "--udp-size must be at least 64"
 RMEM_MAX=$(cat /proc/sys/net/core/rmem_max 2>/dev/null || echo 0)
@@ -358,7 +362,8 @@ setup_topology() {
   VA=ul-a VB=ul-b
   ip netns add "$NA" && NS_LIST+=("$NA")
   ip netns add "$NB" && NS_LIST+=("$NB")
-  ip link add "$VA" netns "$NA" type veth peer name "$VB" netns "$NB"
+  ip link add "$VA" netns "$NA" numtxqueues "$NIC_QUEUES" numrxqueues "$NIC_QUEUES" type veth \
+    peer name "$VB" netns "$NB" numtxqueues "$NIC_QUEUES" numrxqueues "$NIC_QUEUES"
   local n ns dev
   for n in "$NA:$VA" "$NB:$VB"; do
     ns=${n%%:*} dev=${n##*:}
@@ -612,7 +617,7 @@ if [ -n "$SOAK" ]; then
 fi
 "$PY" "$REPORT_PY" meta --out "$OUT/meta.json" "command=$CMDLINE" "date=$(date -Is)" \
   "host=$(hostname)" "cpus=$(nproc)" "kernel=$(uname -r)" "rounds=$ROUNDS" "duration=$DURATION" \
-  "udp_duration=$UDP_DURATION" "udp_size=$UDP_SIZE" "udp64_rcvbuf=$UDP64_RCVBUF" "bisect_steps=$BISECT_STEPS" "tests=$TESTS" "tests2=$TESTS2" \
+  "udp_duration=$UDP_DURATION" "udp_size=$UDP_SIZE" "udp64_rcvbuf=$UDP64_RCVBUF" "bisect_steps=$BISECT_STEPS" "nic_queues=$NIC_QUEUES" "tests=$TESTS" "tests2=$TESTS2" \
   "systems=$SYSTEMS" "profiles=$PROFILES" "quick=$QUICK" "xsktun=$XSKTUN" "repo_git=$XSK_REV" \
   "wireguard_go=${WGGO:+$($WGGO --version 2>/dev/null | head -n1)}" "peer_impl=$PEER_IMPL" \
   "iperf3=$(iperf3 --version | head -n1)" "idle_cpu_busy_pct=$BUSY_PCT"

@@ -264,10 +264,10 @@ def markdown(meta, summary, systems, profiles, failures):
     lines = ["# xsktun benchmark %s" % meta.get("date", ""), "",
              "Command: `%s`  " % meta.get("command", ""),
              "Host: %s, %s CPUs, kernel %s, %s%% busy before the start; %s round(s); %s s per TCP test, "
-             "%s s per UDP and flood test." %
+             "%s s per UDP and flood test; %s queue(s) per veth end." %
              (meta.get("host", "?"), meta.get("cpus", "?"), meta.get("kernel", "?"),
               meta.get("idle_cpu_busy_pct", "?"), meta.get("rounds", "?"), meta.get("duration", "?"),
-              meta.get("udp_duration", "?")) + "  ",
+              meta.get("udp_duration", "?"), meta.get("nic_queues", "1")) + "  ",
              "xsktun: %s (repository at %s); wireguard-go: %s%s." %
              (meta.get("xsktun", "?"), meta.get("repo_git", "?"), meta.get("wireguard_go") or "none",
               "; peer-impl: " + meta["peer_impl"] if meta.get("peer_impl") else ""),
