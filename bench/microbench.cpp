@@ -99,7 +99,8 @@ void BM_HandshakeConsumeInitiation(benchmark::State& st) {
     now += kSecond;
     st.ResumeTiming();
     Handshake* found = nullptr;
-    benchmark::DoNotOptimize(consume_initiation(m, p.b, [&](const Key&) { return &p.hb; }, now, &found));
+    benchmark::DoNotOptimize(consume_initiation(
+        m, p.b, [&](const Key&) { return &p.hb; }, now, &found));
   }
   st.SetItemsProcessed(st.iterations());
 }

@@ -96,7 +96,8 @@ control::PeerChange peer_change(uint32_t n, int prefixes) {
   for (int i = 0; i < 4; ++i) p.public_key[static_cast<size_t>(i)] = static_cast<uint8_t>(n >> (8 * i));
   p.public_key[31] = 0x40;
   p.replace_allowed_ips = true;
-  for (int j = 0; j < prefixes; ++j) p.allowed_ips.push_back(v4(0x0a000000u + n * 16 + static_cast<uint32_t>(j), 32));
+  for (int j = 0; j < prefixes; ++j)
+    p.allowed_ips.push_back(v4(0x0a000000u + n * 16 + static_cast<uint32_t>(j), 32));
   return p;
 }
 

@@ -29,7 +29,8 @@ constexpr size_t kBatch = 64;
 // caller's buffers as the kernel's read copies a packet.
 class QueueTun final : public io::TunIo {
  public:
-  QueueTun(const char* dst, size_t len) : pkt_(testing::ipv4_packet("10.0.0.1", dst, std::string(len - 20, 'x'))) {}
+  QueueTun(const char* dst, size_t len)
+      : pkt_(testing::ipv4_packet("10.0.0.1", dst, std::string(len - 20, 'x'))) {}
   int read_batch(std::span<io::PacketBuf> bufs) override {
     for (auto& b : bufs) {
       std::memcpy(b.data, pkt_.data(), pkt_.size());
@@ -115,8 +116,8 @@ void BM_WorkerPipeline(benchmark::State& st) {
   uint64_t before = lane.counters.get(device::Counter::tx_packets);
   for (auto _ : st) {
     for (size_t i = 0; i < kBatch; ++i)
-      bufs[i] = io::PacketBuf{storage.data() + i * kStride + proto::kDataHeaderLen, 0,
-                              kStride - proto::kDataHeaderLen, {}};
+      bufs[i] = io::PacketBuf{
+          storage.data() + i * kStride + proto::kDataHeaderLen, 0, kStride - proto::kDataHeaderLen, {}};
     int n = tun.read_batch(bufs);
     p.a.dev->process_tun(std::span(bufs.data(), static_cast<size_t>(n)), lane);
   }

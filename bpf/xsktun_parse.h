@@ -8,9 +8,11 @@
  *
  * C that compiles as BPF (clang -target bpf; every access is bounds-checked against `end` before
  * it is made, as the verifier requires) and as C++. Fields are read byte by byte in network
- * order, so no byte-order helpers are needed on either side. Include xsktun_shared.h first. */
+ * order, so no byte-order helpers are needed on either side. */
 #ifndef XSKTUN_PARSE_H
 #define XSKTUN_PARSE_H
+
+#include "xsktun_shared.h" /* the stat codes the parsers return */
 
 #ifdef __bpf__
 #define XSKTUN_PARSE_FN static __always_inline

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config clang llvm
+  build-essential cmake pkg-config clang llvm clang-format
   libsodium-dev libb2-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   libbpf-dev libxdp-dev xdp-tools bpftool libssl-dev nlohmann-json3-dev libsystemd-dev systemd
   libmicrohttpd-dev prometheus libcap-ng-dev lintian man-db

@@ -13,6 +13,9 @@ stage() { echo "== [$((SECONDS - START)) s] $* =="; }
 
 "$ROOT/scripts/install-deps.sh"
 
+stage "source format (scripts/check-format.sh)"
+"$ROOT/scripts/check-format.sh"
+
 stage "build (RelWithDebInfo)"
 cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$ROOT/build" -j"$JOBS"

@@ -26,7 +26,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // message.
   size_t len = len16 % 9300;
   std::vector<uint8_t> message(len);
-  for (size_t i = 0; i < len; ++i) message[i] = size > 44 ? data[44 + i % (size - 44)] : static_cast<uint8_t>(i);
+  for (size_t i = 0; i < len; ++i)
+    message[i] = size > 44 ? data[44 + i % (size - 44)] : static_cast<uint8_t>(i);
   const uint8_t* msg = message.data();
   std::vector<uint8_t> a(len + 16), b(len + 16), out(len + 16);
   seal_with(Backend::kLibsodium, a.data(), msg, len, counter, key);

@@ -38,7 +38,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (t == kMessageHandshakeInitiation) {
     MessageInitiation m;
     std::memcpy(&m, data, sizeof m);
-    consume_initiation(m, s.id, [&](const Key&) { return &s.peer; }, 0, &found);
+    consume_initiation(
+        m, s.id, [&](const Key&) { return &s.peer; }, 0, &found);
   } else if (t == kMessageHandshakeResponse) {
     MessageResponse m;
     std::memcpy(&m, data, sizeof m);

@@ -16,13 +16,13 @@
 // Errors such as ENOBUFS or ECONNREFUSED (an ICMP port unreachable reported on a connected
 // socket) are counted, not fatal. SIGTERM/SIGINT end the run early; the JSON summary
 // {"kind","sent","errors","seconds","pps",...} is written either way.
-#include <CLI/CLI.hpp>
 #include <signal.h>
 #include <sodium.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -159,8 +159,9 @@ bool write_json(const std::string& path, const std::string& kind, const Result& 
     return false;
   }
   double pps = r.seconds > 0 ? static_cast<double>(r.sent) / r.seconds : 0.0;
-  fprintf(f, "{\"kind\": \"%s\", \"sent\": %llu, \"errors\": %llu, \"seconds\": %.3f, \"pps\": %.0f, "
-             "\"sources\": %zu, \"dst\": \"%s\"}\n",
+  fprintf(f,
+          "{\"kind\": \"%s\", \"sent\": %llu, \"errors\": %llu, \"seconds\": %.3f, \"pps\": %.0f, "
+          "\"sources\": %zu, \"dst\": \"%s\"}\n",
           kind.c_str(), static_cast<unsigned long long>(r.sent), static_cast<unsigned long long>(r.errors),
           r.seconds, pps, sources, dst.c_str());
   return fclose(f) == 0;
@@ -205,7 +206,8 @@ int main(int argc, char** argv) {
       return 2;
     }
     static const char kLabelMac1[] = "mac1----";
-    crypto::hash(mac1_key, crypto::Bytes(reinterpret_cast<const uint8_t*>(kLabelMac1), 8), crypto::Bytes(pub));
+    crypto::hash(mac1_key, crypto::Bytes(reinterpret_cast<const uint8_t*>(kLabelMac1), 8),
+                 crypto::Bytes(pub));
   }
 
   std::vector<std::string> srcs = split_commas(sources_s);
@@ -231,7 +233,7 @@ int main(int argc, char** argv) {
   }
   sodium_memzero(mac1_key, sizeof mac1_key);
 
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = on_signal;  // no SA_RESTART: a blocked sendmmsg returns at once
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);

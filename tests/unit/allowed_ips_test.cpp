@@ -6,9 +6,8 @@
 
 #include <gtest/gtest.h>
 
-#include <map>
-
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <random>
 #include <thread>

@@ -3,7 +3,6 @@
 #include "xsktun/control/config_file.h"
 
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cctype>
@@ -312,8 +311,9 @@ TEST(LoadConfigFile, StreamsAnySizeCapsWhatItConfiguresAndStopsOnEndlessLines) {
   const std::string small = std::string(dir) + "/small.conf", big = std::string(dir) + "/big.conf",
                     peers = std::string(dir) + "/peers.conf";
   {
-    std::ofstream(small) << "[Interface]\nListenPort = 1\n[Peer]\nPublicKey = "
-                            "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\nAllowedIPs = 10.0.0.0/8, 10.1.0.0/16";
+    std::ofstream(small)
+        << "[Interface]\nListenPort = 1\n[Peer]\nPublicKey = "
+           "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\nAllowedIPs = 10.0.0.0/8, 10.1.0.0/16";
     std::ofstream f(big);
     std::string comment = "# " + std::string(1021, 'x') + "\n";
     for (size_t i = 0; i < 17 * 1024; ++i) f << comment;  // 17 MiB

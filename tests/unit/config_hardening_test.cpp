@@ -45,8 +45,7 @@ std::string baseline_body() {
   return "private_key=" + hex(0x10) + "\nlisten_port=51820\nfwmark=5\npublic_key=" + hex(0x20) +
          "\npreshared_key=" + hex(0x30) +
          "\nendpoint=192.0.2.2:51821\nallowed_ip=10.0.0.2/32\nallowed_ip=fd00::2/128\npublic_key=" +
-         hex(0x40) +
-         "\npersistent_keepalive_interval=25\nallowed_ip=10.1.0.0/16\n";
+         hex(0x40) + "\npersistent_keepalive_interval=25\nallowed_ip=10.1.0.0/16\n";
 }
 
 // A valid first half that changes every field, including replacing all peers.
@@ -203,9 +202,10 @@ INSTANTIATE_TEST_SUITE_P(
 // The kernel and wireguard-go treat a repeated public_key= as selecting the same peer again;
 // the parser keeps both blocks in order and the device applies them in one transaction.
 TEST_F(UapiTransaction, RepeatedPublicKeySelectsTheSamePeerAgain) {
-  UapiError e = uapi_set(dev(), "public_key=" + hex(0x20) + "\nallowed_ip=10.7.0.0/16\npublic_key=" +
-                                    hex(0x40) + "\nallowed_ip=10.4.0.0/16\npublic_key=" + hex(0x20) +
-                                    "\nendpoint=192.0.2.7:7\nallowed_ip=10.8.0.0/16\n");
+  UapiError e =
+      uapi_set(dev(), "public_key=" + hex(0x20) + "\nallowed_ip=10.7.0.0/16\npublic_key=" + hex(0x40) +
+                          "\nallowed_ip=10.4.0.0/16\npublic_key=" + hex(0x20) +
+                          "\nendpoint=192.0.2.7:7\nallowed_ip=10.8.0.0/16\n");
   ASSERT_EQ(e.errno_value, 0) << e.message;
   ASSERT_EQ(dev().snapshot().peers.size(), 2u);  // no second peer with the same key
   const PeerSnapshot* p = peer(seq_key(0x20));
@@ -229,9 +229,9 @@ TEST_F(UapiTransaction, RepeatedPublicKeyAfterRemoveRecreatesThePeer) {
 }
 
 TEST_F(UapiTransaction, RepeatedPublicKeyWithALateErrorAppliesNothing) {
-  UapiError e = uapi_set(dev(), "public_key=" + hex(0x20) + "\nremove=true\npublic_key=" + hex(0x20) +
-                                    "\nallowed_ip=10.3.0.0/16\npublic_key=" + hex(0x20) +
-                                    "\nallowed_ip=10.0.0.0/33\n");
+  UapiError e =
+      uapi_set(dev(), "public_key=" + hex(0x20) + "\nremove=true\npublic_key=" + hex(0x20) +
+                          "\nallowed_ip=10.3.0.0/16\npublic_key=" + hex(0x20) + "\nallowed_ip=10.0.0.0/33\n");
   EXPECT_EQ(e.errno_value, EINVAL);
   EXPECT_EQ(dump(), before_);
 }
@@ -264,8 +264,7 @@ std::string file_interface() {
 std::string file_peers() {
   return "\n[Peer]\nPublicKey = " + b64(0x20) + "\nPresharedKey = " + b64(0x21) +
          "\nAllowedIPs = 10.9.0.0/16, fd00::9/128\nEndpoint = 192.0.2.9:9\n\n[Peer]\nPublicKey = " +
-         b64(0x50) +
-         "\nAllowedIPs = 10.5.0.0/16\nPersistentKeepalive = 7\n";
+         b64(0x50) + "\nAllowedIPs = 10.5.0.0/16\nPersistentKeepalive = 7\n";
 }
 
 using ConfigFileTransaction = DeviceFixture;
@@ -273,10 +272,10 @@ using ConfigFileTransaction = DeviceFixture;
 TEST_F(ConfigFileTransaction, GoodFileReplacesEverything) {
   ASSERT_EQ(load_file(dev(), file_interface() + file_peers()), "");
   std::string after = dump();
-  for (const std::string& l : {"private_key=" + hex(0x11), std::string("listen_port=40000"),
-                               std::string("fwmark=9"), "preshared_key=" + hex(0x21),
-                               std::string("endpoint=192.0.2.9:9"), std::string("allowed_ip=10.5.0.0/16"),
-                               std::string("persistent_keepalive_interval=7")}) {
+  for (const std::string& l :
+       {"private_key=" + hex(0x11), std::string("listen_port=40000"), std::string("fwmark=9"),
+        "preshared_key=" + hex(0x21), std::string("endpoint=192.0.2.9:9"),
+        std::string("allowed_ip=10.5.0.0/16"), std::string("persistent_keepalive_interval=7")}) {
     EXPECT_NE(after.find(l + "\n"), std::string::npos) << l;
   }
   EXPECT_EQ(after.find("public_key=" + hex(0x40)), std::string::npos);  // setconf replaces peers
@@ -337,8 +336,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadFileLine{"ListenPort = 65536", true, "ListenPort"},
         BadFileLine{"ListenPort = -1", true, "ListenPort"},
         BadFileLine{"ListenPort = 99999999999", true, "ListenPort"},
-        BadFileLine{"ListenPort =", true, "ListenPort"},
-        BadFileLine{"ListenPort = port", true, "ListenPort"},
+        BadFileLine{"ListenPort =", true, "ListenPort"}, BadFileLine{"ListenPort = port", true, "ListenPort"},
         BadFileLine{"ListenPort = 0x10", true, "ListenPort"},
         // endpoints (none of these may reach the resolver)
         BadFileLine{"Endpoint = 192.0.2.9:65536", false, "Endpoint"},
@@ -366,8 +364,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadFileLine{"PublicKey = " + b64(0x60), true, "unknown [Interface] key"},
         BadFileLine{"ListenPort = 1", false, "unknown [Peer] key"},
         BadFileLine{"Foo = bar", false, "unknown [Peer] key"},
-        BadFileLine{"[Peers]", false, "unknown section"},
-        BadFileLine{"AllowedIPs", false, "Key = Value"},
+        BadFileLine{"[Peers]", false, "unknown section"}, BadFileLine{"AllowedIPs", false, "Key = Value"},
         // the last peer takes the first peer's key: both lines are named
         BadFileLine{"PublicKey = " + b64(0x20), false, "already defined on line 7"},
         // 1 MB line
@@ -385,8 +382,8 @@ TEST_F(ConfigFileTransaction, DuplicatePeerNamesBothLines) {
 TEST_F(ConfigFileTransaction, OverriddenPublicKeyIsNoDuplicate) {
   // Within a section a later PublicKey replaces the earlier one (wg's config.c): the first peer
   // ends up as key 2, so key 1 is free for the second peer.
-  std::string text = "[Peer]\nPublicKey = " + b64(1) + "\nPublicKey = " + b64(2) + "\n[Peer]\nPublicKey = " +
-                     b64(1) + "\nAllowedIPs = 10.1.0.0/16\n";
+  std::string text = "[Peer]\nPublicKey = " + b64(1) + "\nPublicKey = " + b64(2) +
+                     "\n[Peer]\nPublicKey = " + b64(1) + "\nAllowedIPs = 10.1.0.0/16\n";
   ASSERT_EQ(load_file(dev(), text), "");
   ASSERT_EQ(dev().snapshot().peers.size(), 2u);
   ASSERT_NE(peer(seq_key(2)), nullptr);

@@ -1,6 +1,8 @@
 // Both data-path AEAD backends give identical bytes, open each other's output, and reject
 // tampering. libsodium's own AEAD is pinned by the RFC 8439 vectors in crypto_test.cpp; the
 // OpenSSL construction is pinned to libsodium here (and in fuzz_aead).
+#include "xsktun/protocol/data_aead.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,7 +11,6 @@
 #include <vector>
 
 #include "xsktun/protocol/crypto.h"
-#include "xsktun/protocol/data_aead.h"
 
 namespace xsktun::proto::aead {
 namespace {
@@ -26,7 +27,8 @@ TEST(DataAead, BackendsAgreeByteForByteAndInterOperate) {
   std::mt19937 rng(5);
   uint8_t key[32];
   for (auto& k : key) k = static_cast<uint8_t>(rng());
-  for (size_t len : {0u, 1u, 15u, 16u, 17u, 63u, 64u, 65u, 255u, 1420u, 1440u, 9000u, 65535u, 65536u, 65537u}) {
+  for (size_t len :
+       {0u, 1u, 15u, 16u, 17u, 63u, 64u, 65u, 255u, 1420u, 1440u, 9000u, 65535u, 65536u, 65537u}) {
     std::vector<uint8_t> plain(len);
     for (auto& b : plain) b = static_cast<uint8_t>(rng());
     uint64_t counter = (uint64_t{rng()} << 32) | rng();

@@ -28,8 +28,10 @@ struct RecordingObserver : device::DeviceObserver {
   void allowed_ips_changed(std::span<const routing::PrefixChange> delta) override {
     for (const auto& c : delta) {
       ++writes;
-      if (c.after) prefixes[c.prefix.str()] = *c.after;
-      else prefixes.erase(c.prefix.str());
+      if (c.after)
+        prefixes[c.prefix.str()] = *c.after;
+      else
+        prefixes.erase(c.prefix.str());
     }
   }
 };
@@ -74,7 +76,8 @@ TEST_F(DeviceConfigTest, RandomChangesMatchTheModelAndRefusedOnesChangeNothing) 
   Model model;
   auto prefix = [&] {
     bool six = rng() % 3 == 0;
-    std::string p = six ? "fd00:" + std::to_string(rng() % 24) + "::/64" : "10.0." + std::to_string(rng() % 48) + ".0/24";
+    std::string p =
+        six ? "fd00:" + std::to_string(rng() % 24) + "::/64" : "10.0." + std::to_string(rng() % 48) + ".0/24";
     return Prefix::parse(p)->str();  // the spelling the snapshot uses
   };
   int refused = 0, applied = 0;
@@ -154,7 +157,8 @@ TEST_F(DeviceConfigTest, ObserverGetsOnlyWhatChanged) {
   control::PeerChange pc;
   pc.public_key = key_of(1);
   for (int i = 0; i < 5000; ++i)
-    pc.allowed_ips.push_back(*Prefix::parse("10." + std::to_string(i / 256) + "." + std::to_string(i % 256) + ".0/24"));
+    pc.allowed_ips.push_back(
+        *Prefix::parse("10." + std::to_string(i / 256) + "." + std::to_string(i % 256) + ".0/24"));
   big.peers.push_back(pc);
   std::string err;
   ASSERT_EQ(node->dev->apply(big, &err), 0) << err;

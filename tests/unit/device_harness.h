@@ -83,8 +83,8 @@ inline Key key_of(uint32_t n) {
 }
 
 // Adds `other` as a peer of `self` with the given allowed IPs and (optionally) its endpoint.
-inline int add_peer(Node& self, const Node& other, std::vector<std::string> allowed, bool with_endpoint = true,
-                    const SecretKey* psk = nullptr) {
+inline int add_peer(Node& self, const Node& other, std::vector<std::string> allowed,
+                    bool with_endpoint = true, const SecretKey* psk = nullptr) {
   control::ConfigChange c;
   control::PeerChange p;
   p.public_key = other.pub;
@@ -105,13 +105,15 @@ inline void pump(std::vector<Node*> nodes, int max_rounds = 50) {
     bool moved = false;
     for (Node* n : nodes) {
       for (size_t i = 0; i < bufs.size(); ++i)
-        bufs[i] = io::PacketBuf{storage.data() + i * kCap + proto::kDataHeaderLen, 0, kCap - proto::kDataHeaderLen, {}};
+        bufs[i] = io::PacketBuf{
+            storage.data() + i * kCap + proto::kDataHeaderLen, 0, kCap - proto::kDataHeaderLen, {}};
       int k = n->tun.read_batch(bufs);
       if (k > 0) {
         n->dev->process_tun(std::span(bufs.data(), static_cast<size_t>(k)));
         moved = true;
       }
-      for (size_t i = 0; i < bufs.size(); ++i) bufs[i] = io::PacketBuf{storage.data() + i * kCap, 0, kCap, {}};
+      for (size_t i = 0; i < bufs.size(); ++i)
+        bufs[i] = io::PacketBuf{storage.data() + i * kCap, 0, kCap, {}};
       k = n->udp->recv_batch(bufs);
       if (k > 0) {
         n->dev->process_udp(std::span(bufs.data(), static_cast<size_t>(k)));

@@ -292,7 +292,8 @@ TEST_F(DeviceTest, RemovePeerStopsTrafficReAddResumes) {
 
 TEST_F(DeviceTest, StagedQueueIsBounded) {
   net.set_drop(true);
-  for (int i = 0; i < proto::kMaxStagedPackets + 10; ++i) a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "s"));
+  for (int i = 0; i < proto::kMaxStagedPackets + 10; ++i)
+    a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "s"));
   run();
   EXPECT_EQ(a.counter(Counter::drop_staged_full), 10u);
   net.set_drop(false);
@@ -309,8 +310,8 @@ TEST_F(DeviceTest, UnderLoadRealPeerCompletesThroughCookie) {
   Endpoint evil{*IpAddr::parse("203.0.113.9"), 666};
   for (int i = 0; i < proto::kMaxQueuedIncomingHandshakes / 4; ++i) b.udp->inject(evil, junk);
   a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "via cookie"));
-  pump({&a}, 1);         // A sends its initiation behind the junk
-  receive_only(b);       // B's receive thread outpaces its handshake worker: the queue is deep
+  pump({&a}, 1);    // A sends its initiation behind the junk
+  receive_only(b);  // B's receive thread outpaces its handshake worker: the queue is deep
   run();
   EXPECT_GE(b.counter(Counter::cookie_replies_tx), 1u);
   EXPECT_GE(a.counter(Counter::cookie_replies_rx), 1u);

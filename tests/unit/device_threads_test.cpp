@@ -2,7 +2,6 @@
 // TUN/UDP/handshake/timer loops on both sides, with a thread for each of TUN and UDP and with
 // one thread serving both. Run under TSan by scripts/test.sh.
 #include <gtest/gtest.h>
-
 #include <poll.h>
 
 #include <array>
@@ -78,7 +77,8 @@ TEST_P(DeviceThreads, BidirectionalTrafficWithLiveConfigChanges) {
   config_churn.join();
   EXPECT_TRUE(a.dev->table_copies_agree());
   std::set<std::string> got_a, got_b;
-  for (int waited = 0; waited < 100 && (got_a.size() < kPackets / 2 || got_b.size() < kPackets / 2); ++waited) {
+  for (int waited = 0; waited < 100 && (got_a.size() < kPackets / 2 || got_b.size() < kPackets / 2);
+       ++waited) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     for (auto& p : a.tun.take_written()) got_a.insert(payload_of(p));
     for (auto& p : b.tun.take_written()) got_b.insert(payload_of(p));
@@ -129,7 +129,8 @@ TEST_P(DeviceThreads, ExtraReceiverServedByTheLoopOrItsOwnThread) {
   EXPECT_EQ(rb.single_io_thread(), GetParam());
   constexpr int kPackets = 200;
   std::set<std::string> got;
-  for (int i = 0; i < kPackets; ++i) a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "p" + std::to_string(i)));
+  for (int i = 0; i < kPackets; ++i)
+    a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "p" + std::to_string(i)));
   for (int waited = 0; waited < 100 && got.size() < kPackets / 2; ++waited) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     for (auto& p : b.tun.take_written()) got.insert(payload_of(p));

@@ -1,13 +1,12 @@
 // The in-memory FakeTun / FakeNetwork / FakeUdp that device tests run on: delivery, source
 // endpoints, loss, capture and replay, rebinding, blocking mode and wake().
-#include "xsktun/io/fakes.h"
-
 #include <gtest/gtest.h>
-
 #include <poll.h>
 
 #include <thread>
 #include <vector>
+
+#include "xsktun/io/fakes.h"
 
 namespace xsktun::io {
 namespace {
@@ -203,8 +202,8 @@ TEST(FakeUdp, UnreachableAndInvalidDestinations) {
   FakeNetwork net;
   auto a = net.attach(ip("192.0.2.1"));
   Batch out(3);
-  out.set(0, {1}, Endpoint{});                 // no endpoint yet
-  out.set(1, {2}, ep("[2001:db8::9]:1"));      // a has no IPv6 address
+  out.set(0, {1}, Endpoint{});             // no endpoint yet
+  out.set(1, {2}, ep("[2001:db8::9]:1"));  // a has no IPv6 address
   EXPECT_EQ(a->send_batch(out.first(1)), -EDESTADDRREQ);
   EXPECT_EQ(a->send_batch(out.first(2)), -EDESTADDRREQ);  // first failure is reported
   EXPECT_EQ(a->send_batch(std::span(out.bufs).subspan(1, 1)), -ENETUNREACH);

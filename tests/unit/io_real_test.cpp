@@ -3,18 +3,17 @@
 // into a fresh network namespace (so nothing leaks into the host's), runs its checks there and
 // reports through its exit status; a SIGALRM watchdog turns a hang into a failure.
 #include <arpa/inet.h>
-#include <net/if.h>
-#include <netinet/in.h>
+#include <gtest/gtest.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
@@ -25,10 +24,10 @@
 #include <thread>
 #include <vector>
 
-#include "xsktun/io/tun.h"
-#include "xsktun/io/udp_socket.h"
 #include "batch_util.h"
 #include "netns_util.h"
+#include "xsktun/io/tun.h"
+#include "xsktun/io/udp_socket.h"
 
 namespace xsktun::io {
 namespace {
@@ -458,7 +457,8 @@ TEST(TunDevice, WakeUnblocksRead) {
     std::thread reader([&] {
       tid = gettid();
       Batch in(8);
-      while ((r = tun->read_batch(in.bufs)) > 0) {}  // skip whatever the kernel sends itself
+      while ((r = tun->read_batch(in.bufs)) > 0) {
+      }  // skip whatever the kernel sends itself
     });
     wait_blocked_in_poll(tid);
     tun->wake();
@@ -478,11 +478,12 @@ TEST(TunDevice, ReportsTheInterfaceGoneWhenDeleted) {
     std::thread reader([&] {
       tid = gettid();
       Batch in(8);
-      while ((r = tun->read_batch(in.bufs)) > 0) {}
+      while ((r = tun->read_batch(in.bufs)) > 0) {
+      }
     });
     wait_blocked_in_poll(tid);
     ASSERT_EQ(delete_link(tun->name()), 0);
-    reader.join();  // must wake up by itself: nobody calls wake()
+    reader.join();          // must wake up by itself: nobody calls wake()
     EXPECT_EQ(r, -EBADFD);  // tun_chr_read_iter on a detached file
     EXPECT_TRUE(tun->gone());
     Batch out(1);
@@ -590,8 +591,9 @@ std::optional<Seg> parse_to_peer(const Bytes& p) { return parse_tcp4(p, kPeer, k
 
 // Reads until a segment to `dst`:`dport` satisfies `want`. One packet per call, so nothing
 // read is lost between calls.
-Seg await_to(TunDevice& tun, const uint8_t* dst, uint16_t dport,
-             const std::function<bool(const Seg&)>& want = [](const Seg&) { return true; }) {
+Seg await_to(
+    TunDevice& tun, const uint8_t* dst, uint16_t dport,
+    const std::function<bool(const Seg&)>& want = [](const Seg&) { return true; }) {
   Batch in(1);
   for (;;) {
     int n = tun.read_batch(in.bufs);

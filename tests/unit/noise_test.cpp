@@ -21,7 +21,8 @@ Handshook handshake(TestPeer& a, TestPeer& b, Nanos now, int64_t wall = 17000000
   timestamp_at(ts, wall);
   EXPECT_EQ(create_initiation(&init, a.hs, a.id, a.index, ts), HandshakeError::kOk);
   a.maker.add_macs(reinterpret_cast<uint8_t*>(&init), sizeof init, now);
-  EXPECT_NE(b.checker.validate(reinterpret_cast<uint8_t*>(&init), sizeof init, kSrcA, now), MacState::kInvalid);
+  EXPECT_NE(b.checker.validate(reinterpret_cast<uint8_t*>(&init), sizeof init, kSrcA, now),
+            MacState::kInvalid);
   Handshake* found = nullptr;
   auto lookup = [&](const Key& k) { return k == b.hs.remote_static ? &b.hs : nullptr; };
   EXPECT_EQ(consume_initiation(init, b.id, lookup, now, &found), HandshakeError::kOk);
@@ -30,7 +31,8 @@ Handshook handshake(TestPeer& a, TestPeer& b, Nanos now, int64_t wall = 17000000
   EXPECT_EQ(create_response(&resp, b.hs, b.id, b.index), HandshakeError::kOk);
   b.maker.add_macs(reinterpret_cast<uint8_t*>(&resp), sizeof resp, now);
   out.resp = b.install(now);
-  EXPECT_NE(a.checker.validate(reinterpret_cast<uint8_t*>(&resp), sizeof resp, kSrcA, now), MacState::kInvalid);
+  EXPECT_NE(a.checker.validate(reinterpret_cast<uint8_t*>(&resp), sizeof resp, kSrcA, now),
+            MacState::kInvalid);
   EXPECT_EQ(consume_response(resp, a.id, a.hs), HandshakeError::kOk);
   out.ini = a.install(now);
   return out;
@@ -90,7 +92,9 @@ TEST(Noise, PskMismatchNeverCompletes) {
   timestamp_at(ts, 5);
   ASSERT_EQ(create_initiation(&init, a.hs, a.id, 1, ts), HandshakeError::kOk);
   Handshake* found = nullptr;
-  ASSERT_EQ(consume_initiation(init, b.id, [&](const Key&) { return &b.hs; }, kT0, &found), HandshakeError::kOk);
+  ASSERT_EQ(consume_initiation(
+                init, b.id, [&](const Key&) { return &b.hs; }, kT0, &found),
+            HandshakeError::kOk);
   MessageResponse resp;
   ASSERT_EQ(create_response(&resp, b.hs, b.id, 2), HandshakeError::kOk);
   EXPECT_EQ(consume_response(resp, a.id, a.hs), HandshakeError::kDecrypt);
@@ -109,11 +113,13 @@ TEST(Noise, ReplayedInitiationRejected) {
   auto lookup = [&](const Key&) { return &b.hs; };
   ASSERT_EQ(consume_initiation(init, b.id, lookup, kT0, &found), HandshakeError::kOk);
   // The same bytes again, long after the flood interval: the timestamp is not newer.
-  EXPECT_EQ(consume_initiation(init, b.id, lookup, kT0 + 10 * kSecond, &found), HandshakeError::kStaleTimestamp);
+  EXPECT_EQ(consume_initiation(init, b.id, lookup, kT0 + 10 * kSecond, &found),
+            HandshakeError::kStaleTimestamp);
   // An older timestamp too.
   timestamp_at(ts, 99);
   ASSERT_EQ(create_initiation(&init, a.hs, a.id, 1, ts), HandshakeError::kOk);
-  EXPECT_EQ(consume_initiation(init, b.id, lookup, kT0 + 20 * kSecond, &found), HandshakeError::kStaleTimestamp);
+  EXPECT_EQ(consume_initiation(init, b.id, lookup, kT0 + 20 * kSecond, &found),
+            HandshakeError::kStaleTimestamp);
 }
 
 TEST(Noise, InitiationFloodLimitedTo50PerSecond) {
@@ -141,10 +147,12 @@ TEST(Noise, UnknownPeerAndNoIdentity) {
   timestamp_at(ts, 1);
   ASSERT_EQ(create_initiation(&init, a.hs, a.id, 1, ts), HandshakeError::kOk);
   Handshake* found = nullptr;
-  EXPECT_EQ(consume_initiation(init, b.id, [](const Key&) { return nullptr; }, kT0, &found),
+  EXPECT_EQ(consume_initiation(
+                init, b.id, [](const Key&) { return nullptr; }, kT0, &found),
             HandshakeError::kUnknownPeer);
   StaticIdentity empty;
-  EXPECT_EQ(consume_initiation(init, empty, [&](const Key&) { return &b.hs; }, kT0, &found),
+  EXPECT_EQ(consume_initiation(
+                init, empty, [&](const Key&) { return &b.hs; }, kT0, &found),
             HandshakeError::kNoIdentity);
 }
 
@@ -182,7 +190,9 @@ TEST(Noise, LowOrderEphemeralInInitiationRejected) {
   for (const auto& point : kLowOrder) {
     std::memcpy(init.unencrypted_ephemeral, point, 32);
     Handshake* found = nullptr;
-    EXPECT_EQ(consume_initiation(init, b.id, [&](const Key&) { return &b.hs; }, kT0, &found), HandshakeError::kBadDh);
+    EXPECT_EQ(consume_initiation(
+                  init, b.id, [&](const Key&) { return &b.hs; }, kT0, &found),
+              HandshakeError::kBadDh);
   }
 }
 

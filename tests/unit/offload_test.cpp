@@ -3,13 +3,13 @@
 // Every checksum is checked against the byte-wise RFC 1071 reference in offload_test_util.h.
 #include "xsktun/io/offload.h"
 
-#include "offload_test_util.h"  // NOLINT: test helpers
-
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <random>
 #include <vector>
+
+#include "offload_test_util.h"  // NOLINT: test helpers
 
 namespace xsktun::io::offload {
 namespace {
@@ -188,7 +188,7 @@ TEST(OffloadSplit, TcpSegmentsAlignedToTheCipherBlock) {
     SCOPED_TRACE(v6 ? "IPv6" : "IPv4");
     Tcp t = tso_tcp(v6);
     size_t ip = v6 ? 40 : 20, mss = 1420 - ip - 32;  // 1368 / 1348
-    Bytes data = payload_bytes(3 * mss, 3);           // 3 segments as the kernel cuts it
+    Bytes data = payload_bytes(3 * mss, 3);          // 3 segments as the kernel cuts it
     Bytes super = to_partial(tcp_packet(t, data), ip, 6);
     auto segs = split_all(gso_hdr(v6 ? kGsoTcpV6 : kGsoTcpV4, ip, mss, 6), super, 64);
     expect_tcp_segments(segs, t, data, mss - 12);  // 4 segments, the last one 36 bytes
@@ -228,7 +228,7 @@ TEST(OffloadSplit, RejectsMalformedHeaders) {
   EXPECT_FALSE(parse_gso(gso_hdr(kGsoTcpV4, 20, 0, 6), v4));     // gso_size 0
   EXPECT_FALSE(parse_gso(gso_hdr(kGsoTcpV6, 20, 1000, 6), v4));  // family mismatch
   EXPECT_FALSE(parse_gso(gso_hdr(kGsoTcpV4, 40, 1000, 6), v6));
-  EXPECT_FALSE(parse_gso(gso_hdr(kGsoTcpV4, 24, 1000, 6), v4));  // csum_start != IHL
+  EXPECT_FALSE(parse_gso(gso_hdr(kGsoTcpV4, 24, 1000, 6), v4));   // csum_start != IHL
   EXPECT_FALSE(parse_gso(gso_hdr(kGsoUdpL4, 20, 1000, 17), v4));  // not UDP
   EXPECT_FALSE(parse_gso(gso_hdr(kGsoUdp, 20, 1000, 17), v4));    // UFO: never negotiated
   VirtioNetHdr bad_off = gso_hdr(kGsoTcpV4, 20, 1000, 6);

@@ -137,7 +137,11 @@ inline Bytes to_partial(Bytes p, size_t l4_off, uint8_t proto) {
 
 inline VirtioNetHdr gso_hdr(uint8_t type, size_t l4_off, uint16_t gso_size, uint8_t proto) {
   // hdr_len deliberately wrong (the forward path reports skb_headlen): it must not be trusted.
-  return VirtioNetHdr{kFlagNeedsCsum, type, 1234, gso_size, static_cast<uint16_t>(l4_off),
+  return VirtioNetHdr{kFlagNeedsCsum,
+                      type,
+                      1234,
+                      gso_size,
+                      static_cast<uint16_t>(l4_off),
                       static_cast<uint16_t>(proto == 6 ? 16 : 6)};
 }
 

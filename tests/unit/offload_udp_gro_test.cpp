@@ -18,7 +18,8 @@ std::vector<Bytes> datagrams(bool v6, size_t n, size_t size, size_t last = 0) {
   std::vector<Bytes> v;
   for (size_t i = 0; i < n; ++i) {
     size_t len = (i + 1 == n && last) ? last : size;
-    v.push_back(udp_packet(v6, payload_bytes(len, static_cast<uint32_t>(i)), static_cast<uint16_t>(0x100 + i)));
+    v.push_back(
+        udp_packet(v6, payload_bytes(len, static_cast<uint32_t>(i)), static_cast<uint16_t>(0x100 + i)));
   }
   return v;
 }
@@ -43,8 +44,8 @@ void expect_merges_back(bool v6) {
   if (!v6) {
     EXPECT_TRUE(ref_ipv4_ok(flat));
   }
-  EXPECT_EQ(be16(&flat[ip + 4]), flat.size() - ip);                 // merged UDP length
-  EXPECT_EQ(be16(&flat[ip + 6]), ref_pseudo(flat, ip, kUdp));       // CHECKSUM_PARTIAL convention
+  EXPECT_EQ(be16(&flat[ip + 4]), flat.size() - ip);            // merged UDP length
+  EXPECT_EQ(be16(&flat[ip + 6]), ref_pseudo(flat, ip, kUdp));  // CHECKSUM_PARTIAL convention
   auto segs = split_all(g.vnet, flat);
   ASSERT_EQ(segs.size(), dgrams.size());
   for (size_t i = 0; i < segs.size(); ++i) {
@@ -83,7 +84,8 @@ TEST(OffloadUdpGro, FlowsPortsAndHeadersMustMatch) {
   Bytes other_port = a;
   other_port[20 + 2] ^= 1;  // destination port (checksum then wrong too: recompute)
   other_port[26] = other_port[27] = 0;
-  put16(&other_port[26], ~ref_sum(&other_port[20], other_port.size() - 20, ref_pseudo(other_port, 20, kUdp)) & 0xffff);
+  put16(&other_port[26],
+        ~ref_sum(&other_port[20], other_port.size() - 20, ref_pseudo(other_port, 20, kUdp)) & 0xffff);
   Bytes other_ttl = a;
   other_ttl[8] = 3;
   other_ttl[10] = other_ttl[11] = 0;
@@ -91,7 +93,7 @@ TEST(OffloadUdpGro, FlowsPortsAndHeadersMustMatch) {
   b.add(a);
   b.add(other_port);  // another flow: own group; a's flow may still grow
   b.add(a);
-  b.add(other_ttl);   // same flow, different TTL: cannot join
+  b.add(other_ttl);  // same flow, different TTL: cannot join
   GroBatch gro;
   gro_coalesce(b.span(), gro, true);
   EXPECT_EQ(counts(gro), (std::vector<uint32_t>{2, 1, 1}));

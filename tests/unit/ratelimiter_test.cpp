@@ -225,7 +225,6 @@ TEST(HandshakeRateLimiter, ConcurrentCallersRespectTheBucket) {
   EXPECT_EQ(ok.load(), 5);  // same instant for everyone: exactly the burst, however interleaved
 }
 
-
 // would_allow() answers like allow() but spends nothing: the screening path peeks with it before
 // paying for MACs, and only allow() charges.
 TEST(HandshakeRateLimiter, WouldAllowPeeksWithoutCharging) {

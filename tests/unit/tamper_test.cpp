@@ -47,7 +47,8 @@ TEST(Tamper, EveryByteOfInitiation) {
     a.maker.add_macs(reinterpret_cast<uint8_t*>(&init), sizeof init, kNow);
     auto bytes = bytes_of(init);
     bytes[i] ^= 0x01;
-    EXPECT_FALSE(accept_initiation(b, bytes, kNow + static_cast<Nanos>(i) * 25 * kMillisecond)) << "byte " << i;
+    EXPECT_FALSE(accept_initiation(b, bytes, kNow + static_cast<Nanos>(i) * 25 * kMillisecond))
+        << "byte " << i;
   }
   // Control: the untampered message is accepted.
   MessageInitiation init;
@@ -69,7 +70,9 @@ TEST(Tamper, EveryByteOfResponse) {
     timestamp_at(ts, 10);
     ASSERT_EQ(create_initiation(&init, a.hs, a.id, a.index, ts), HandshakeError::kOk);
     Handshake* found = nullptr;
-    ASSERT_EQ(consume_initiation(init, b.id, [&](const Key&) { return &b.hs; }, kNow, &found), HandshakeError::kOk);
+    ASSERT_EQ(consume_initiation(
+                  init, b.id, [&](const Key&) { return &b.hs; }, kNow, &found),
+              HandshakeError::kOk);
     MessageResponse resp;
     ASSERT_EQ(create_response(&resp, b.hs, b.id, b.index), HandshakeError::kOk);
     b.maker.add_macs(reinterpret_cast<uint8_t*>(&resp), sizeof resp, kNow);
@@ -115,7 +118,9 @@ TEST(Tamper, EveryByteOfDataMessage) {
   timestamp_at(ts, 1);
   ASSERT_EQ(create_initiation(&init, a.hs, a.id, a.index, ts), HandshakeError::kOk);
   Handshake* found = nullptr;
-  ASSERT_EQ(consume_initiation(init, b.id, [&](const Key&) { return &b.hs; }, kNow, &found), HandshakeError::kOk);
+  ASSERT_EQ(consume_initiation(
+                init, b.id, [&](const Key&) { return &b.hs; }, kNow, &found),
+            HandshakeError::kOk);
   MessageResponse resp;
   ASSERT_EQ(create_response(&resp, b.hs, b.id, b.index), HandshakeError::kOk);
   auto kb = b.install(kNow);
@@ -123,7 +128,9 @@ TEST(Tamper, EveryByteOfDataMessage) {
   auto ka = a.install(kNow);
   const char payload[] = "0123456789abcdef0123456789abcdef!";
   std::vector<uint8_t> clean(sealed_len(sizeof payload, kDefaultMtu));
-  ASSERT_GT(seal(*ka, reinterpret_cast<const uint8_t*>(payload), sizeof payload, kDefaultMtu, clean.data(), kNow), 0u);
+  ASSERT_GT(
+      seal(*ka, reinterpret_cast<const uint8_t*>(payload), sizeof payload, kDefaultMtu, clean.data(), kNow),
+      0u);
   for (size_t i = 0; i < clean.size(); ++i) {
     auto bytes = clean;
     bytes[i] ^= 0x10;
@@ -173,8 +180,11 @@ TEST(BadInput, RandomBytesNeverAccepted) {
     MessageInitiation init;
     fill(reinterpret_cast<uint8_t*>(&init), sizeof init);
     Handshake* found = nullptr;
-    EXPECT_NE(consume_initiation(init, b.id, [&](const Key&) { return &b.hs; }, kNow, &found), HandshakeError::kOk);
-    EXPECT_EQ(b.checker.validate(reinterpret_cast<uint8_t*>(&init), sizeof init, kSrc, kNow), MacState::kInvalid);
+    EXPECT_NE(consume_initiation(
+                  init, b.id, [&](const Key&) { return &b.hs; }, kNow, &found),
+              HandshakeError::kOk);
+    EXPECT_EQ(b.checker.validate(reinterpret_cast<uint8_t*>(&init), sizeof init, kSrc, kNow),
+              MacState::kInvalid);
     MessageResponse resp;
     fill(reinterpret_cast<uint8_t*>(&resp), sizeof resp);
     EXPECT_NE(consume_response(resp, a.id, a.hs), HandshakeError::kOk);

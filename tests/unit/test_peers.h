@@ -17,9 +17,9 @@ using namespace xsktun::proto;
 
 struct TestPeer {
   StaticIdentity id;
-  Handshake hs;             // our handshake with the other side
-  CookieMaker maker;        // MACs for messages we send to the other side
-  CookieChecker checker;    // checks messages sent to us
+  Handshake hs;           // our handshake with the other side
+  CookieMaker maker;      // MACs for messages we send to the other side
+  CookieChecker checker;  // checks messages sent to us
   Keypairs keypairs;
   uint32_t index;
 

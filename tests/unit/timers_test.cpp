@@ -295,12 +295,12 @@ TEST(PeerTimers, RequestHandshakeResetsAttemptsAndHonoursRateLimit) {
 TEST(PeerTimers, NextDeadlineIsTheEarliestArmed) {
   PeerTimers t;
   t.set_persistent_keepalive(30 * kS);
-  t.session_derived(0);                       // 540 s
-  t.any_authenticated_packet_traversal(0);    // 30 s
+  t.session_derived(0);                     // 540 s
+  t.any_authenticated_packet_traversal(0);  // 30 s
   EXPECT_EQ(t.next_deadline(), 30 * kS);
-  t.data_received(kS);                        // 11 s
+  t.data_received(kS);  // 11 s
   EXPECT_EQ(t.next_deadline(), 11 * kS);
-  t.handshake_initiated(4 * kS);              // 9 s + jitter
+  t.handshake_initiated(4 * kS);  // 9 s + jitter
   const Nanos d = *t.next_deadline();
   EXPECT_GE(d, 9 * kS);
   EXPECT_LT(d, 9 * kS + kJ);

@@ -138,8 +138,9 @@ bool eventually(const std::function<bool()>& cond) {
 
 std::string baseline() {
   return "set=1\nprivate_key=" + hex(0x10) + "\nlisten_port=51820\nfwmark=5\npublic_key=" + hex(0x20) +
-         "\npreshared_key=" + hex(0x30) + "\nendpoint=192.0.2.2:51821\nallowed_ip=10.0.0.2/32\npublic_key=" +
-         hex(0x40) + "\npersistent_keepalive_interval=25\nallowed_ip=10.1.0.0/16\n\n";
+         "\npreshared_key=" + hex(0x30) +
+         "\nendpoint=192.0.2.2:51821\nallowed_ip=10.0.0.2/32\npublic_key=" + hex(0x40) +
+         "\npersistent_keepalive_interval=25\nallowed_ip=10.1.0.0/16\n\n";
 }
 
 // Valid lines that change every field: what a bad transaction would half-apply.
@@ -205,8 +206,8 @@ TEST_F(UapiServerHardening, ListenPortInUseAppliesNothing) {
 
 TEST_F(UapiServerHardening, RepeatedPublicKeyInOneSetIsOnePeer) {
   Client c(path_);
-  ASSERT_EQ(c.transact("set=1\npublic_key=" + hex(0x20) + "\nallowed_ip=10.7.0.0/16\npublic_key=" +
-                       hex(0x20) + "\nallowed_ip=10.8.0.0/16\n\n"),
+  ASSERT_EQ(c.transact("set=1\npublic_key=" + hex(0x20) +
+                       "\nallowed_ip=10.7.0.0/16\npublic_key=" + hex(0x20) + "\nallowed_ip=10.8.0.0/16\n\n"),
             "errno=0\n\n");
   std::string after = get();
   size_t first = after.find("public_key=" + hex(0x20));
@@ -224,7 +225,7 @@ TEST_F(UapiServerHardening, DisconnectMidCommandAppliesNothing) {
       Client c(path_);
       ASSERT_TRUE(c.connected());
       EXPECT_EQ(c.transact("get=1\n\n"), before_);  // the server holds this connection now
-      ASSERT_TRUE(c.send_all(partial));              // no blank line: the command never ends
+      ASSERT_TRUE(c.send_all(partial));             // no blank line: the command never ends
     }
     EXPECT_TRUE(eventually([&] { return server_.client_count() == 0; })) << partial;
     expect_unchanged();
@@ -314,8 +315,8 @@ TEST_F(UapiServerHardening, SetLongerThan16MiBApplies) {
   size_t n = 0;
   char line[64];
   while (body.size() <= (17u << 20)) {
-    snprintf(line, sizeof line, "allowed_ip=10.%u.%u.%u/32\n", unsigned(n >> 16) & 255, unsigned(n >> 8) & 255,
-             unsigned(n) & 255);
+    snprintf(line, sizeof line, "allowed_ip=10.%u.%u.%u/32\n", unsigned(n >> 16) & 255,
+             unsigned(n >> 8) & 255, unsigned(n) & 255);
     body += line;
     ++n;
   }
@@ -338,7 +339,8 @@ TEST_F(UapiServerHardening, SetPastTheParseCapsIsRefusedWhole) {
   for (int i = 0; i < 4; ++i) four_peers += "public_key=" + hex(0x60 + i) + "\n";
   EXPECT_EQ(c.transact(four_peers + "\n"), format_uapi_errno(ENOSPC));
   expect_unchanged();
-  EXPECT_EQ(c.transact("set=1\npublic_key=" + hex(0x60) + "\nallowed_ip=10.8.0.0/24\n\n"), format_uapi_errno(0));
+  EXPECT_EQ(c.transact("set=1\npublic_key=" + hex(0x60) + "\nallowed_ip=10.8.0.0/24\n\n"),
+            format_uapi_errno(0));
 }
 
 }  // namespace

@@ -1,19 +1,18 @@
 // UDP GSO (UDP_SEGMENT) and GRO (UDP_GRO) inside io::UdpSocket, on loopback (no root needed).
 // Callers must see exactly the datagrams that were sent, in order, whether or not the kernel
 // coalesced them; the offload counters show that the offloads really carried the traffic.
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-
 #include <cstdlib>
 #include <string>
 #include <vector>
 
-#include "xsktun/io/udp_socket.h"
 #include "batch_util.h"
+#include "xsktun/io/udp_socket.h"
 
 namespace xsktun::io {
 namespace {
@@ -177,7 +176,7 @@ TEST_P(UdpOffload, GroSegmentsAreHandedOutInPlaceNotCopied) {
   ASSERT_EQ(b->recv_batch(in.bufs), static_cast<int>(kN));
   ASSERT_EQ(b->gro_receives(), 1u);
   for (size_t i = 0; i < kN; ++i) {
-    EXPECT_FALSE(in.owns(in.bufs[i].data)) << i;  // the socket's receive memory, no copy
+    EXPECT_FALSE(in.owns(in.bufs[i].data)) << i;                 // the socket's receive memory, no copy
     EXPECT_EQ(in.bufs[i].data, in.bufs[0].data + i * 700) << i;  // segments of one datagram
     EXPECT_EQ(in.bufs[i].cap, 700u);
     EXPECT_EQ(in.get(i), payload(i, 700)) << i;

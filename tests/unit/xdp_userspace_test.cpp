@@ -2,10 +2,9 @@
 // in step with the userspace table (root: creates real LPM maps).
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
-
-#include <map>
 #include <unistd.h>
 
+#include <map>
 #include <random>
 
 #include "xsktun/xdp/frame.h"
@@ -144,16 +143,24 @@ TEST(MapSync, BpfMapsAgreeWithTableAfterRandomChanges) {
     Prefix p;
     bool six = rng() % 2;
     p.addr.family = six ? AF_INET6 : AF_INET;
-    for (size_t i = 0; i < p.addr.len(); ++i) p.addr.bytes[i] = static_cast<uint8_t>(rng() % 4);  // collisions
+    for (size_t i = 0; i < p.addr.len(); ++i)
+      p.addr.bytes[i] = static_cast<uint8_t>(rng() % 4);  // collisions
     p.cidr = static_cast<uint8_t>(rng() % (p.addr.len() * 8 + 1));
     return p;
   };
   for (int step = 0; step < 400; ++step) {
     uint32_t peer = rng() % 6;
     switch (rng() % 4) {
-      case 0: case 1: table.insert(random_prefix(), peer); break;
-      case 2: table.remove_by_peer(peer); break;
-      case 3: table.replace_peer(peer, {random_prefix(), random_prefix()}); break;
+      case 0:
+      case 1:
+        table.insert(random_prefix(), peer);
+        break;
+      case 2:
+        table.remove_by_peer(peer);
+        break;
+      case 3:
+        table.replace_peer(peer, {random_prefix(), random_prefix()});
+        break;
     }
     sync.allowed_ips_changed(delta(written, table));
     if (step % 20 != 19) continue;

@@ -1,21 +1,21 @@
 // XskQueue's lent TX frames on a veth pair in a fresh network namespace (root): a packet written
 // into a lent frame leaves as it lies, headers in front; frames not sent come back; completed
 // frames return whole although they were submitted from an offset.
+#include "xsktun/xdp/xsk_queue.h"
+
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include "netns_util.h"
-#include "xsktun/xdp/xsk_queue.h"
 
 namespace xsktun::xdp {
 namespace {
@@ -49,7 +49,8 @@ std::vector<std::vector<uint8_t>> capture(int fd, size_t want) {
 
 TEST(XskQueueLend, LentFramesLeaveWithoutACopyAndComeBack) {
   io::test_util::in_netns([] {
-    ASSERT_EQ(std::system("ip link add xa type veth peer name xb && ip link set xa up && ip link set xb up"), 0);
+    ASSERT_EQ(std::system("ip link add xa type veth peer name xb && ip link set xa up && ip link set xb up"),
+              0);
     int pkt = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
     ASSERT_GE(pkt, 0) << std::strerror(errno);
     sockaddr_ll sll{};

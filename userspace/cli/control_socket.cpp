@@ -22,7 +22,9 @@ bool fill_addr(const std::string& path, sockaddr_un* sa) {
 }
 }  // namespace
 
-std::string status_socket_path(const std::string& ifname) { return std::string(kRunDir) + "/" + ifname + ".sock"; }
+std::string status_socket_path(const std::string& ifname) {
+  return std::string(kRunDir) + "/" + ifname + ".sock";
+}
 std::string pid_file_path(const std::string& ifname) { return std::string(kRunDir) + "/" + ifname + ".pid"; }
 
 StatusServer::~StatusServer() { stop(); }
@@ -84,7 +86,8 @@ void StatusServer::loop() {
   }
 }
 
-bool status_query(const std::string& ifname, const std::string& command, std::string* reply, std::string* err) {
+bool status_query(const std::string& ifname, const std::string& command, std::string* reply,
+                  std::string* err) {
   sockaddr_un sa;
   std::string path = status_socket_path(ifname);
   if (!fill_addr(path, &sa)) {

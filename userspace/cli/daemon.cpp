@@ -89,12 +89,12 @@ void add_xdp_stats(nlohmann::json& j, const std::array<uint64_t, XSKTUN_STAT__MA
 // Adds the kernel's AF_XDP statistics (XDP_STATISTICS, summed over the queues) as xsk_* keys.
 void add_xsk_stats(nlohmann::json& j, const xdp_statistics& s) {
   auto& c = j["counters"];
-  c["xsk_rx_dropped"] = s.rx_dropped;              // frames the socket dropped (no room, too long)
-  c["xsk_rx_invalid_descs"] = s.rx_invalid_descs;  // bad fill ring addresses
-  c["xsk_tx_invalid_descs"] = s.tx_invalid_descs;  // TX descriptors the kernel refused
-  c["xsk_rx_ring_full"] = s.rx_ring_full;          // frames dropped: RX ring full
+  c["xsk_rx_dropped"] = s.rx_dropped;                     // frames the socket dropped (no room, too long)
+  c["xsk_rx_invalid_descs"] = s.rx_invalid_descs;         // bad fill ring addresses
+  c["xsk_tx_invalid_descs"] = s.tx_invalid_descs;         // TX descriptors the kernel refused
+  c["xsk_rx_ring_full"] = s.rx_ring_full;                 // frames dropped: RX ring full
   c["xsk_fill_ring_empty"] = s.rx_fill_ring_empty_descs;  // times no fill buffer was posted
-  c["xsk_tx_ring_empty"] = s.tx_ring_empty_descs;  // times the kernel found the TX ring empty
+  c["xsk_tx_ring_empty"] = s.tx_ring_empty_descs;         // times the kernel found the TX ring empty
 }
 
 // Whether the XDP program this daemon attached is still on the NIC (XdpPlane::attached: a
@@ -110,9 +110,10 @@ class XdpWatch {
     if (lost_) return false;
     if (plane_.attached()) return true;
     lost_ = true;
-    XLOG_ERROR("the XDP program was detached from %s by someone else; received data now takes the kernel "
-               "UDP socket (slower); `xsktun down %s` and `up` again to restore XDP",
-               nic_.c_str(), ifname_.c_str());
+    XLOG_ERROR(
+        "the XDP program was detached from %s by someone else; received data now takes the kernel "
+        "UDP socket (slower); `xsktun down %s` and `up` again to restore XDP",
+        nic_.c_str(), ifname_.c_str());
     return false;
   }
 
@@ -149,13 +150,15 @@ bool setup_xdp(const UpOptions& o, size_t workers, OwnerLock& lock, std::unique_
   xdp::XdpPlaneOptions po;
   po.tun_ifname = o.ifname;
   po.nic = o.nic;
-  po.mode = o.xdp_mode == "native" ? xdp::AttachMode::kNative
-            : o.xdp_mode == "generic" ? xdp::AttachMode::kGeneric : xdp::AttachMode::kAuto;
+  po.mode = o.xdp_mode == "native"    ? xdp::AttachMode::kNative
+            : o.xdp_mode == "generic" ? xdp::AttachMode::kGeneric
+                                      : xdp::AttachMode::kAuto;
   // What a dead xsktun left on the NIC (its program, its pins) is taken over; a live owner's
   // is not, unless --force says so.
   if (!o.force)
     if (auto owner = live_owner_of_nic(o.nic, o.ifname)) {
-      *why = o.nic + " carries the XDP program of xsktun " + *owner + ", which is running; stop it first (--force replaces it)";
+      *why = o.nic + " carries the XDP program of xsktun " + *owner +
+             ", which is running; stop it first (--force replaces it)";
       return false;
     }
   po.force = true;
@@ -170,8 +173,9 @@ bool setup_xdp(const UpOptions& o, size_t workers, OwnerLock& lock, std::unique_
     xo.ifname = o.nic;
     xo.queue = static_cast<uint32_t>(q);
     xo.xsks_map_fd = p->xsks_map_fd();
-    xo.zerocopy = o.zerocopy == "on" ? xdp::XskOptions::ZeroCopy::kOn
-                  : o.zerocopy == "off" ? xdp::XskOptions::ZeroCopy::kOff : xdp::XskOptions::ZeroCopy::kAuto;
+    xo.zerocopy = o.zerocopy == "on"    ? xdp::XskOptions::ZeroCopy::kOn
+                  : o.zerocopy == "off" ? xdp::XskOptions::ZeroCopy::kOff
+                                        : xdp::XskOptions::ZeroCopy::kAuto;
     auto xq = xdp::XskQueue::create(xo, why);
     if (!xq) return false;
     if (o.mode == "auto" && !xq->zerocopy() && nic_segments_udp) {
@@ -198,8 +202,9 @@ bool setup_xdp(const UpOptions& o, size_t workers, OwnerLock& lock, std::unique_
   mode->attach_mode = p->attach_mode();
   mode->zerocopy = (*bind)->zerocopy();
   mode->queues = nq;
-  XLOG_INFO("xdp mode on %s: %s attach, %d queue(s), %s, NIC MTU %u", o.nic.c_str(), mode->attach_mode.c_str(), nq,
-            mode->zerocopy ? "zero-copy" : "copy mode (zero-copy not supported by the driver)", (*bind)->nic_mtu());
+  XLOG_INFO(
+      "xdp mode on %s: %s attach, %d queue(s), %s, NIC MTU %u", o.nic.c_str(), mode->attach_mode.c_str(), nq,
+      mode->zerocopy ? "zero-copy" : "copy mode (zero-copy not supported by the driver)", (*bind)->nic_mtu());
   *plane = std::move(p);
   return true;
 }
@@ -238,11 +243,15 @@ bool open_tun_queues(io::TunDevice& tun, size_t workers, xdp::XdpPlane* plane,
 // the workers go round-robin to them.
 void add_xsk_receivers(device::Runner& runner, xdp::XskBind& xsk, size_t workers) {
   runner.add_receiver(
-      0, [b = &xsk](std::span<io::PacketBuf> bufs, int ms) { return ms == 0 ? b->try_recv_batch(bufs) : b->recv_batch(bufs); },
+      0,
+      [b = &xsk](std::span<io::PacketBuf> bufs, int ms) {
+        return ms == 0 ? b->try_recv_batch(bufs) : b->recv_batch(bufs);
+      },
       xsk.ready_fd());
   for (size_t q = workers; q < xsk.queue_count(); ++q)
     runner.add_receiver(
-        q % workers, [b = &xsk, q](std::span<io::PacketBuf> bufs, int ms) { return b->recv_xsk(q, bufs, ms); },
+        q % workers,
+        [b = &xsk, q](std::span<io::PacketBuf> bufs, int ms) { return b->recv_xsk(q, bufs, ms); },
         xsk.queue_fd(q));
 }
 
@@ -340,8 +349,9 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   if (plane) {
     xsk->set_counters(&dev.counters());
     // Everything the maps mirror, the listen port included, follows the device through MapSync.
-    sync = std::make_unique<xdp::MapSync>(plane->map_fds(), &dev.counters(),
-                                          [p = plane.get()](uint16_t port) { return p->set_listen_port(port); });
+    sync =
+        std::make_unique<xdp::MapSync>(plane->map_fds(), &dev.counters(),
+                                       [p = plane.get()](uint16_t port) { return p->set_listen_port(port); });
     dev.set_observer(sync.get());
   }
   if (initial && dev.apply(*initial, &err) != 0) {
@@ -400,7 +410,8 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   }
   MetricsServer metrics;
   if (!o.metrics_listen.empty() &&
-      !metrics.start(o.metrics_listen, [&] { return prometheus_text(nlohmann::json::array({status_json()})); }, &err)) {
+      !metrics.start(
+          o.metrics_listen, [&] { return prometheus_text(nlohmann::json::array({status_json()})); }, &err)) {
     uapi.stop();
     status.stop();
     ready.report(err);
@@ -422,15 +433,16 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   runner.start();
   io_threads = runner.single_io_thread() ? 1 : 2;
   XLOG_INFO("%s up: mode %s, listening on UDP port %u, MTU %zu, TUN offloads: %s%s, %zu worker(s), %s%s",
-            o.ifname.c_str(), mode.mode.c_str(), outer->port(), dev.mtu(), tun->features().tso ? "TSO/GRO" : "off",
-            tun->features().uso ? "+USO" : "", workers,
-            runner.single_io_thread() ? "each with one I/O thread for its TUN queue and UDP side" : "each with a thread for its TUN queue and one for its UDP side",
+            o.ifname.c_str(), mode.mode.c_str(), outer->port(), dev.mtu(),
+            tun->features().tso ? "TSO/GRO" : "off", tun->features().uso ? "+USO" : "", workers,
+            runner.single_io_thread() ? "each with one I/O thread for its TUN queue and UDP side"
+                                      : "each with a thread for its TUN queue and one for its UDP side",
             xsk ? (runner.single_io_thread() ? " (and the AF_XDP queues)" : " (and each AF_XDP queue)") : "");
   ready.report("ok");
   // Under systemd (Type=notify): ready once the tunnel is up and, in XDP mode, the program is
   // attached and the AF_XDP sockets bound. A no-op without $NOTIFY_SOCKET.
-  sd_notifyf(0, "READY=1\nSTATUS=%s up, mode %s, UDP port %u\nMAINPID=%d", o.ifname.c_str(), mode.mode.c_str(),
-             outer->port(), getpid());
+  sd_notifyf(0, "READY=1\nSTATUS=%s up, mode %s, UDP port %u\nMAINPID=%d", o.ifname.c_str(),
+             mode.mode.c_str(), outer->port(), getpid());
 
   std::string why = "signal";
   int rc = 0;
@@ -444,7 +456,7 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     if (runner.failed()) {
       // The usual cause: `ip link del` of the TUN. Say so when it is gone from the namespace.
       why = if_nametoindex(o.ifname.c_str()) == 0 ? "the TUN device " + o.ifname + " was deleted"
-                                                   : std::string("fatal I/O error (see above)");
+                                                  : std::string("fatal I/O error (see above)");
       XLOG_ERROR("%s: %s; shutting down", o.ifname.c_str(), why.c_str());
       rc = 1;
       break;

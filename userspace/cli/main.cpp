@@ -21,10 +21,14 @@ bool is_compat_invocation(int argc, char** argv, UpOptions* o) {
   std::string name;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "-f" || a == "--foreground") o->foreground = true;
-    else if (a == "-V" || a == "--version") return false;
-    else if (a.empty() || a[0] == '-' || !name.empty()) return false;
-    else name = a;
+    if (a == "-f" || a == "--foreground")
+      o->foreground = true;
+    else if (a == "-V" || a == "--version")
+      return false;
+    else if (a.empty() || a[0] == '-' || !name.empty())
+      return false;
+    else
+      name = a;
   }
   static const char* const kCommands[] = {"up", "down", "show", "help"};
   for (const char* c : kCommands)
@@ -58,60 +62,76 @@ int main(int argc, char** argv) {
   UpOptions up;
   auto* cup = app.add_subcommand("up", "Create TUN interface IFNAME and run the tunnel daemon for it");
   cup->add_option("ifname", up.ifname, "Interface name (at most 15 characters)")->required();
-  cup->add_option("-c,--config", up.config_file, "wg setconf-style file applied at start")->check(CLI::ExistingFile);
+  cup->add_option("-c,--config", up.config_file, "wg setconf-style file applied at start")
+      ->check(CLI::ExistingFile);
   cup->add_option("--mode", up.mode,
-                  "Data plane: socket (UDP sockets with GSO/GRO), xdp (XDP + AF_XDP on --nic), auto (xdp on --nic unless "
-                  "AF_XDP there is copy-only and the NIC segments UDP itself; socket mode otherwise; the log says why)")
+                  "Data plane: socket (UDP sockets with GSO/GRO), xdp (XDP + AF_XDP on --nic), auto (xdp on "
+                  "--nic unless "
+                  "AF_XDP there is copy-only and the NIC segments UDP itself; socket mode otherwise; the log "
+                  "says why)")
       ->check(CLI::IsMember({"auto", "socket", "xdp"}))
       ->capture_default_str();
   cup->add_option("--nic", up.nic, "Underlay NIC for xdp mode (the one the peers are reached through)");
-  cup->add_option("--xdp-mode", up.xdp_mode, "XDP attach mode: native (driver), generic (SKB), auto (native, else generic)")
+  cup->add_option("--xdp-mode", up.xdp_mode,
+                  "XDP attach mode: native (driver), generic (SKB), auto (native, else generic)")
       ->check(CLI::IsMember({"auto", "native", "generic"}))
       ->capture_default_str();
-  cup->add_option("--queues", up.queues,
-                  "Data-path workers, each with its own TUN queue and UDP side (socket mode: a socket of an "
-                  "SO_REUSEPORT group; XDP mode: the AF_XDP socket of NIC queue i). 0 = the NIC's RX queues (XDP "
-                  "mode) or the CPUs (socket mode), at most the CPUs this process may run on")
+  cup->add_option(
+         "--queues", up.queues,
+         "Data-path workers, each with its own TUN queue and UDP side (socket mode: a socket of an "
+         "SO_REUSEPORT group; XDP mode: the AF_XDP socket of NIC queue i). 0 = the NIC's RX queues (XDP "
+         "mode) or the CPUs (socket mode), at most the CPUs this process may run on")
       ->check(CLI::Range(0, 64))
       ->capture_default_str();
-  cup->add_option("--zerocopy", up.zerocopy, "AF_XDP zero-copy: auto (try, fall back to copy), on (required), off")
+  cup->add_option("--zerocopy", up.zerocopy,
+                  "AF_XDP zero-copy: auto (try, fall back to copy), on (required), off")
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->capture_default_str();
-  cup->add_option("--io-threads", up.io_threads,
-                  "1 = one thread serves the TUN, the UDP socket and (XDP mode) the AF_XDP queues (fewer thread "
-                  "wakeups, best on 1-2 CPUs), 2 = a thread each (both directions in parallel), auto = 1 if this "
-                  "process may run on at most 2 CPUs, else 2")
+  cup->add_option(
+         "--io-threads", up.io_threads,
+         "1 = one thread serves the TUN, the UDP socket and (XDP mode) the AF_XDP queues (fewer thread "
+         "wakeups, best on 1-2 CPUs), 2 = a thread each (both directions in parallel), auto = 1 if this "
+         "process may run on at most 2 CPUs, else 2")
       ->check(CLI::IsMember({"auto", "1", "2"}))
       ->capture_default_str();
-  cup->add_flag("--force", up.force,
-                "Replace the XDP program and pins of another xsktun that is still running on the NIC (what a dead "
-                "one left behind is taken over without it)");
-  cup->add_option("--mtu", up.mtu, "Inner MTU of the TUN interface")->check(CLI::Range(576, 9000))->capture_default_str();
+  cup->add_flag(
+      "--force", up.force,
+      "Replace the XDP program and pins of another xsktun that is still running on the NIC (what a dead "
+      "one left behind is taken over without it)");
+  cup->add_option("--mtu", up.mtu, "Inner MTU of the TUN interface")
+      ->check(CLI::Range(576, 9000))
+      ->capture_default_str();
   cup->add_flag("-f,--foreground", up.foreground, "Stay in the foreground instead of daemonizing");
   cup->add_option("--log-level", up.log_level, "error, warn, info or debug")
       ->check(CLI::IsMember({"silent", "error", "warn", "info", "debug"}))
       ->capture_default_str();
   cup->add_option("--log-file", up.log_file, "Append daemon logs to this file (default: none when detached)");
-  cup->add_option("--user", up.user,
-                  "After setup, run as this user (e.g. nobody) with only the capabilities the daemon still uses "
-                  "(see xsktun(8), SECURITY)");
-  cup->add_option("--metrics-listen", up.metrics_listen,
-                  "Serve Prometheus metrics at http://ADDR:PORT/metrics (off by default; a bare PORT or :PORT binds "
-                  "127.0.0.1; give 0.0.0.0:PORT or [::]:PORT to expose it)");
+  cup->add_option(
+      "--user", up.user,
+      "After setup, run as this user (e.g. nobody) with only the capabilities the daemon still uses "
+      "(see xsktun(8), SECURITY)");
+  cup->add_option(
+      "--metrics-listen", up.metrics_listen,
+      "Serve Prometheus metrics at http://ADDR:PORT/metrics (off by default; a bare PORT or :PORT binds "
+      "127.0.0.1; give 0.0.0.0:PORT or [::]:PORT to expose it)");
 
   std::string down_if;
-  auto* cdown = app.add_subcommand("down", "Stop the daemon of IFNAME: removes the TUN, sockets and pid file");
+  auto* cdown =
+      app.add_subcommand("down", "Stop the daemon of IFNAME: removes the TUN, sockets and pid file");
   cdown->add_option("ifname", down_if, "Interface name")->required();
 
   std::string show_if;
   bool show_json = false;
-  auto* cshow = app.add_subcommand("show", "Show interfaces, peers and counters (all interfaces without IFNAME)");
+  auto* cshow =
+      app.add_subcommand("show", "Show interfaces, peers and counters (all interfaces without IFNAME)");
   cshow->add_option("ifname", show_if, "Interface name");
   cshow->add_flag("--json", show_json, "Machine-readable JSON (keys are a stable contract); = --format json");
   std::string show_format = "text";
-  cshow->add_option("--format", show_format,
-                    "text, json, or prometheus (text exposition format: counters, XDP verdicts, per-peer bytes and "
-                    "latest handshake)")
+  cshow
+      ->add_option(
+          "--format", show_format,
+          "text, json, or prometheus (text exposition format: counters, XDP verdicts, per-peer bytes and "
+          "latest handshake)")
       ->check(CLI::IsMember({"text", "json", "prometheus"}))
       ->capture_default_str();
 

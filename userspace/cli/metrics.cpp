@@ -18,8 +18,10 @@ std::string label(const std::string& v) {
   std::string out;
   for (char c : v) {
     if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -40,8 +42,8 @@ std::string value(const nlohmann::json& v) {
 
 std::string prometheus_text(const nlohmann::json& statuses) {
   std::map<std::string, Family> fam;  // sorted by name: stable output
-  auto add = [&](const std::string& name, const char* type, const std::string& help, const std::string& labels,
-                 const std::string& v) {
+  auto add = [&](const std::string& name, const char* type, const std::string& help,
+                 const std::string& labels, const std::string& v) {
     auto& f = fam[name];
     f.help = help;
     f.type = type;
@@ -50,8 +52,10 @@ std::string prometheus_text(const nlohmann::json& statuses) {
   for (const auto& s : statuses) {
     std::string ifl = "interface=\"" + label(s.value("interface", "")) + "\"";
     add("xsktun_info", "gauge", "xsktun interface: mode and data-path AEAD (always 1)",
-        ifl + ",mode=\"" + label(s.value("mode", "")) + "\",aead=\"" + label(s.value("aead", "")) + "\"", "1");
-    add("xsktun_peers", "gauge", "Configured peers", ifl, std::to_string(s.value("peers", nlohmann::json::array()).size()));
+        ifl + ",mode=\"" + label(s.value("mode", "")) + "\",aead=\"" + label(s.value("aead", "")) + "\"",
+        "1");
+    add("xsktun_peers", "gauge", "Configured peers", ifl,
+        std::to_string(s.value("peers", nlohmann::json::array()).size()));
     add("xsktun_mtu", "gauge", "Inner MTU of the TUN interface", ifl, value(s["mtu"]));
     add("xsktun_listen_port", "gauge", "UDP listen port", ifl, value(s["listen_port"]));
     add("xsktun_xdp_attached", "gauge", "Whether xsktun's XDP program is attached to the NIC (XDP mode)", ifl,
@@ -61,12 +65,14 @@ std::string prometheus_text(const nlohmann::json& statuses) {
     for (const auto& [k, v] : counters.items())
       add("xsktun_" + k + "_total", "counter", "xsktun counter " + k + " (README: counters)", ifl, value(v));
     const nlohmann::json workers = s.value("worker", nlohmann::json::array());
-    if (!workers.empty()) add("xsktun_workers", "gauge", "Data-path workers (--queues)", ifl, std::to_string(workers.size()));
+    if (!workers.empty())
+      add("xsktun_workers", "gauge", "Data-path workers (--queues)", ifl, std::to_string(workers.size()));
     for (size_t i = 0; i < workers.size(); ++i) {
       std::string wl = ifl + ",worker=\"" + std::to_string(i) + "\"";
       for (const char* k : {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes"})
         add(std::string("xsktun_worker_") + k + "_total", "counter",
-            std::string("What one worker carried: ") + k + " (show --json: worker)", wl, value(workers[i][k]));
+            std::string("What one worker carried: ") + k + " (show --json: worker)", wl,
+            value(workers[i][k]));
     }
     const nlohmann::json peers = s.value("peers", nlohmann::json::array());
     for (const auto& p : peers) {
@@ -74,8 +80,8 @@ std::string prometheus_text(const nlohmann::json& statuses) {
       add("xsktun_peer_rx_bytes_total", "counter", "Bytes received from the peer (inner, authenticated)", pl,
           value(p["rx_bytes"]));
       add("xsktun_peer_tx_bytes_total", "counter", "Bytes sent to the peer", pl, value(p["tx_bytes"]));
-      add("xsktun_peer_latest_handshake_seconds", "gauge", "Unix time of the peer's latest handshake (0: never)", pl,
-          value(p["latest_handshake"]));
+      add("xsktun_peer_latest_handshake_seconds", "gauge",
+          "Unix time of the peer's latest handshake (0: never)", pl, value(p["latest_handshake"]));
     }
   }
   std::ostringstream o;
@@ -96,7 +102,8 @@ struct MetricsServer::Impl {
     bool ok = std::strcmp(method, "GET") == 0 && std::strcmp(url, "/metrics") == 0;
     std::string body = ok ? self->render() : "not found: GET /metrics\n";
     MHD_Response* r = MHD_create_response_from_buffer(body.size(), body.data(), MHD_RESPMEM_MUST_COPY);
-    MHD_add_response_header(r, "Content-Type", ok ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain");
+    MHD_add_response_header(r, "Content-Type",
+                            ok ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain");
     MHD_Result rc = MHD_queue_response(c, ok ? MHD_HTTP_OK : MHD_HTTP_NOT_FOUND, r);
     MHD_destroy_response(r);
     return rc;
@@ -126,7 +133,8 @@ bool MetricsServer::start(const std::string& listen, std::function<std::string()
   if (auto* a4 = reinterpret_cast<sockaddr_in*>(&ss); inet_pton(AF_INET, host.c_str(), &a4->sin_addr) == 1) {
     a4->sin_family = AF_INET;
     a4->sin_port = htons(static_cast<uint16_t>(port));
-  } else if (auto* a6 = reinterpret_cast<sockaddr_in6*>(&ss); inet_pton(AF_INET6, host.c_str(), &a6->sin6_addr) == 1) {
+  } else if (auto* a6 = reinterpret_cast<sockaddr_in6*>(&ss);
+             inet_pton(AF_INET6, host.c_str(), &a6->sin6_addr) == 1) {
     a6->sin6_family = AF_INET6;
     a6->sin6_port = htons(static_cast<uint16_t>(port));
     flags |= MHD_USE_IPv6;
@@ -136,9 +144,10 @@ bool MetricsServer::start(const std::string& listen, std::function<std::string()
   }
   impl_ = std::make_unique<Impl>();
   impl_->render = std::move(render);
-  impl_->daemon = MHD_start_daemon(flags, static_cast<uint16_t>(port), nullptr, nullptr, &Impl::handle, impl_.get(),
-                                   MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&ss), MHD_OPTION_CONNECTION_LIMIT,
-                                   16u, MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+  impl_->daemon =
+      MHD_start_daemon(flags, static_cast<uint16_t>(port), nullptr, nullptr, &Impl::handle, impl_.get(),
+                       MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&ss), MHD_OPTION_CONNECTION_LIMIT,
+                       16u, MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
   if (!impl_->daemon) {
     *err = "--metrics-listen: cannot listen on " + listen + " (in use?)";
     impl_.reset();

@@ -38,7 +38,9 @@ bool process_running(long pid) {
   return state != "Z" && state != "X";
 }
 
-std::string lock_file_path(const std::string& ifname) { return std::string(kRunDir) + "/" + ifname + ".lock"; }
+std::string lock_file_path(const std::string& ifname) {
+  return std::string(kRunDir) + "/" + ifname + ".lock";
+}
 
 bool OwnerLock::acquire(const std::string& ifname, std::string* err) {
   path_ = lock_file_path(ifname);
@@ -59,7 +61,8 @@ bool OwnerLock::acquire(const std::string& ifname, std::string* err) {
     if (!locked) {
       auto [pid, nic] = read_owner(path_);
       close(fd);
-      *err = ifname + " is owned by a running xsktun (pid " + (pid.empty() ? "?" : pid) + ", lock " + path_ + ")";
+      *err = ifname + " is owned by a running xsktun (pid " + (pid.empty() ? "?" : pid) + ", lock " + path_ +
+             ")";
       return false;
     }
     // The previous owner removes the file before it lets go: a lock on a file that is no longer

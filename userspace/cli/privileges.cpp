@@ -33,8 +33,8 @@ bool drop_privileges(bool xdp_mode, const std::string& user, std::string* err) {
       rc = capng_change_id(static_cast<int>(pw->pw_uid), static_cast<int>(pw->pw_gid), CAPNG_DROP_SUPP_GRP);
   }
   if (rc != 0) {
-    *err = "cannot drop privileges" + (user.empty() ? std::string() : " to user " + user) + " (libcap-ng: " +
-           std::to_string(rc) + ")";
+    *err = "cannot drop privileges" + (user.empty() ? std::string() : " to user " + user) +
+           " (libcap-ng: " + std::to_string(rc) + ")";
     return false;
   }
   return true;

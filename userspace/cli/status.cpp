@@ -9,8 +9,9 @@ namespace xsktun::cli {
 
 using nlohmann::json;
 
-nlohmann::json build_status(const std::string& ifname, const ModeInfo& mode, const control::DeviceSnapshot& snap,
-                            const device::CounterValues& counters, size_t mtu, int64_t now_unix) {
+nlohmann::json build_status(const std::string& ifname, const ModeInfo& mode,
+                            const control::DeviceSnapshot& snap, const device::CounterValues& counters,
+                            size_t mtu, int64_t now_unix) {
   json j;
   j["interface"] = ifname;
   j["public_key"] = snap.private_key ? control::key_to_base64(snap.public_key) : "";
@@ -21,7 +22,9 @@ nlohmann::json build_status(const std::string& ifname, const ModeInfo& mode, con
   j["aead"] = proto::aead::name(proto::aead::effective_backend());
   j["aead_fallbacks"] = proto::aead::openssl_fallbacks();
   if (mode.mode == "xdp")
-    j["xdp"] = {{"nic", mode.nic}, {"attach_mode", mode.attach_mode}, {"zerocopy", mode.zerocopy},
+    j["xdp"] = {{"nic", mode.nic},
+                {"attach_mode", mode.attach_mode},
+                {"zerocopy", mode.zerocopy},
                 {"queues", mode.queues}};
   else
     j["xdp"] = nullptr;
@@ -63,7 +66,8 @@ std::string format_status_text(const nlohmann::json& s) {
   o << "  mode: " << s.value("mode", "") << "\n";
   if (int t = s.value("io_threads", 0); t > 0) {
     bool xdp = s.value("mode", "") == "xdp";
-    o << "  io threads: " << (t == 1 ? (xdp ? "1 (TUN, UDP, AF_XDP)" : "1 (TUN and UDP)") : "2") << " per worker\n";
+    o << "  io threads: " << (t == 1 ? (xdp ? "1 (TUN, UDP, AF_XDP)" : "1 (TUN and UDP)") : "2")
+      << " per worker\n";
   }
   if (s.contains("worker") && s["worker"].is_array()) {
     // rx/tx packets per worker: how the load spreads.
@@ -77,7 +81,8 @@ std::string format_status_text(const nlohmann::json& s) {
   }
   if (s.contains("aead")) {
     o << "  data aead: " << s.value("aead", "");
-    if (uint64_t f = s.value("aead_fallbacks", uint64_t{0}); f > 0) o << " (" << f << " messages handed to libsodium)";
+    if (uint64_t f = s.value("aead_fallbacks", uint64_t{0}); f > 0)
+      o << " (" << f << " messages handed to libsodium)";
     o << "\n";
   }
   if (s.contains("xdp") && s["xdp"].is_object()) {
@@ -101,7 +106,8 @@ std::string format_status_text(const nlohmann::json& s) {
     o << (first ? "(none)" : "") << "\n";
     if (p["latest_handshake_age"].is_number())
       o << "  latest handshake: " << p["latest_handshake_age"].get<int64_t>() << " seconds ago\n";
-    o << "  transfer: " << p.value("rx_bytes", 0ULL) << " B received, " << p.value("tx_bytes", 0ULL) << " B sent\n";
+    o << "  transfer: " << p.value("rx_bytes", 0ULL) << " B received, " << p.value("tx_bytes", 0ULL)
+      << " B sent\n";
     if (p.value("persistent_keepalive", 0) > 0)
       o << "  persistent keepalive: every " << p.value("persistent_keepalive", 0) << " seconds\n";
   }

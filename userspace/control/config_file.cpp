@@ -101,9 +101,11 @@ Result Parser::run(std::string_view text) {
 
 std::optional<std::string> Parser::feed(std::string_view raw) {
   ++line_no_;
-  auto err = raw.size() > kMaxConfigLine ? std::optional<std::string>("line longer than 4096 bytes") : line(raw);
+  auto err =
+      raw.size() > kMaxConfigLine ? std::optional<std::string>("line longer than 4096 bytes") : line(raw);
   if (!err && cc_.peers.size() > caps_.peers) err = "more than " + std::to_string(caps_.peers) + " peers";
-  if (!err && prefixes_ > caps_.prefixes) err = "more than " + std::to_string(caps_.prefixes) + " allowed IPs";
+  if (!err && prefixes_ > caps_.prefixes)
+    err = "more than " + std::to_string(caps_.prefixes) + " allowed IPs";
   if (err) return "line " + std::to_string(err_line_ ? err_line_ : line_no_) + ": " + *err;
   return std::nullopt;
 }
@@ -316,8 +318,8 @@ std::string format_config_file(const DeviceSnapshot& snap) {
   return out;
 }
 
-std::variant<ConfigChange, std::string> load_config_file(const std::string& path, const EndpointResolver& resolver,
-                                                         ConfigCaps caps) {
+std::variant<ConfigChange, std::string> load_config_file(const std::string& path,
+                                                         const EndpointResolver& resolver, ConfigCaps caps) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return "cannot read " + path + ": " + strerror(errno);
   // Lines are parsed as they are read: memory holds the parsed configuration (capped) and at

@@ -15,7 +15,6 @@ using SetResult = std::variant<ConfigChange, UapiError>;
 
 namespace {
 
-
 UapiError invalid(std::string msg) { return UapiError{EINVAL, std::move(msg)}; }
 
 // Go's strconv.ParseUint(s, 10, bits): digits only (no sign, no spaces), must fit.
@@ -114,13 +113,15 @@ std::optional<Prefix> parse_strict_prefix(std::string_view s) {
 std::optional<UapiError> UapiSetParser::line(std::string_view line) {
   if (error_) return error_;  // the rest of a failed set is read and dropped
   size_t eq = line.find('=');
-  if (eq == std::string_view::npos) return fail(UapiError{EPROTO, "failed to parse line \"" + shown(line) + "\""});
+  if (eq == std::string_view::npos)
+    return fail(UapiError{EPROTO, "failed to parse line \"" + shown(line) + "\""});
   std::string_view key = line.substr(0, eq), value = line.substr(eq + 1);
   if (key == "public_key") {
     auto k = key_from_hex(value);
     if (!k) return fail(invalid("failed to get peer by public key: not 64 hex digits"));
     if (cc_.peers.size() >= max_peer_blocks_)
-      return fail(UapiError{ENOSPC, "more than " + std::to_string(max_peer_blocks_) + " peer blocks in one set"});
+      return fail(
+          UapiError{ENOSPC, "more than " + std::to_string(max_peer_blocks_) + " peer blocks in one set"});
     cc_.peers.emplace_back().public_key = *k;
     return std::nullopt;
   }

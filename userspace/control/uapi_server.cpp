@@ -77,9 +77,9 @@ struct UapiServer::Client {
   State state = State::kCommand;
   std::string in;  // received bytes; [head, size) not yet consumed
   size_t head = 0;
-  size_t scanned = 0;  // no '\n' in [head, scanned): avoids rescanning a long partial line
+  size_t scanned = 0;                  // no '\n' in [head, scanned): avoids rescanning a long partial line
   std::unique_ptr<UapiSetParser> set;  // the set being received, parsed line by line
-  std::string out;     // reply bytes; [out_off, size) not yet sent
+  std::string out;                     // reply bytes; [out_off, size) not yet sent
   size_t out_off = 0;
   bool eof = false;
   bool closing = false;  // hang up once `out` is flushed
@@ -337,4 +337,3 @@ void UapiServer::finish_set(Client& c) {
 }
 
 }  // namespace xsktun::control
-

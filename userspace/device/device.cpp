@@ -133,7 +133,8 @@ void Device::free_keypair_index(const std::shared_ptr<proto::Keypair>& kp) {
 }
 
 std::shared_ptr<Peer> Device::create_peer(const Key& pub, uint32_t id) {
-  auto p = std::make_shared<Peer>(proto::crypto::random_u32() | (uint64_t{proto::crypto::random_u32()} << 32));
+  auto p =
+      std::make_shared<Peer>(proto::crypto::random_u32() | (uint64_t{proto::crypto::random_u32()} << 32));
   p->public_key = pub;
   p->hs.remote_static = pub;
   p->hs.precompute(*identity_.load());

@@ -31,15 +31,18 @@ std::string prefix_key(const Prefix& p) {
 
 int too_many(std::string* err, size_t n, const char* what, size_t limit) {
   if (err)
-    *err = "the change would leave " + std::to_string(n) + " " + what + "; the limit is " + std::to_string(limit) +
-           " (nothing was applied)";
+    *err = "the change would leave " + std::to_string(n) + " " + what + "; the limit is " +
+           std::to_string(limit) + " (nothing was applied)";
   return ENOSPC;
 }
 
 // Sets a prefix's owner (nullopt: absent) in `t`, whose current owner is `now`.
-void set_owner(routing::AllowedIps& t, const Prefix& p, std::optional<uint32_t> now, std::optional<uint32_t> want) {
-  if (want) t.insert(p, *want);
-  else if (now) t.remove(p, *now);
+void set_owner(routing::AllowedIps& t, const Prefix& p, std::optional<uint32_t> now,
+               std::optional<uint32_t> want) {
+  if (want)
+    t.insert(p, *want);
+  else if (now)
+    t.remove(p, *now);
 }
 
 // The net effect of a record: one entry per prefix whose owner differs before and after.
@@ -48,8 +51,10 @@ std::vector<routing::PrefixChange> net_changes(const std::vector<routing::Prefix
   std::unordered_map<std::string, size_t> at;
   for (const auto& c : log) {
     auto [it, fresh] = at.try_emplace(prefix_key(c.prefix), out.size());
-    if (fresh) out.push_back(c);
-    else out[it->second].after = c.after;
+    if (fresh)
+      out.push_back(c);
+    else
+      out[it->second].after = c.after;
   }
   std::erase_if(out, [](const routing::PrefixChange& c) { return c.before == c.after; });
   return out;
@@ -143,7 +148,8 @@ int Device::plan_change(const control::ConfigChange& change, ChangePlan* plan, s
       }
   }
   int rc = 0;
-  if (peers > limits_.peers) rc = too_many(err, peers, "peers", limits_.peers);
+  if (peers > limits_.peers)
+    rc = too_many(err, peers, "peers", limits_.peers);
   else if (back().size(AF_INET) > limits_.allowed_ips_v4)
     rc = too_many(err, back().size(AF_INET), "IPv4 allowed IPs", limits_.allowed_ips_v4);
   else if (back().size(AF_INET6) > limits_.allowed_ips_v6)
@@ -158,9 +164,11 @@ void Device::publish_copy(TableCopy& copy) {
   // a release store that the writer's acquire load pairs with, so every read of that reader
   // happens before the writer's first edit (use_count() is a relaxed load and would not order
   // them).
-  allowed_.store(std::shared_ptr<const routing::AllowedIps>(
-                     &copy.table, [&copy](const routing::AllowedIps*) { copy.released.store(true, std::memory_order_release); }),
-                 std::memory_order_release);
+  allowed_.store(
+      std::shared_ptr<const routing::AllowedIps>(
+          &copy.table,
+          [&copy](const routing::AllowedIps*) { copy.released.store(true, std::memory_order_release); }),
+      std::memory_order_release);
 }
 
 // Publishes the writer's copy and brings the old one up to date. config_mu_ held.
@@ -173,7 +181,8 @@ void Device::publish(const std::vector<routing::PrefixChange>& log) {
   publish_copy(*tables_[front_]);
   // Readers load allowed_ once per batch: the old copy is free once the batches that took it
   // are done (microseconds; a `wg show` snapshot a little longer). Only this writer waits.
-  while (!old.released.load(std::memory_order_acquire)) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  while (!old.released.load(std::memory_order_acquire))
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
   for (const auto& c : delta) set_owner(old.table, c.prefix, c.before, c.after);
 }
 

@@ -62,11 +62,21 @@ void Device::receive_run(std::span<io::PacketBuf> run, const routing::AllowedIps
     io::PacketBuf& b = run[i];
     size_t n = 0;
     switch (open_unwindowed(*entry.keypair, b.data, b.len, now, &n, &counter[i])) {
-      case OpenResult::kOk: plen[i] = static_cast<uint32_t>(n); break;
-      case OpenResult::kMalformed: c.add(Counter::drop_malformed); break;
-      case OpenResult::kExpired: c.add(Counter::drop_keypair_expired); break;
-      case OpenResult::kAuthFailed: c.add(Counter::drop_decrypt); break;
-      case OpenResult::kReplay: c.add(Counter::drop_replay); break;
+      case OpenResult::kOk:
+        plen[i] = static_cast<uint32_t>(n);
+        break;
+      case OpenResult::kMalformed:
+        c.add(Counter::drop_malformed);
+        break;
+      case OpenResult::kExpired:
+        c.add(Counter::drop_keypair_expired);
+        break;
+      case OpenResult::kAuthFailed:
+        c.add(Counter::drop_decrypt);
+        break;
+      case OpenResult::kReplay:
+        c.add(Counter::drop_replay);
+        break;
     }
   }
   size_t replayed = accept_counters(*entry.keypair, counter);
@@ -223,10 +233,12 @@ void Device::send_cookie_replies(std::vector<MessageCookieReply>& replies, const
   thread_local std::vector<io::PacketBuf> out;
   out.clear();
   for (size_t i = 0; i < replies.size(); ++i)
-    out.push_back(io::PacketBuf{reinterpret_cast<uint8_t*>(&replies[i]), sizeof replies[i], sizeof replies[i], to[i]});
+    out.push_back(
+        io::PacketBuf{reinterpret_cast<uint8_t*>(&replies[i]), sizeof replies[i], sizeof replies[i], to[i]});
   int n = lane.udp.send_batch(out);
   if (n > 0) lane.counters.add(Counter::cookie_replies_tx, static_cast<uint64_t>(n));
-  if (n < static_cast<int>(out.size())) lane.counters.add(Counter::drop_udp_send, out.size() - (n < 0 ? 0 : n));
+  if (n < static_cast<int>(out.size()))
+    lane.counters.add(Counter::drop_udp_send, out.size() - (n < 0 ? 0 : n));
 }
 
 void Device::queue_handshake(const io::PacketBuf& b) {
@@ -247,7 +259,8 @@ void Device::process_tun(std::span<io::PacketBuf> bufs, const Lane& lane) {
   out.clear();
   runs.clear();
   size_t i = 0;
-  std::optional<routing::PeerId> pid = bufs.empty() ? std::nullopt : table->route_packet(bufs[0].data, bufs[0].len);
+  std::optional<routing::PeerId> pid =
+      bufs.empty() ? std::nullopt : table->route_packet(bufs[0].data, bufs[0].len);
   while (i < bufs.size()) {
     if (!pid) {
       lane.counters.add(Counter::drop_no_route);

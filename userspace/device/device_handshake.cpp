@@ -134,9 +134,12 @@ void Device::handle_initiation(const MessageInitiation& msg, const Endpoint& src
       }
     }
   }
-  if (e == HandshakeError::kStaleTimestamp) counters_.add(Counter::drop_handshake_replay);
-  else if (e == HandshakeError::kFlood) counters_.add(Counter::drop_handshake_flood);
-  else counters_.add(Counter::drop_handshake_failed);
+  if (e == HandshakeError::kStaleTimestamp)
+    counters_.add(Counter::drop_handshake_replay);
+  else if (e == HandshakeError::kFlood)
+    counters_.add(Counter::drop_handshake_flood);
+  else
+    counters_.add(Counter::drop_handshake_failed);
 }
 
 void Device::handle_response(const MessageResponse& msg, const Endpoint& src) {
@@ -170,8 +173,10 @@ void Device::handle_response(const MessageResponse& msg, const Endpoint& src) {
   peer->last_handshake_nsec = w.tv_nsec;
   counters_.add(Counter::handshakes_completed);
   // Kernel send.c: the initiator confirms the session at once, with staged data or a keepalive.
-  if (peer->staged.empty()) send_keepalive(*peer);
-  else flush_staged(*peer);
+  if (peer->staged.empty())
+    send_keepalive(*peer);
+  else
+    flush_staged(*peer);
 }
 
 void Device::handle_cookie_reply(const MessageCookieReply& msg) {
@@ -221,8 +226,10 @@ void Device::send_to(Peer& p, uint8_t* data, size_t len) {
     return;
   }
   io::PacketBuf out{data, len, len, p.endpoint};
-  if (udp_.send_batch(std::span(&out, 1)) != 1) counters_.add(Counter::drop_udp_send);
-  else p.tx_bytes.fetch_add(len, std::memory_order_relaxed);  // like the kernel: every message
+  if (udp_.send_batch(std::span(&out, 1)) != 1)
+    counters_.add(Counter::drop_udp_send);
+  else
+    p.tx_bytes.fetch_add(len, std::memory_order_relaxed);  // like the kernel: every message
 }
 
 void Device::send_initiation(Peer& p, bool is_retry) {

@@ -63,7 +63,9 @@ size_t udp_payload(size_t mtu) { return std::max<size_t>(mtu, 2048); }
 
 Runner::Runner(Device& dev) : dev_(dev) {}
 
-Runner::Runner(Device& dev, io::TunIo& tun, io::UdpIo& udp) : dev_(dev) { add_worker(tun, udp, &dev.counters()); }
+Runner::Runner(Device& dev, io::TunIo& tun, io::UdpIo& udp) : dev_(dev) {
+  add_worker(tun, udp, &dev.counters());
+}
 
 Runner::~Runner() { stop(); }
 
@@ -94,7 +96,8 @@ void Runner::start() {
     }
     threads_.emplace_back([this, w] { tun_loop(*w); });
     threads_.emplace_back([this, w] { udp_loop(*w); });
-    for (size_t i = 0; i < w->receivers.size(); ++i) threads_.emplace_back([this, w, i] { receiver_loop(*w, i); });
+    for (size_t i = 0; i < w->receivers.size(); ++i)
+      threads_.emplace_back([this, w, i] { receiver_loop(*w, i); });
   }
   threads_.emplace_back([this] { handshake_loop(); });
   threads_.emplace_back([this] { timer_loop(); });

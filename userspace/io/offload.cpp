@@ -164,12 +164,15 @@ uint64_t minus_word(const uint8_t* p) { return 0xffff - loaded_word(p); }
 
 void sum_templates(GsoPacket& g, const uint8_t* pkt) {
   // The excluded words add up to less than 2^18, so one carry-wrapping add takes them in.
-  if (!g.v6) g.ip_sum = add_oc(csum_add(pkt, g.l4_off), minus_word(pkt + 2) + minus_word(pkt + 4) + minus_word(pkt + 10));
+  if (!g.v6)
+    g.ip_sum =
+        add_oc(csum_add(pkt, g.l4_off), minus_word(pkt + 2) + minus_word(pkt + 4) + minus_word(pkt + 10));
   const uint8_t* l4 = pkt + g.l4_off;
   // The pseudo-header with length 0: write_segment adds each segment's length.
   uint64_t acc = add_oc(pseudo_header_sum(pkt, g.v6, g.proto, 0), csum_add(l4, g.hdr_len - g.l4_off));
   if (g.proto == kProtoTcp) {
-    g.l4_sum = add_oc(acc, minus_word(l4 + 4) + minus_word(l4 + 6) + minus_word(l4 + 12) + minus_word(l4 + kTcpCsumOff));
+    g.l4_sum = add_oc(
+        acc, minus_word(l4 + 4) + minus_word(l4 + 6) + minus_word(l4 + 12) + minus_word(l4 + kTcpCsumOff));
   } else {
     g.l4_sum = add_oc(acc, minus_word(l4 + 4) + minus_word(l4 + kUdpCsumOff));
   }
@@ -278,7 +281,7 @@ namespace {
 
 struct Segment {
   bool v6;
-  uint8_t proto;   // kProtoTcp or kProtoUdp
+  uint8_t proto;  // kProtoTcp or kProtoUdp
   uint8_t ip_len;
   uint8_t tcp_len;  // L4 header length (8 for UDP)
   uint32_t payload;
@@ -337,8 +340,8 @@ uint32_t flow_hash(const uint8_t* p, const Segment& s) {
 bool same_flow(const uint8_t* p, const Segment& s, const uint8_t* head, const GroGroup& g) {
   if (s.v6 != g.v6 || s.proto != g.proto) return false;
   size_t a = s.v6 ? 8 : 12, n = s.v6 ? 32 : 8;
-  return std::memcmp(p + a, head + a, n) == 0 &&                // addresses
-         std::memcmp(p + s.ip_len, head + g.ip_len, 4) == 0 &&  // ports
+  return std::memcmp(p + a, head + a, n) == 0 &&                                                // addresses
+         std::memcmp(p + s.ip_len, head + g.ip_len, 4) == 0 &&                                  // ports
          (s.proto == kProtoUdp || std::memcmp(p + s.ip_len + 8, head + g.ip_len + 8, 4) == 0);  // ACK
 }
 
@@ -407,8 +410,8 @@ void finish_group(GroGroup& g, const PacketBuf& head) {
     l4[kTcpFlagsOff] |= kTcpPsh;
   }
   put_csum(l4 + csum_off, csum_fold(pseudo_header_sum(h, g.v6, g.proto, l4_len)));
-  g.vnet = VirtioNetHdr{kFlagNeedsCsum, gso, static_cast<uint16_t>(hl), static_cast<uint16_t>(g.gso_size), g.ip_len,
-                        csum_off};
+  g.vnet = VirtioNetHdr{kFlagNeedsCsum, gso,     static_cast<uint16_t>(hl), static_cast<uint16_t>(g.gso_size),
+                        g.ip_len,       csum_off};
 }
 
 // A packet that cannot join its flow's group (not a candidate) closes it, so

@@ -156,7 +156,8 @@ std::unique_ptr<TunDevice> TunDevice::open_queue(std::string* err) const {
   }
   // A queue attaches with the flags the interface was created with (drivers/net/tun.c
   // tun_set_iff refuses others); the offloads are the device's, negotiated again all the same.
-  short flags = static_cast<short>(IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE | (features_.vnet_hdr ? IFF_VNET_HDR : 0));
+  short flags =
+      static_cast<short>(IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE | (features_.vnet_hdr ? IFF_VNET_HDR : 0));
   std::string actual;
   TunFeatures features;
   int e = set_iff(fd, name_, flags, &actual);

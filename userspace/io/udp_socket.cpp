@@ -1,7 +1,6 @@
 #include "xsktun/io/udp_socket.h"
 
 #include <linux/sock_diag.h>
-
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <poll.h>
@@ -10,8 +9,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -171,7 +170,8 @@ UdpSocket::Sock::~Sock() {
   if (fd >= 0) close(fd);
 }
 
-std::shared_ptr<UdpSocket::Sock> UdpSocket::open_sock(uint16_t port, uint32_t mark, bool reuseport, int* err) {
+std::shared_ptr<UdpSocket::Sock> UdpSocket::open_sock(uint16_t port, uint32_t mark, bool reuseport,
+                                                      int* err) {
   auto s = std::make_shared<Sock>();
   s->family = AF_INET6;
   s->fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -509,7 +509,8 @@ uint64_t UdpSocket::receive_drops() const {
   uint32_t mem[SK_MEMINFO_VARS] = {};
   socklen_t len = sizeof mem;
   auto s = current();
-  if (getsockopt(s->fd, SOL_SOCKET, SO_MEMINFO, mem, &len) != 0 || len <= SK_MEMINFO_DROPS * sizeof(uint32_t)) return 0;
+  if (getsockopt(s->fd, SOL_SOCKET, SO_MEMINFO, mem, &len) != 0 || len <= SK_MEMINFO_DROPS * sizeof(uint32_t))
+    return 0;
   return mem[SK_MEMINFO_DROPS];
 }
 

@@ -61,11 +61,12 @@ MacState CookieChecker::validate(const uint8_t* msg, size_t len, const Endpoint&
   }
   crypto::mac(computed, Bytes(cookie), Bytes(msg, mac2_off(len)));
   sodium_memzero(cookie, sizeof cookie);
-  return ct_equal(computed, msg + mac2_off(len), kMacLen) ? MacState::kValidWithCookie : MacState::kValidNoCookie;
+  return ct_equal(computed, msg + mac2_off(len), kMacLen) ? MacState::kValidWithCookie
+                                                          : MacState::kValidNoCookie;
 }
 
-void CookieChecker::create_reply(MessageCookieReply* out, const uint8_t* msg, size_t len, uint32_t receiver_index,
-                                 const Endpoint& src, Nanos now) {
+void CookieChecker::create_reply(MessageCookieReply* out, const uint8_t* msg, size_t len,
+                                 uint32_t receiver_index, const Endpoint& src, Nanos now) {
   out->header.type = kMessageHandshakeCookie;
   std::memset(out->header.reserved, 0, sizeof out->header.reserved);
   out->receiver_index = le32(receiver_index);
@@ -109,8 +110,8 @@ void CookieMaker::add_macs(uint8_t* msg, size_t len, Nanos now) {
 bool CookieMaker::consume_reply(const MessageCookieReply& reply, Nanos now) {
   if (!has_sent_mac1_) return false;
   uint8_t cookie[kCookieLen];
-  if (!crypto::xaead_decrypt(cookie, Bytes(reply.encrypted_cookie, sizeof reply.encrypted_cookie), reply.nonce,
-                             cookie_key_, Bytes(last_mac1_sent_, kMacLen)))
+  if (!crypto::xaead_decrypt(cookie, Bytes(reply.encrypted_cookie, sizeof reply.encrypted_cookie),
+                             reply.nonce, cookie_key_, Bytes(last_mac1_sent_, kMacLen)))
     return false;
   cookie_.assign(cookie);
   sodium_memzero(cookie, sizeof cookie);

@@ -64,11 +64,20 @@ bool named(const char* names, std::string_view want) {  // names: "NAME[:ALIAS..
 void take_cipher(Provider& p, const OSSL_DISPATCH* d) {
   for (; d->function_id != 0; ++d) {
     switch (d->function_id) {
-      case OSSL_FUNC_CIPHER_NEWCTX: p.cipher_new = OSSL_FUNC_cipher_newctx(d); break;
-      case OSSL_FUNC_CIPHER_FREECTX: p.cipher_free = OSSL_FUNC_cipher_freectx(d); break;
-      case OSSL_FUNC_CIPHER_ENCRYPT_INIT: p.cipher_init = OSSL_FUNC_cipher_encrypt_init(d); break;
-      case OSSL_FUNC_CIPHER_UPDATE: p.cipher_update = OSSL_FUNC_cipher_update(d); break;
-      default: break;
+      case OSSL_FUNC_CIPHER_NEWCTX:
+        p.cipher_new = OSSL_FUNC_cipher_newctx(d);
+        break;
+      case OSSL_FUNC_CIPHER_FREECTX:
+        p.cipher_free = OSSL_FUNC_cipher_freectx(d);
+        break;
+      case OSSL_FUNC_CIPHER_ENCRYPT_INIT:
+        p.cipher_init = OSSL_FUNC_cipher_encrypt_init(d);
+        break;
+      case OSSL_FUNC_CIPHER_UPDATE:
+        p.cipher_update = OSSL_FUNC_cipher_update(d);
+        break;
+      default:
+        break;
     }
   }
 }
@@ -76,12 +85,23 @@ void take_cipher(Provider& p, const OSSL_DISPATCH* d) {
 void take_mac(Provider& p, const OSSL_DISPATCH* d) {
   for (; d->function_id != 0; ++d) {
     switch (d->function_id) {
-      case OSSL_FUNC_MAC_NEWCTX: p.mac_new = OSSL_FUNC_mac_newctx(d); break;
-      case OSSL_FUNC_MAC_FREECTX: p.mac_free = OSSL_FUNC_mac_freectx(d); break;
-      case OSSL_FUNC_MAC_INIT: p.mac_init = OSSL_FUNC_mac_init(d); break;
-      case OSSL_FUNC_MAC_UPDATE: p.mac_update = OSSL_FUNC_mac_update(d); break;
-      case OSSL_FUNC_MAC_FINAL: p.mac_final = OSSL_FUNC_mac_final(d); break;
-      default: break;
+      case OSSL_FUNC_MAC_NEWCTX:
+        p.mac_new = OSSL_FUNC_mac_newctx(d);
+        break;
+      case OSSL_FUNC_MAC_FREECTX:
+        p.mac_free = OSSL_FUNC_mac_freectx(d);
+        break;
+      case OSSL_FUNC_MAC_INIT:
+        p.mac_init = OSSL_FUNC_mac_init(d);
+        break;
+      case OSSL_FUNC_MAC_UPDATE:
+        p.mac_update = OSSL_FUNC_mac_update(d);
+        break;
+      case OSSL_FUNC_MAC_FINAL:
+        p.mac_final = OSSL_FUNC_mac_final(d);
+        break;
+      default:
+        break;
     }
   }
 }
@@ -137,7 +157,10 @@ struct Ctx {
   bool keyed = false;  // the ChaCha20 context may hold a data key
   std::unique_ptr<uint8_t[]> scratch{new uint8_t[kBlock + kMaxMessage + kBlock]};
   explicit Ctx(const Provider& p)
-      : cipher_free(p.cipher_free), mac_free(p.mac_free), cipher(p.cipher_new(p.provctx)), mac(p.mac_new(p.provctx)) {
+      : cipher_free(p.cipher_free),
+        mac_free(p.mac_free),
+        cipher(p.cipher_new(p.provctx)),
+        mac(p.mac_new(p.provctx)) {
     t_ctx = this;
   }
   ~Ctx() {
@@ -201,10 +224,13 @@ uint8_t* xor_in_scratch(const Provider& pr, Ctx& x, const uint8_t* in, size_t le
 bool poly_tag(const Provider& pr, Ctx& x, uint8_t tag[16], const uint8_t* ct, size_t len) {
   uint8_t trailer[32] = {};
   size_t pad = (16 - len % 16) % 16;
-  for (size_t i = 0; i < 8; ++i) trailer[pad + 8 + i] = static_cast<uint8_t>(static_cast<uint64_t>(len) >> (8 * i));
+  for (size_t i = 0; i < 8; ++i)
+    trailer[pad + 8 + i] = static_cast<uint8_t>(static_cast<uint64_t>(len) >> (8 * i));
   size_t outl = 0;
-  bool ok = pr.mac_init(x.mac, x.scratch.get(), 32, nullptr) == 1 && (len == 0 || pr.mac_update(x.mac, ct, len) == 1) &&
-            pr.mac_update(x.mac, trailer, pad + 16) == 1 && pr.mac_final(x.mac, tag, &outl, 16) == 1 && outl == 16;
+  bool ok = pr.mac_init(x.mac, x.scratch.get(), 32, nullptr) == 1 &&
+            (len == 0 || pr.mac_update(x.mac, ct, len) == 1) &&
+            pr.mac_update(x.mac, trailer, pad + 16) == 1 && pr.mac_final(x.mac, tag, &outl, 16) == 1 &&
+            outl == 16;
   clean_upper();
   sodium_memzero(x.scratch.get(), kBlock);
   return ok;
@@ -263,7 +289,8 @@ void sodium_seal(uint8_t* out, const uint8_t* in, size_t len, uint64_t counter, 
   crypto::aead_encrypt(out, {in, len}, counter, key, {});
 }
 
-bool sodium_open(uint8_t* out, const uint8_t* in, size_t len_with_tag, uint64_t counter, const uint8_t key[32]) {
+bool sodium_open(uint8_t* out, const uint8_t* in, size_t len_with_tag, uint64_t counter,
+                 const uint8_t key[32]) {
   return crypto::aead_decrypt(out, {in, len_with_tag}, counter, key, {});
 }
 
@@ -292,7 +319,8 @@ Backend effective_backend() {
   return b == Backend::kOpenssl && !openssl_available() ? Backend::kLibsodium : b;
 }
 
-void seal_with(Backend b, uint8_t* out, const uint8_t* in, size_t len, uint64_t counter, const uint8_t key[32]) {
+void seal_with(Backend b, uint8_t* out, const uint8_t* in, size_t len, uint64_t counter,
+               const uint8_t key[32]) {
   if (b == Backend::kOpenssl) {  // the provider looked up once per packet
     const Provider& pr = provider();
     if (pr.ok) {

@@ -16,7 +16,8 @@ Keypair::Keypair(const SessionKeys& keys, Nanos now)
       birthdate(now) {}
 
 bool Keypair::can_send(Nanos now) const {
-  return now - birthdate < kRejectAfterTime && send_counter.load(std::memory_order_relaxed) < kRejectAfterMessages;
+  return now - birthdate < kRejectAfterTime &&
+         send_counter.load(std::memory_order_relaxed) < kRejectAfterMessages;
 }
 
 size_t padded_len(size_t len, size_t mtu) {
@@ -36,7 +37,8 @@ size_t reserve_send_counters(Keypair& kp, size_t n, Nanos now, uint64_t* first) 
   return static_cast<size_t>(std::min<uint64_t>(n, kRejectAfterMessages - c));
 }
 
-size_t seal_at(const Keypair& kp, uint64_t counter, const uint8_t* plaintext, size_t len, size_t mtu, uint8_t* out) {
+size_t seal_at(const Keypair& kp, uint64_t counter, const uint8_t* plaintext, size_t len, size_t mtu,
+               uint8_t* out) {
   size_t plen = padded_len(len, mtu);
   uint8_t* payload = out + kDataHeaderLen;
   if (len && payload != plaintext) std::memmove(payload, plaintext, len);
@@ -60,16 +62,22 @@ size_t seal(Keypair& kp, const uint8_t* plaintext, size_t len, size_t mtu, uint8
 
 const char* to_string(OpenResult r) {
   switch (r) {
-    case OpenResult::kOk: return "ok";
-    case OpenResult::kMalformed: return "malformed";
-    case OpenResult::kExpired: return "keypair expired";
-    case OpenResult::kAuthFailed: return "authentication failed";
-    case OpenResult::kReplay: return "replayed counter";
+    case OpenResult::kOk:
+      return "ok";
+    case OpenResult::kMalformed:
+      return "malformed";
+    case OpenResult::kExpired:
+      return "keypair expired";
+    case OpenResult::kAuthFailed:
+      return "authentication failed";
+    case OpenResult::kReplay:
+      return "replayed counter";
   }
   return "?";
 }
 
-OpenResult open_unwindowed(Keypair& kp, uint8_t* msg, size_t len, Nanos now, size_t* plain_len, uint64_t* counter) {
+OpenResult open_unwindowed(Keypair& kp, uint8_t* msg, size_t len, Nanos now, size_t* plain_len,
+                           uint64_t* counter) {
   if (len < kDataOverhead) return OpenResult::kMalformed;
   if (!kp.can_receive(now)) return OpenResult::kExpired;
   const auto* hdr = reinterpret_cast<const MessageData*>(msg);
@@ -132,9 +140,18 @@ bool Keypairs::received_with(const Keypair* kp, std::shared_ptr<Keypair>* droppe
   return true;
 }
 
-std::shared_ptr<Keypair> Keypairs::current() const { std::lock_guard lock(mu_); return current_; }
-std::shared_ptr<Keypair> Keypairs::previous() const { std::lock_guard lock(mu_); return previous_; }
-std::shared_ptr<Keypair> Keypairs::next() const { std::lock_guard lock(mu_); return next_; }
+std::shared_ptr<Keypair> Keypairs::current() const {
+  std::lock_guard lock(mu_);
+  return current_;
+}
+std::shared_ptr<Keypair> Keypairs::previous() const {
+  std::lock_guard lock(mu_);
+  return previous_;
+}
+std::shared_ptr<Keypair> Keypairs::next() const {
+  std::lock_guard lock(mu_);
+  return next_;
+}
 
 std::array<std::shared_ptr<Keypair>, 3> Keypairs::clear() {
   std::lock_guard lock(mu_);

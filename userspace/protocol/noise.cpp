@@ -53,7 +53,8 @@ struct Transcript {
   }
   // (C, k) = KDF2(C, dh); with_key=false means KDF1 (ee and se in the response).
   void mix_key(const SecretKey& dh_result, bool with_key) {
-    crypto::kdf(ck.data(), with_key ? key.data() : nullptr, nullptr, ck.data(), Bytes(dh_result.data(), kKeyLen));
+    crypto::kdf(ck.data(), with_key ? key.data() : nullptr, nullptr, ck.data(),
+                Bytes(dh_result.data(), kKeyLen));
   }
   [[nodiscard]] bool mix_dh(const SecretKey& priv, const uint8_t pub[kKeyLen], bool with_key) {
     SecretKey shared;
@@ -89,14 +90,22 @@ void fill_header(MessageHeader* h, MessageType t) {
 
 const char* to_string(HandshakeError e) {
   switch (e) {
-    case HandshakeError::kOk: return "ok";
-    case HandshakeError::kNoIdentity: return "no private key";
-    case HandshakeError::kBadDh: return "DH result is zero (low-order point)";
-    case HandshakeError::kDecrypt: return "decryption failed";
-    case HandshakeError::kUnknownPeer: return "unknown peer";
-    case HandshakeError::kStaleTimestamp: return "timestamp not newer (replay)";
-    case HandshakeError::kFlood: return "initiation flood";
-    case HandshakeError::kWrongState: return "unexpected handshake state";
+    case HandshakeError::kOk:
+      return "ok";
+    case HandshakeError::kNoIdentity:
+      return "no private key";
+    case HandshakeError::kBadDh:
+      return "DH result is zero (low-order point)";
+    case HandshakeError::kDecrypt:
+      return "decryption failed";
+    case HandshakeError::kUnknownPeer:
+      return "unknown peer";
+    case HandshakeError::kStaleTimestamp:
+      return "timestamp not newer (replay)";
+    case HandshakeError::kFlood:
+      return "initiation flood";
+    case HandshakeError::kWrongState:
+      return "unexpected handshake state";
   }
   return "?";
 }
@@ -163,8 +172,8 @@ HandshakeError create_initiation(MessageInitiation* msg, Handshake& hs, const St
   return HandshakeError::kOk;
 }
 
-HandshakeError consume_initiation(const MessageInitiation& msg, const StaticIdentity& id, const PeerByKey& lookup,
-                                  Nanos now, Handshake** peer_out) {
+HandshakeError consume_initiation(const MessageInitiation& msg, const StaticIdentity& id,
+                                  const PeerByKey& lookup, Nanos now, Handshake** peer_out) {
   if (!id.has_private) return HandshakeError::kNoIdentity;
   Transcript t(id.public_key);
   Key remote_static{};
@@ -188,7 +197,8 @@ HandshakeError consume_initiation(const MessageInitiation& msg, const StaticIden
 
   // Whitepaper 5.1: a replayed initiation carries an old timestamp; and at most one initiation
   // per peer is consumed per kInitiationMinInterval, which bounds the CPU an attacker can burn.
-  if (std::memcmp(timestamp, hs->latest_timestamp, kTimestampLen) <= 0) return HandshakeError::kStaleTimestamp;
+  if (std::memcmp(timestamp, hs->latest_timestamp, kTimestampLen) <= 0)
+    return HandshakeError::kStaleTimestamp;
   if (hs->has_consumed_initiation && now - hs->last_initiation_consumption < kInitiationMinInterval)
     return HandshakeError::kFlood;
 
@@ -204,7 +214,8 @@ HandshakeError consume_initiation(const MessageInitiation& msg, const StaticIden
   return HandshakeError::kOk;
 }
 
-HandshakeError create_response(MessageResponse* msg, Handshake& hs, const StaticIdentity& id, uint32_t local_index) {
+HandshakeError create_response(MessageResponse* msg, Handshake& hs, const StaticIdentity& id,
+                               uint32_t local_index) {
   if (!id.has_private) return HandshakeError::kNoIdentity;
   if (hs.state != HandshakeState::kConsumedInitiation) return HandshakeError::kWrongState;
   Transcript t(hs.chaining_key, hs.hash);

@@ -149,7 +149,7 @@ TimerActions PeerTimers::fire(Timer t, Nanos now) {
       // We sent data but heard nothing for KEEPALIVE_TIMEOUT + REKEY_TIMEOUT: the peer should have
       // sent at least a keepalive by now, so assume the session is broken and start over.
       return queue_initiation(now, /*is_retry=*/false) ? TimerActions{} | TimerAction::kSendInitiation
-                                                        : TimerActions{};
+                                                       : TimerActions{};
     case kZeroKeyMaterial:
       return TimerActions{} | TimerAction::kZeroKeys;
     case kPersistentKeepalive:

@@ -27,7 +27,9 @@ inline unsigned common_bits(const std::array<uint64_t, 2>& a, const std::array<u
 }
 
 // Clears every bit at position >= cidr (the "maskself" step of the kernel's insert).
-inline std::array<uint64_t, 2> mask_key(const std::array<uint64_t, 2>& k, unsigned cidr) { return mask_lpm_key(k, cidr); }
+inline std::array<uint64_t, 2> mask_key(const std::array<uint64_t, 2>& k, unsigned cidr) {
+  return mask_lpm_key(k, cidr);
+}
 
 inline uint64_t load_be64(const uint8_t* p) {
   uint64_t v = 0;
@@ -189,7 +191,8 @@ bool AllowedIps::insert(const Prefix& p, PeerId peer) {
     }
     // The new prefix and the subtree at `cur` diverge, or the new prefix covers the subtree.
     Key cur_key = n.key;
-    uint32_t fresh = alloc_node(key, cidr, family == AF_INET6);  // may reallocate nodes_: `n` is dead from here on
+    uint32_t fresh =
+        alloc_node(key, cidr, family == AF_INET6);  // may reallocate nodes_: `n` is dead from here on
     link(fresh, peer);
     ++count_;
     ++t.count;

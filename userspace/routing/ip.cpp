@@ -83,10 +83,12 @@ std::optional<Endpoint> Endpoint::parse(std::string_view s) {
   auto ip = IpAddr::parse(host);
   unsigned v = 0;
   auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), v);
-  if (!ip || port.empty() || ec != std::errc() || end != port.data() + port.size() || v > 65535) return std::nullopt;
+  if (!ip || port.empty() || ec != std::errc() || end != port.data() + port.size() || v > 65535)
+    return std::nullopt;
   if ((ip->family == AF_INET6) != bracketed) return std::nullopt;
   static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (ip->family == AF_INET6 && std::memcmp(ip->bytes.data(), kMapped, 12) == 0) *ip = IpAddr::v4(ip->bytes.data() + 12);
+  if (ip->family == AF_INET6 && std::memcmp(ip->bytes.data(), kMapped, 12) == 0)
+    *ip = IpAddr::v4(ip->bytes.data() + 12);
   return Endpoint{*ip, static_cast<uint16_t>(v)};
 }
 

@@ -1,14 +1,13 @@
 #include "xsktun/xdp/frame.h"
 
-#include "xsktun/io/offload.h"
-#include "xsktun_shared.h"
-// after xsktun_shared.h (its stat codes)
-#include "xsktun_parse.h"
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include <cstring>
+
+#include "xsktun/io/offload.h"
+#include "xsktun_parse.h"
+#include "xsktun_shared.h"
 
 namespace xsktun::xdp {
 
@@ -100,7 +99,7 @@ size_t build_headers(uint8_t* f, const Path& path, const Endpoint& dst, size_t p
   if (!v4) {
     uint64_t acc = io::offload::pseudo_header_sum(ip, true, IPPROTO_UDP, udp_total);
     uint16_t c = static_cast<uint16_t>(~io::offload::csum_fold(io::offload::csum_add(udp, udp_total, acc)));
-    if (c == 0) c = 0xffff;  // RFC 8200 8.1: zero means "no checksum", not allowed over IPv6
+    if (c == 0) c = 0xffff;       // RFC 8200 8.1: zero means "no checksum", not allowed over IPv6
     std::memcpy(udp + 6, &c, 2);  // host-order sum stored host-order lands in network order
   }
   return static_cast<size_t>(udp - f) + udp_total;

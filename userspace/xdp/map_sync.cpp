@@ -33,11 +33,13 @@ void MapSync::write_prefix(const Prefix& p, uint32_t peer, bool remove) {
   if (p.addr.family == AF_INET) {
     xsktun_lpm_v4 k{p.cidr, {}};
     std::memcpy(k.addr, p.addr.bytes.data(), 4);
-    rc = remove ? bpf_map_delete_elem(fds_.allowed_v4, &k) : bpf_map_update_elem(fds_.allowed_v4, &k, &peer, BPF_ANY);
+    rc = remove ? bpf_map_delete_elem(fds_.allowed_v4, &k)
+                : bpf_map_update_elem(fds_.allowed_v4, &k, &peer, BPF_ANY);
   } else {
     xsktun_lpm_v6 k{p.cidr, {}};
     std::memcpy(k.addr, p.addr.bytes.data(), 16);
-    rc = remove ? bpf_map_delete_elem(fds_.allowed_v6, &k) : bpf_map_update_elem(fds_.allowed_v6, &k, &peer, BPF_ANY);
+    rc = remove ? bpf_map_delete_elem(fds_.allowed_v6, &k)
+                : bpf_map_update_elem(fds_.allowed_v6, &k, &peer, BPF_ANY);
   }
   if (rc != 0 && !remove) failed();
 }

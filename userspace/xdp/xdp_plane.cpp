@@ -10,8 +10,6 @@
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
-
-#include <vector>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -21,6 +19,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "xsktun.skel.h"
 #include "xsktun/common/log.h"
@@ -39,8 +38,10 @@ int bpf_print(enum libbpf_print_level level, const char* fmt, va_list ap) {
   vsnprintf(buf, sizeof buf, fmt, ap);
   size_t n = std::strlen(buf);
   if (n && buf[n - 1] == '\n') buf[n - 1] = 0;
-  if (level == LIBBPF_WARN) XLOG_WARN("libbpf: %s", buf);
-  else XLOG_DEBUG("libbpf: %s", buf);
+  if (level == LIBBPF_WARN)
+    XLOG_WARN("libbpf: %s", buf);
+  else
+    XLOG_DEBUG("libbpf: %s", buf);
   return 0;
 }
 int xdp_print(enum libxdp_print_level level, const char* fmt, va_list ap) {
@@ -87,7 +88,8 @@ void detach_xsktun_programs(int ifindex) {
 void remove_dir(const std::string& dir) {
   if (DIR* d = opendir(dir.c_str())) {
     while (dirent* e = readdir(d))
-      if (std::strcmp(e->d_name, ".") && std::strcmp(e->d_name, "..")) unlink((dir + "/" + e->d_name).c_str());
+      if (std::strcmp(e->d_name, ".") && std::strcmp(e->d_name, ".."))
+        unlink((dir + "/" + e->d_name).c_str());
     closedir(d);
   }
   rmdir(dir.c_str());
@@ -153,8 +155,8 @@ std::optional<bool> nic_udp_segmentation(const std::string& nic) {
   if (!ethtool_ioctl(nic, gs)) return std::nullopt;
   uint32_t bit = n;
   for (uint32_t i = 0; i < n && bit == n; ++i)
-    if (std::strncmp(reinterpret_cast<const char*>(gs->data) + size_t{i} * ETH_GSTRING_LEN, "tx-udp-segmentation",
-                     ETH_GSTRING_LEN) == 0)
+    if (std::strncmp(reinterpret_cast<const char*>(gs->data) + size_t{i} * ETH_GSTRING_LEN,
+                     "tx-udp-segmentation", ETH_GSTRING_LEN) == 0)
       bit = i;
   if (bit == n) return std::nullopt;
   uint32_t blocks = (n + 31) / 32;
@@ -183,12 +185,13 @@ std::unique_ptr<XdpPlane> XdpPlane::create(const XdpPlaneOptions& o, std::string
   if ((stale_prog || stale_pins) && !o.force) {
     *err = stale_prog ? o.nic + " already carries an xsktun XDP program (" + where +
                             "), from a crashed or running instance; use --force to replace it"
-                      : "stale pins at " + x->pin_dir_ + " from a crashed or running instance; use --force to replace them";
+                      : "stale pins at " + x->pin_dir_ +
+                            " from a crashed or running instance; use --force to replace them";
     return nullptr;
   }
   if (stale_prog) {
-    XLOG_WARN("%s: replacing the xsktun XDP program left %s by an instance that is not running", o.nic.c_str(),
-              where.c_str());
+    XLOG_WARN("%s: replacing the xsktun XDP program left %s by an instance that is not running",
+              o.nic.c_str(), where.c_str());
     detach_xsktun_programs(x->ifindex_);
   }
   if (stale_pins) {
@@ -246,7 +249,8 @@ std::unique_ptr<XdpPlane> XdpPlane::create(const XdpPlaneOptions& o, std::string
 
 XdpPlane::~XdpPlane() {
   if (prog_) {
-    if (!attach_mode_.empty()) xdp_program__detach(prog_, ifindex_, static_cast<xdp_attach_mode>(xdp_mode_), 0);
+    if (!attach_mode_.empty())
+      xdp_program__detach(prog_, ifindex_, static_cast<xdp_attach_mode>(xdp_mode_), 0);
     xdp_program__close(prog_);
   }
   unpin_maps();
@@ -320,7 +324,9 @@ std::array<uint64_t, XSKTUN_STAT__MAX> XdpPlane::stats() const {
   return out;
 }
 
-int XdpPlane::query_flags() const { return xdp_mode_ == XDP_MODE_SKB ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE; }
+int XdpPlane::query_flags() const {
+  return xdp_mode_ == XDP_MODE_SKB ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
+}
 
 bool XdpPlane::attached() const {
   // The program id in the kernel, no fd opened: this is polled every 200 ms, and libxdp 1.3's

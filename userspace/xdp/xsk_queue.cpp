@@ -244,9 +244,12 @@ int XskQueue::send(std::span<const io::PacketBuf> bufs, std::span<const Path* co
   uint32_t fits = 0, too_big = 0, copies = 0;
   uint64_t frame = 0;
   for (size_t i = 0; i < bufs.size(); ++i) {
-    if (lent_frame(bufs[i].data, &frame)) ++fits;  // headers fit the headroom by construction
-    else if (header_len(*paths[i], bufs[i].endpoint.addr.family) + bufs[i].len > frame_size_) ++too_big;
-    else if (copies < tx_free_.size()) ++fits, ++copies;
+    if (lent_frame(bufs[i].data, &frame))
+      ++fits;  // headers fit the headroom by construction
+    else if (header_len(*paths[i], bufs[i].endpoint.addr.family) + bufs[i].len > frame_size_)
+      ++too_big;
+    else if (copies < tx_free_.size())
+      ++fits, ++copies;
   }
   uint32_t idx = 0;
   uint32_t n = fits ? xsk_ring_prod__reserve(&tx_, fits, &idx) : 0;
@@ -278,7 +281,8 @@ int XskQueue::send(std::span<const io::PacketBuf> bufs, std::span<const Path* co
     ++used;
   }
   if (too_big) counters_->add(device::Counter::drop_xsk_too_big, too_big);
-  if (bufs.size() - too_big > used) counters_->add(device::Counter::drop_xsk_tx_full, bufs.size() - too_big - used);
+  if (bufs.size() - too_big > used)
+    counters_->add(device::Counter::drop_xsk_tx_full, bufs.size() - too_big - used);
   if (used) xsk_ring_prod__submit(&tx_, used);
   kick_tx();
   reclaim_completions();  // copy mode completes inside the kick: count them now

@@ -31,6 +31,7 @@ class StatusServer {
 };
 
 // Client side: sends `command`, returns the reply; false (with *err) if nobody answers.
-bool status_query(const std::string& ifname, const std::string& command, std::string* reply, std::string* err);
+bool status_query(const std::string& ifname, const std::string& command, std::string* reply,
+                  std::string* err);
 
 }  // namespace xsktun::cli

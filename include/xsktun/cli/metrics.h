@@ -3,8 +3,8 @@
 // daemon's optional /metrics endpoint (--metrics-listen, libmicrohttpd).
 #pragma once
 
-#include <memory>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 

@@ -20,8 +20,9 @@ struct ModeInfo {
   int queues = 0;
 };
 
-nlohmann::json build_status(const std::string& ifname, const ModeInfo& mode, const control::DeviceSnapshot& snap,
-                            const device::CounterValues& counters, size_t mtu, int64_t now_unix);
+nlohmann::json build_status(const std::string& ifname, const ModeInfo& mode,
+                            const control::DeviceSnapshot& snap, const device::CounterValues& counters,
+                            size_t mtu, int64_t now_unix);
 std::string format_status_text(const nlohmann::json& status);
 
 }  // namespace xsktun::cli

@@ -18,8 +18,18 @@ struct IpAddr {
   uint8_t family = 0;  // AF_INET or AF_INET6; 0 = unset
   std::array<uint8_t, 16> bytes{};
 
-  static IpAddr v4(const uint8_t* b) { IpAddr a; a.family = AF_INET; std::memcpy(a.bytes.data(), b, 4); return a; }
-  static IpAddr v6(const uint8_t* b) { IpAddr a; a.family = AF_INET6; std::memcpy(a.bytes.data(), b, 16); return a; }
+  static IpAddr v4(const uint8_t* b) {
+    IpAddr a;
+    a.family = AF_INET;
+    std::memcpy(a.bytes.data(), b, 4);
+    return a;
+  }
+  static IpAddr v6(const uint8_t* b) {
+    IpAddr a;
+    a.family = AF_INET6;
+    std::memcpy(a.bytes.data(), b, 16);
+    return a;
+  }
   size_t len() const { return family == AF_INET ? 4 : family == AF_INET6 ? 16 : 0; }
   bool operator==(const IpAddr&) const = default;
   // Parses dotted-quad or RFC 4291 text; nullopt on anything else.

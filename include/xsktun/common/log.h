@@ -19,8 +19,8 @@ void write(Level l, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 #define XLOG_ERROR(...) ::xsktun::log::write(::xsktun::log::Level::kError, __VA_ARGS__)
 #define XLOG_WARN(...) ::xsktun::log::write(::xsktun::log::Level::kWarn, __VA_ARGS__)
 #define XLOG_INFO(...) ::xsktun::log::write(::xsktun::log::Level::kInfo, __VA_ARGS__)
-#define XLOG_DEBUG(...)                                                                       \
-  do {                                                                                        \
-    if (::xsktun::log::level() >= ::xsktun::log::Level::kDebug)                               \
-      ::xsktun::log::write(::xsktun::log::Level::kDebug, __VA_ARGS__);                        \
+#define XLOG_DEBUG(...)                                                \
+  do {                                                                 \
+    if (::xsktun::log::level() >= ::xsktun::log::Level::kDebug)        \
+      ::xsktun::log::write(::xsktun::log::Level::kDebug, __VA_ARGS__); \
   } while (0)

@@ -15,18 +15,18 @@ namespace xsktun::control {
 struct PeerChange {
   Key public_key{};
   bool remove = false;
-  bool update_only = false;                  // only change an existing peer, never create one
-  std::optional<SecretKey> preshared_key;    // all-zero key = no PSK
+  bool update_only = false;                // only change an existing peer, never create one
+  std::optional<SecretKey> preshared_key;  // all-zero key = no PSK
   std::optional<Endpoint> endpoint;
   std::optional<uint16_t> persistent_keepalive;  // seconds, 0 = off
   bool replace_allowed_ips = false;
-  std::vector<Prefix> allowed_ips;           // host bits may be set; the table masks them
+  std::vector<Prefix> allowed_ips;  // host bits may be set; the table masks them
 };
 
 struct ConfigChange {
   std::optional<SecretKey> private_key;  // all-zero key = remove the private key
   std::optional<uint16_t> listen_port;
-  std::optional<uint32_t> fwmark;        // 0 = off
+  std::optional<uint32_t> fwmark;  // 0 = off
   bool replace_peers = false;
   std::vector<PeerChange> peers;
 };

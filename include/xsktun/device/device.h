@@ -32,8 +32,8 @@ using proto::Nanos;
 class Clock {
  public:
   virtual ~Clock() = default;
-  virtual Nanos now() const = 0;              // monotonic
-  virtual timespec wall() const = 0;          // CLOCK_REALTIME, for TAI64N and "latest handshake"
+  virtual Nanos now() const = 0;      // monotonic
+  virtual timespec wall() const = 0;  // CLOCK_REALTIME, for TAI64N and "latest handshake"
 };
 class SystemClock : public Clock {
  public:
@@ -51,8 +51,10 @@ class StagedQueue {
   void push_back(std::vector<uint8_t> pkt) { q_.push_back(std::move(pkt)); }
   void pop_front() {
     q_[head_++] = {};
-    if (head_ == q_.size()) clear();
-    else if (head_ > 32 && head_ * 2 > q_.size()) q_.erase(q_.begin(), q_.begin() + static_cast<long>(head_)), head_ = 0;
+    if (head_ == q_.size())
+      clear();
+    else if (head_ > 32 && head_ * 2 > q_.size())
+      q_.erase(q_.begin(), q_.begin() + static_cast<long>(head_)), head_ = 0;
   }
   void clear() {
     q_ = {};  // frees the storage too: an idle peer holds none
@@ -196,11 +198,11 @@ class Device {
   void handle_initiation(const proto::MessageInitiation& msg, const Endpoint& src);
   void handle_response(const proto::MessageResponse& msg, const Endpoint& src);
   void handle_cookie_reply(const proto::MessageCookieReply& msg);
-  void send_initiation(Peer& p, bool is_retry);  // p.mu held
-  void send_keepalive(Peer& p);                  // p.mu held
-  void flush_staged(Peer& p);                    // p.mu held
+  void send_initiation(Peer& p, bool is_retry);               // p.mu held
+  void send_keepalive(Peer& p);                               // p.mu held
+  void flush_staged(Peer& p);                                 // p.mu held
   void install_keypair(Peer& p, std::shared_ptr<Peer> self);  // p.mu held; derives from p.hs
-  void zero_keys(Peer& p);                       // p.mu held
+  void zero_keys(Peer& p);                                    // p.mu held
   void handle_timer_actions(Peer& p, proto::TimerActions a);  // p.mu held
   void send_to(Peer& p, uint8_t* data, size_t len);           // p.mu held
   bool under_load();
@@ -248,7 +250,8 @@ class Device {
                         Counters& c);
   void send_cookie_replies(std::vector<proto::MessageCookieReply>& replies, const std::vector<Endpoint>& to,
                            const Lane& lane);
-  void send_run(Peer& p, std::span<io::PacketBuf> run, std::vector<io::PacketBuf>& out, Nanos now, Counters& c);
+  void send_run(Peer& p, std::span<io::PacketBuf> run, std::vector<io::PacketBuf>& out, Nanos now,
+                Counters& c);
   void stage(Peer& p, std::span<io::PacketBuf> run, Counters& c);  // p.mu held
   bool validate_inner(const uint8_t* pkt, size_t* len);
 

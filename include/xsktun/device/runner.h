@@ -35,10 +35,10 @@ class Runner {
   void add_receiver(size_t w, RecvFn recv, int ready_fd = -1);
   void add_receiver(RecvFn recv, int ready_fd = -1) { add_receiver(0, std::move(recv), ready_fd); }
   // Serve each worker's TUN queue and UDP side (and receivers) from one thread, polling all,
-  // instead of a thread each. One thread saves the wakeups between them: on a host with 2 CPUs a TCP stream's ACKs,
-  // written and read back by the same thread, cost no thread switch (docs/design.md). A thread
-  // each runs both directions in parallel on bigger hosts. Needs ready_fd() on both sides and
-  // on every receiver, else a thread each. Call before start().
+  // instead of a thread each. One thread saves the wakeups between them: on a host with 2 CPUs a TCP stream's
+  // ACKs, written and read back by the same thread, cost no thread switch (docs/design.md). A thread each
+  // runs both directions in parallel on bigger hosts. Needs ready_fd() on both sides and on every receiver,
+  // else a thread each. Call before start().
   void set_single_io_thread(bool on) { want_single_io_ = on; }
   // Whether start() chose one thread for both sides.
   bool single_io_thread() const { return single_io_; }

@@ -80,10 +80,10 @@ bool complete_checksum(std::span<uint8_t> pkt, uint16_t csum_start, uint16_t csu
 // A validated TCP (TSO) or UDP (USO) super-packet.
 struct GsoPacket {
   bool v6 = false;
-  uint8_t proto = 0;      // kProtoTcp or kProtoUdp
-  size_t l4_off = 0;      // = IP header length (csum_start)
-  size_t hdr_len = 0;     // IP + TCP/UDP header length
-  size_t gso_size = 0;    // payload bytes per segment (the last may be shorter)
+  uint8_t proto = 0;    // kProtoTcp or kProtoUdp
+  size_t l4_off = 0;    // = IP header length (csum_start)
+  size_t hdr_len = 0;   // IP + TCP/UDP header length
+  size_t gso_size = 0;  // payload bytes per segment (the last may be shorter)
   size_t segments = 0;
   bool keep_cwr = false;  // AccECN: CWR is not cleared after the first segment
   // What every segment's checksums share, summed once per super-packet (unfolded, see
@@ -137,7 +137,7 @@ struct GroGroup {
   std::array<uint8_t, kMaxGroHeader> head{};  // count > 1: rewritten IP + TCP header
 
   // Bookkeeping while coalescing.
-  bool open = false;          // a TCP/UDP candidate that may still take segments
+  bool open = false;  // a TCP/UDP candidate that may still take segments
   bool v6 = false;
   uint8_t proto = 0;  // kProtoTcp or kProtoUdp
   bool psh = false;   // the last member has PSH: nothing may follow

@@ -54,8 +54,8 @@ class TunDevice final : public TunIo {
   // null) on failure. Offloads the kernel refuses are silently left off (see features()).
   // `multi_queue`: IFF_MULTI_QUEUE, so that open_queue() can add queues (one per worker).
   static std::unique_ptr<TunDevice> create(const std::string& name, size_t mtu = kDefaultTunMtu,
-                                           std::string* err = nullptr,
-                                           TunOffload offload = TunOffload::kAuto, bool multi_queue = false);
+                                           std::string* err = nullptr, TunOffload offload = TunOffload::kAuto,
+                                           bool multi_queue = false);
   // Another queue of this (multi-queue) interface: its own fd, read and written by one worker.
   // The kernel picks the queue of each outbound packet (a flow hash, or the steering program).
   std::unique_ptr<TunDevice> open_queue(std::string* err) const;
@@ -115,7 +115,7 @@ class TunDevice final : public TunIo {
   int attach_bpf(bool steering, int prog_fd);
 
   int fd_;
-  int wake_fd_;  // eventfd; readable once wake() was called
+  int wake_fd_;     // eventfd; readable once wake() was called
   ReadySet ready_;  // fd_ + wake_fd_
   bool ready_ok_ = false;
   std::string name_;

@@ -59,10 +59,10 @@ class UdpSocket final : public UdpIo {
   // Opens and binds a new socket on `port` first, then swaps it in, so on failure (e.g.
   // -EADDRINUSE) the old socket stays. Switching back to a port this object used before waits
   // (up to kRebindWaitMs) for threads still holding that retired socket to let go of it.
-  // Rebinding to the current non-zero port is a no-op (as in the kernel's set_port). Safe while other threads are in recv_batch/send_batch: a blocked
-  // receiver is woken and moves to the new socket. Datagrams queued on the old one are lost
-  // (segments already read from it and pending are still delivered). Offloads are probed and
-  // enabled again on the new socket.
+  // Rebinding to the current non-zero port is a no-op (as in the kernel's set_port). Safe while other threads
+  // are in recv_batch/send_batch: a blocked receiver is woken and moves to the new socket. Datagrams queued
+  // on the old one are lost (segments already read from it and pending are still delivered). Offloads are
+  // probed and enabled again on the new socket.
   int rebind(uint16_t port) override;
   // SO_MARK on the current socket and on every future one (0 clears it). Needs CAP_NET_ADMIN.
   void set_fwmark(uint32_t mark) override { try_set_fwmark(mark); }
@@ -83,7 +83,7 @@ class UdpSocket final : public UdpIo {
   // Offload state of the current socket, and how often each offload actually carried traffic.
   bool gso_enabled() const { return current()->gso.load(std::memory_order_relaxed); }
   bool gro_enabled() const { return current()->gro; }
-  uint64_t gso_sends() const { return gso_sends_.load(std::memory_order_relaxed); }   // messages
+  uint64_t gso_sends() const { return gso_sends_.load(std::memory_order_relaxed); }        // messages
   uint64_t gro_receives() const { return gro_receives_.load(std::memory_order_relaxed); }  // >1 seg
   // The current socket's fd, for tests and diagnostics only: rebind() replaces (and closes) it.
   int native_handle() const { return current()->fd; }
@@ -113,7 +113,7 @@ class UdpSocket final : public UdpIo {
   std::shared_ptr<Sock> sock_;
   // Replaced sockets (by port) that a thread may still hold; see rebind().
   std::vector<std::pair<uint16_t, std::weak_ptr<Sock>>> retired_;
-  int wake_fd_;  // eventfd; readable once wake() was called
+  int wake_fd_;     // eventfd; readable once wake() was called
   ReadySet ready_;  // sock_->fd + wake_fd_ (changed under mu_)
   bool ready_ok_ = false;
   std::atomic<uint32_t> fwmark_{0};

@@ -45,8 +45,9 @@ void seal(uint8_t* out, const uint8_t* in, size_t len, uint64_t counter, const u
 [[nodiscard]] bool open(uint8_t* out, const uint8_t* in, size_t len_with_tag, uint64_t counter,
                         const uint8_t key[32]);
 
-void seal_with(Backend b, uint8_t* out, const uint8_t* in, size_t len, uint64_t counter, const uint8_t key[32]);
-[[nodiscard]] bool open_with(Backend b, uint8_t* out, const uint8_t* in, size_t len_with_tag, uint64_t counter,
-                             const uint8_t key[32]);
+void seal_with(Backend b, uint8_t* out, const uint8_t* in, size_t len, uint64_t counter,
+               const uint8_t key[32]);
+[[nodiscard]] bool open_with(Backend b, uint8_t* out, const uint8_t* in, size_t len_with_tag,
+                             uint64_t counter, const uint8_t key[32]);
 
 }  // namespace xsktun::proto::aead

@@ -51,7 +51,8 @@ size_t seal(Keypair& kp, const uint8_t* plaintext, size_t len, size_t mtu, uint8
 size_t reserve_send_counters(Keypair& kp, size_t n, Nanos now, uint64_t* first);
 // seal() with a counter from reserve_send_counters; never fails. The caller holds a reference
 // to kp, so its keys stay alive (they are wiped when the last reference goes).
-size_t seal_at(const Keypair& kp, uint64_t counter, const uint8_t* plaintext, size_t len, size_t mtu, uint8_t* out);
+size_t seal_at(const Keypair& kp, uint64_t counter, const uint8_t* plaintext, size_t len, size_t mtu,
+               uint8_t* out);
 
 enum class OpenResult : uint8_t { kOk, kMalformed, kExpired, kAuthFailed, kReplay };
 const char* to_string(OpenResult r);
@@ -61,7 +62,8 @@ const char* to_string(OpenResult r);
 OpenResult open(Keypair& kp, uint8_t* msg, size_t len, Nanos now, size_t* plain_len);
 // open() without the replay window, for a run of messages: on kOk *counter is the message's
 // counter, which the caller then passes through accept_counters() (one lock for the run).
-OpenResult open_unwindowed(Keypair& kp, uint8_t* msg, size_t len, Nanos now, size_t* plain_len, uint64_t* counter);
+OpenResult open_unwindowed(Keypair& kp, uint8_t* msg, size_t len, Nanos now, size_t* plain_len,
+                           uint64_t* counter);
 // Moves the replay window over the counters of authenticated messages, in order, under one
 // lock. Entries already kReplayed (messages that failed before the window) are skipped; a
 // counter the window rejects (seen before, or behind it) becomes kReplayed. Returns how many
@@ -75,7 +77,9 @@ class Keypairs {
   // Installs a freshly derived keypair: an initiator starts using it at once; a responder parks
   // it in `next` until confirmed. Returns the keypairs that were dropped (their indices must be
   // freed by the caller), at most two.
-  struct Dropped { std::shared_ptr<Keypair> a, b; };
+  struct Dropped {
+    std::shared_ptr<Keypair> a, b;
+  };
   Dropped add(std::shared_ptr<Keypair> kp);
   // Called after data authenticated with kp: if kp is `next`, it becomes `current`. Returns true
   // when that rotation happened (the handshake is then complete for the responder); *dropped gets

@@ -17,11 +17,11 @@ constexpr Nanos kMillisecond = 1'000'000;
 // Sizes of the primitives (whitepaper 5.4: DH-Len, Hash-Len, AEAD-Len(0)).
 constexpr size_t kKeyLen = 32;
 constexpr size_t kHashLen = 32;
-constexpr size_t kTagLen = 16;       // Poly1305 tag
-constexpr size_t kMacLen = 16;       // keyed BLAKE2s-128
+constexpr size_t kTagLen = 16;  // Poly1305 tag
+constexpr size_t kMacLen = 16;  // keyed BLAKE2s-128
 constexpr size_t kCookieLen = 16;
 constexpr size_t kXNonceLen = 24;
-constexpr size_t kTimestampLen = 12; // TAI64N
+constexpr size_t kTimestampLen = 12;  // TAI64N
 
 // Section 6.1 and kernel messages.h.
 constexpr uint64_t kRekeyAfterMessages = 1ULL << 60;
@@ -111,16 +111,22 @@ constexpr size_t kDataOverhead = kDataHeaderLen + kTagLen;  // 32: a keepalive i
 constexpr size_t kMinDataLen = kDataOverhead;
 
 // The XDP program classifies with its own copies of these (bpf/xsktun_shared.h, C): tie them.
-static_assert(XSKTUN_MSG_INITIATION == kMessageHandshakeInitiation && XSKTUN_MSG_RESPONSE == kMessageHandshakeResponse &&
+static_assert(XSKTUN_MSG_INITIATION == kMessageHandshakeInitiation &&
+              XSKTUN_MSG_RESPONSE == kMessageHandshakeResponse &&
               XSKTUN_MSG_COOKIE == kMessageHandshakeCookie && XSKTUN_MSG_DATA == kMessageData);
-static_assert(XSKTUN_INITIATION_LEN == sizeof(MessageInitiation) && XSKTUN_RESPONSE_LEN == sizeof(MessageResponse) &&
+static_assert(XSKTUN_INITIATION_LEN == sizeof(MessageInitiation) &&
+              XSKTUN_RESPONSE_LEN == sizeof(MessageResponse) &&
               XSKTUN_COOKIE_LEN == sizeof(MessageCookieReply) && XSKTUN_DATA_MIN_LEN == kMinDataLen);
 
 // Offsets of the MACs inside the messages that carry them (mac1 covers everything before it).
 template <typename Msg>
-constexpr size_t mac1_offset() { return sizeof(Msg) - sizeof(MessageMacs); }
+constexpr size_t mac1_offset() {
+  return sizeof(Msg) - sizeof(MessageMacs);
+}
 template <typename Msg>
-constexpr size_t mac2_offset() { return sizeof(Msg) - kMacLen; }
+constexpr size_t mac2_offset() {
+  return sizeof(Msg) - kMacLen;
+}
 
 // The message type of a datagram if its header is well formed (reserved bytes zero and the exact
 // length for handshake messages, at least kMinDataLen for data); kMessageInvalid otherwise.

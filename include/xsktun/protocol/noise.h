@@ -31,13 +31,13 @@ enum class HandshakeState : uint8_t {
 
 enum class HandshakeError : uint8_t {
   kOk,
-  kNoIdentity,       // we have no private key
-  kBadDh,            // a DH result was all zero (low-order point)
-  kDecrypt,          // an AEAD did not authenticate
-  kUnknownPeer,      // the static key is not one of our peers
-  kStaleTimestamp,   // TAI64N not newer than the last accepted (replayed initiation)
-  kFlood,            // a second initiation from this peer within kInitiationMinInterval
-  kWrongState,       // a response for a handshake we are not waiting on
+  kNoIdentity,      // we have no private key
+  kBadDh,           // a DH result was all zero (low-order point)
+  kDecrypt,         // an AEAD did not authenticate
+  kUnknownPeer,     // the static key is not one of our peers
+  kStaleTimestamp,  // TAI64N not newer than the last accepted (replayed initiation)
+  kFlood,           // a second initiation from this peer within kInitiationMinInterval
+  kWrongState,      // a response for a handshake we are not waiting on
 };
 const char* to_string(HandshakeError e);
 
@@ -85,11 +85,12 @@ HandshakeError create_initiation(MessageInitiation* msg, Handshake& hs, const St
 // `now` is the monotonic clock for the per-peer flood limit. On success *peer_out is the peer's
 // handshake, now in kConsumedInitiation.
 using PeerByKey = std::function<Handshake*(const Key& remote_static)>;
-HandshakeError consume_initiation(const MessageInitiation& msg, const StaticIdentity& id, const PeerByKey& lookup,
-                                  Nanos now, Handshake** peer_out);
+HandshakeError consume_initiation(const MessageInitiation& msg, const StaticIdentity& id,
+                                  const PeerByKey& lookup, Nanos now, Handshake** peer_out);
 
 // Responder: fills msg (all but the MACs) and moves hs to kCreatedResponse.
-HandshakeError create_response(MessageResponse* msg, Handshake& hs, const StaticIdentity& id, uint32_t local_index);
+HandshakeError create_response(MessageResponse* msg, Handshake& hs, const StaticIdentity& id,
+                               uint32_t local_index);
 
 // Initiator: `hs` is the handshake that owns msg.receiver_index (the caller looks it up).
 HandshakeError consume_response(const MessageResponse& msg, const StaticIdentity& id, Handshake& hs);

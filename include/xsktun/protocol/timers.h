@@ -102,8 +102,7 @@ class PeerTimers {
 
   // Send-path rekey (kernel send.c keep_key_fresh): the current keypair has sent more than
   // kRekeyAfterMessages, or we initiated it and it is at least kRekeyAfterTime old.
-  bool want_rekey_on_send(uint64_t send_counter, Nanos keypair_birth, bool i_am_initiator,
-                          Nanos now) const;
+  bool want_rekey_on_send(uint64_t send_counter, Nanos keypair_birth, bool i_am_initiator, Nanos now) const;
   // Receive-path rekey (kernel receive.c keep_key_fresh): we initiated the current keypair and it
   // is at least kRejectAfterTime - kKeepaliveTimeout - kRekeyTimeout old. True at most once per
   // handshake (sets sent_lastminute_handshake; handshake_complete clears it).

@@ -57,8 +57,8 @@ class AllowedIps {
   // Send path: the peer for an inner packet's DESTINATION; nullopt if none or not a valid IPv4/IPv6 header.
   std::optional<PeerId> route_packet(const uint8_t* ip_packet, size_t len) const;
 
-  std::vector<Prefix> prefixes_of(PeerId peer) const;      // sorted by (family, addr, cidr); O(its prefixes)
-  size_t count_of(PeerId peer) const;                       // O(its prefixes)
+  std::vector<Prefix> prefixes_of(PeerId peer) const;  // sorted by (family, addr, cidr); O(its prefixes)
+  size_t count_of(PeerId peer) const;                  // O(its prefixes)
   // The prefix as the table stores it (host bits cleared); nullopt if invalid.
   static std::optional<Prefix> normalize(const Prefix& p);
   std::vector<std::pair<Prefix, PeerId>> entries() const;  // everything, sorted by (family, addr, cidr)
@@ -91,8 +91,8 @@ class AllowedIps {
   };
   struct Trie {
     uint32_t root = kNil;
-    uint8_t bits = 0;  // 32 or 128
-    size_t count = 0;  // prefixes mapped to a peer
+    uint8_t bits = 0;   // 32 or 128
+    size_t count = 0;   // prefixes mapped to a peer
     LengthIndex index;  // the same prefixes, for lookups while few lengths are in use
   };
 
@@ -116,7 +116,7 @@ class AllowedIps {
   void for_each(const Trie& t, Fn&& fn) const;
 
   std::vector<Node> nodes_;
-  std::vector<uint32_t> free_;  // recycled slots in nodes_
+  std::vector<uint32_t> free_;                  // recycled slots in nodes_
   std::unordered_map<PeerId, uint32_t> heads_;  // first node of each peer's chain
   Trie v4_{kNil, 32, 0, {}};
   Trie v6_{kNil, 128, 0, {}};

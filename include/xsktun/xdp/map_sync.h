@@ -1,11 +1,12 @@
 // Keeps the pinned BPF maps (sessions, peers, allowed_ips_v4/v6, the listen port in config) in
-// step with the device, as its DeviceObserver: every change the maps mirror arrives this way. The allowed-IPs maps mirror the userspace table (which the hot path reads
-// without syscalls): each change writes only the prefixes whose owner changed.
+// step with the device, as its DeviceObserver: every change the maps mirror arrives this way. The allowed-IPs
+// maps mirror the userspace table (which the hot path reads without syscalls): each change writes only the
+// prefixes whose owner changed.
 #pragma once
 
 #include <functional>
-#include <mutex>
 #include <map>
+#include <mutex>
 #include <set>
 #include <string>
 #include <utility>

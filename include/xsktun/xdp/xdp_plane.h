@@ -58,9 +58,9 @@ class XdpPlane {
   xsktun_bpf* skel_ = nullptr;
   xdp_program* prog_ = nullptr;
   int ifindex_ = 0;
-  int xdp_mode_ = 0;  // enum xdp_attach_mode
+  int xdp_mode_ = 0;                              // enum xdp_attach_mode
   mutable std::atomic<uint32_t> attached_id_{0};  // kernel id of what carries our program
-  int query_flags() const;  // XDP_FLAGS_* of our attach mode, for bpf_xdp_query_id
+  int query_flags() const;                        // XDP_FLAGS_* of our attach mode, for bpf_xdp_query_id
   std::string attach_mode_;
   std::string pin_dir_;
   uint32_t prog_id_ = 0;

@@ -38,12 +38,16 @@ class XskBind : public io::UdpIo {
   void set_fwmark(uint32_t mark) override { kernel_->set_fwmark(mark); }
   void wake() override;
   int ready_fd() const override { return kernel_->ready_fd(); }
-  int try_recv_batch(std::span<io::PacketBuf> bufs) override { return count_slow_rx(kernel_->try_recv_batch(bufs)); }
+  int try_recv_batch(std::span<io::PacketBuf> bufs) override {
+    return count_slow_rx(kernel_->try_recv_batch(bufs));
+  }
 
   // Receives from AF_XDP queue i (run by that queue's worker thread).
   int recv_xsk(size_t i, std::span<io::PacketBuf> bufs, int timeout_ms);
   // Queue i's TX frames lent to its worker (UdpIo::lend): the TUN reads into them.
-  size_t lend(size_t i, std::span<io::PacketBuf> bufs, size_t headroom) { return queues_[i]->lend(bufs, headroom); }
+  size_t lend(size_t i, std::span<io::PacketBuf> bufs, size_t headroom) {
+    return queues_[i]->lend(bufs, headroom);
+  }
   void reclaim_lent(size_t i) { queues_[i]->reclaim_lent(); }
   // send_batch on queue i's TX ring, counting into `c` (a worker's own counters).
   int send_on(size_t i, std::span<io::PacketBuf> bufs, device::Counters& c);
