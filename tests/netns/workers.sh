@@ -151,6 +151,11 @@ case_xdp() {
   up xdp
   eight_flows 40000
   eight_flows 0
+  # Every peer's return path was learned from its authenticated packets; the I/O objects' own
+  # statistics are in show's counters too.
+  expect_eq "show --json: xdp.known_paths" "$(xs_json "$XS_IF" 'd["xdp"]["known_paths"]')" 3
+  expect_eq "show --json: TUN and UDP statistics" \
+    "$(xs_json "$XS_IF" 'all(k in d["counters"] for k in ("tun_write_errors", "tun_split_packets", "udp_send_errors", "udp_gso_sends"))')" true
   local progs
   progs=$(bpftool prog show)
   [[ $progs == *xsktun_tun_steer* || $progs == *xsktun_tun_stee* ]] || die "bpftool prog show lists no xsktun_tun_steer"

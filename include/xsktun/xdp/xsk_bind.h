@@ -59,8 +59,8 @@ class XskBind : public io::UdpIo {
   int queue_fd(size_t i) const { return queues_[i]->fd(); }
   bool zerocopy() const;
   size_t known_paths() const;
-  // Datagrams the kernel socket dropped (UdpSocket::receive_drops).
-  uint64_t kernel_receive_drops() const { return kernel_->receive_drops(); }
+  // The kernel socket (handshakes and the slow path), for its statistics in `show`.
+  const io::UdpSocket& kernel_socket() const { return *kernel_; }
   // The kernel's AF_XDP statistics (XDP_STATISTICS), summed over the queues.
   xdp_statistics xsk_statistics() const;
   // The longest frame every queue's socket can receive (for the program's config map).
