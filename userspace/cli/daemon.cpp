@@ -239,20 +239,16 @@ bool open_tun_queues(io::TunDevice& tun, size_t workers, xdp::XdpPlane* plane,
   return true;
 }
 
-// Worker 0 also reads the kernel socket (handshakes, the slow path); the AF_XDP queues beyond
-// the workers go round-robin to them.
-void add_xsk_receivers(device::Runner& runner, xdp::XskBind& xsk, size_t workers) {
-  runner.add_receiver(
-      0,
-      [b = &xsk](std::span<io::PacketBuf> bufs, int ms) {
-        return ms == 0 ? b->try_recv_batch(bufs) : b->recv_batch(bufs);
-      },
-      xsk.ready_fd());
-  for (size_t q = workers; q < xsk.queue_count(); ++q)
-    runner.add_receiver(
-        q % workers,
-        [b = &xsk, q](std::span<io::PacketBuf> bufs, int ms) { return b->recv_xsk(q, bufs, ms); },
-        xsk.queue_fd(q));
+// Worker 0 also reads the kernel socket (handshakes, the slow path: the bind's own receive
+// side); the AF_XDP queues beyond the workers go round-robin to them, each through a lane of its
+// own that counts into its worker's counters.
+void add_xsk_receivers(device::Runner& runner, device::Device& dev, xdp::XskBind& xsk, size_t workers,
+                       std::vector<std::unique_ptr<io::UdpIo>>& lanes) {
+  runner.add_receiver(0, xsk);
+  for (size_t q = workers; q < xsk.queue_count(); ++q) {
+    device::Counters& c = dev.lane_counters(q % workers);
+    runner.add_receiver(q % workers, *lanes.emplace_back(xsk.lane(q, c)));
+  }
 }
 
 // What the TUN queues and UDP sockets count themselves (io/ must not depend on device/, so they
@@ -466,7 +462,7 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     io::UdpIo* u = xsk ? lanes.emplace_back(xsk->lane(i, c)).get() : &group->member(i);
     runner.add_worker(i == 0 ? *tun : *tun_queues[i - 1], *u, &c);
   }
-  if (xsk) add_xsk_receivers(runner, *xsk, workers);
+  if (xsk) add_xsk_receivers(runner, dev, *xsk, workers, lanes);
   runner.start();
   io_threads = runner.single_io_thread() ? 1 : 2;
   XLOG_INFO("%s up: mode %s, listening on UDP port %u, MTU %zu, TUN offloads: %s%s, %zu worker(s), %s%s",

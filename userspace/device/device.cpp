@@ -51,6 +51,11 @@ const Counters& Device::lane_counters(size_t i) const {
   return *lane_counters_.at(i);
 }
 
+Counters& Device::lane_counters(size_t i) {
+  std::lock_guard lock(lanes_mu_);
+  return *lane_counters_.at(i);
+}
+
 CounterValues Device::totals() const {
   CounterValues out;
   counters_.add_to(out);

@@ -51,11 +51,16 @@ int tun_batch(Device& dev, const Lane& l, BufferPool& pool, bool wait) {
   if (lent) l.udp.reclaim_lent();
   return n;
 }
-int udp_batch(Device& dev, const Lane& l, BufferPool& pool, bool wait) {
+// A batch from `rx` through lane l, then handed back to rx with what the device found out.
+int udp_batch(Device& dev, const Lane& l, io::UdpIo& rx, BufferPool& pool, bool wait) {
   if (wait) before_wait();
   pool.reset(0);
-  int n = wait ? l.udp.recv_batch(pool.bufs) : l.udp.try_recv_batch(pool.bufs);
-  if (n > 0) dev.process_udp(std::span(pool.bufs.data(), static_cast<size_t>(n)), l);
+  int n = wait ? rx.recv_batch(pool.bufs) : rx.try_recv_batch(pool.bufs);
+  if (n <= 0) return n;
+  auto got = std::span(pool.bufs.data(), static_cast<size_t>(n));
+  for (auto& b : got) b.authenticated = false;
+  dev.process_udp(got, l);
+  rx.delivered(got);
   return n;
 }
 size_t udp_payload(size_t mtu) { return std::max<size_t>(mtu, 2048); }
@@ -75,9 +80,9 @@ size_t Runner::add_worker(io::TunIo& tun, io::UdpIo& udp, Counters* counters) {
   return workers_.size() - 1;
 }
 
-void Runner::add_receiver(size_t w, RecvFn recv, int ready_fd) {
+void Runner::add_receiver(size_t w, io::UdpIo& rx) {
   auto pool = std::make_shared<BufferPool>(kBatch, udp_payload(dev_.mtu()));
-  workers_.at(w)->receivers.push_back({std::move(recv), ready_fd, std::move(pool)});
+  workers_.at(w)->receivers.push_back({&rx, std::move(pool)});
 }
 
 void Runner::start() {
@@ -86,7 +91,7 @@ void Runner::start() {
   for (const auto& w : workers_) {
     const auto& rs = w->receivers;
     single_io_ = single_io_ && w->lane.tun.ready_fd() >= 0 && w->lane.udp.ready_fd() >= 0 &&
-                 std::all_of(rs.begin(), rs.end(), [](const Receiver& r) { return r.ready_fd >= 0; });
+                 std::all_of(rs.begin(), rs.end(), [](const Receiver& r) { return r.rx->ready_fd() >= 0; });
   }
   for (auto& wp : workers_) {
     Worker* w = wp.get();
@@ -108,6 +113,7 @@ void Runner::stop() {
   for (auto& w : workers_) {
     w->lane.tun.wake();
     w->lane.udp.wake();
+    for (auto& r : w->receivers) r.rx->wake();
   }
   dev_.wake_handshakes();
   dev_.wake_timers();
@@ -137,7 +143,7 @@ void Runner::tun_loop(Worker& w) {
 
 void Runner::udp_loop(Worker& w) {
   BufferPool pool(kBatch, udp_payload(dev_.mtu()));
-  while (running_ && check(udp_batch(dev_, w.lane, pool, true), "UDP receive")) {
+  while (running_ && check(udp_batch(dev_, w.lane, w.lane.udp, pool, true), "UDP receive")) {
   }
 }
 
@@ -147,17 +153,17 @@ void Runner::io_loop(Worker& w) {
   // The TUN and UDP ready descriptors include the wake eventfds, so stop() ends the poll below;
   // none of them changes while running (UdpSocket::rebind keeps its ready descriptor).
   std::vector<pollfd> pfds = {{w.lane.tun.ready_fd(), POLLIN, 0}, {w.lane.udp.ready_fd(), POLLIN, 0}};
-  for (auto& r : w.receivers) pfds.push_back({r.ready_fd, POLLIN, 0});
+  for (auto& r : w.receivers) pfds.push_back({r.rx->ready_fd(), POLLIN, 0});
   while (running_) {
     // A batch from each side in turn; sleep only when both came back empty, so segments left
     // pending inside either device are taken on the next turn without a poll.
     int t = tun_batch(dev_, w.lane, tun_pool, false);
     if (!check(t, "TUN read")) return;
-    int u = udp_batch(dev_, w.lane, udp_pool, false);
+    int u = udp_batch(dev_, w.lane, w.lane.udp, udp_pool, false);
     if (!check(u, "UDP receive")) return;
     bool busy = t > 0 || u > 0;
     for (auto& r : w.receivers) {
-      int n = receiver_batch(w, r, 0);
+      int n = receiver_batch(w, r, false);
       if (!check(n, "AF_XDP receive")) return;
       busy = busy || n > 0;
     }
@@ -169,18 +175,13 @@ void Runner::io_loop(Worker& w) {
   }
 }
 
-int Runner::receiver_batch(Worker& w, Receiver& r, int timeout_ms) {
-  if (timeout_ms != 0) before_wait();
-  r.pool->reset(0);
-  int n = r.recv(r.pool->bufs, timeout_ms);
-  if (n > 0) dev_.process_udp(std::span(r.pool->bufs.data(), static_cast<size_t>(n)), w.lane);
-  return n;
+int Runner::receiver_batch(Worker& w, Receiver& r, bool wait) {
+  return udp_batch(dev_, w.lane, *r.rx, *r.pool, wait);
 }
 
 void Runner::receiver_loop(Worker& w, size_t i) {
-  // A bounded wait: stop() wakes only the TUN and UDP sides (XskBind passes that on to its
-  // queues); a receiver nothing wakes still sees stop() within 100 ms.
-  while (running_ && check(receiver_batch(w, w.receivers[i], 100), "AF_XDP receive")) {
+  // Blocks in the receiver until data or stop(), which wakes every receiver.
+  while (running_ && check(receiver_batch(w, w.receivers[i], true), "receive")) {
   }
 }
 

@@ -49,6 +49,7 @@ class XskLane final : public io::UdpIo {
   void set_fwmark(uint32_t mark) override { b_.set_fwmark(mark); }
   void wake() override { b_.wake(); }
   int ready_fd() const override { return b_.queue_fd(q_); }
+  void delivered(std::span<const io::PacketBuf> bufs) override { b_.learn_from(q_, bufs); }
   size_t lend(std::span<io::PacketBuf> bufs, size_t headroom) override { return b_.lend(q_, bufs, headroom); }
   void reclaim_lent() override { b_.reclaim_lent(q_); }
 
@@ -155,9 +156,13 @@ void XskBind::learn(const ParsedFrame& pf) {
 }
 
 int XskBind::recv_xsk(size_t i, std::span<io::PacketBuf> bufs, int timeout_ms) {
-  int n = queues_[i]->recv(bufs, timeout_ms, [this](const ParsedFrame& pf) { learn(pf); });
+  int n = queues_[i]->recv(bufs, timeout_ms);
   if (n > 0) counters_->add(Counter::xsk_rx_packets, static_cast<uint64_t>(n));
   return n;
+}
+
+void XskBind::learn_from(size_t i, std::span<const io::PacketBuf> bufs) {
+  queues_[i]->delivered(bufs, [this](const ParsedFrame& pf) { learn(pf); });
 }
 
 int XskBind::send_batch(std::span<io::PacketBuf> bufs) { return send_on(0, bufs, *counters_); }

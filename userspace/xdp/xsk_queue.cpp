@@ -105,7 +105,12 @@ void XskQueue::wake() {
   (void)!write(wake_fd_, &one, sizeof one);
 }
 
-void XskQueue::recycle_previous(std::vector<std::pair<ParsedFrame, bool>>*) {
+int XskQueue::recv(std::span<io::PacketBuf> bufs, int timeout_ms) {
+  recycle_previous();
+  return peek_rx(bufs, timeout_ms);
+}
+
+void XskQueue::recycle_previous() {
   if (held_.empty()) return;
   uint32_t idx = 0;
   uint32_t n = static_cast<uint32_t>(held_.size());

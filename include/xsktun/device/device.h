@@ -148,6 +148,7 @@ class Device {
   size_t lane_count() const;
   // Lane i's counters (i < lane_count()).
   const Counters& lane_counters(size_t i) const;
+  Counters& lane_counters(size_t i);
   // counters() plus every lane's: what `show` prints.
   CounterValues totals() const;
 

@@ -26,14 +26,11 @@ class Runner {
   // unless `counters` is given. Returns its index. Call before start().
   size_t add_worker(io::TunIo& tun, io::UdpIo& udp, Counters* counters = nullptr);
   size_t worker_count() const { return workers_.size(); }
-  // An extra receive side (one per AF_XDP queue): recv(bufs, timeout_ms) fills bufs and returns
-  // a count, 0 on timeout/wake, or -errno; timeout 0 must not block. Its datagrams go to
-  // Device::process_udp through worker w's lane. With a ready_fd (readable while recv has
-  // something) the worker's single I/O thread serves it too; without one it gets a thread of
-  // its own. Call before start().
-  using RecvFn = std::function<int(std::span<io::PacketBuf>, int timeout_ms)>;
-  void add_receiver(size_t w, RecvFn recv, int ready_fd = -1);
-  void add_receiver(RecvFn recv, int ready_fd = -1) { add_receiver(0, std::move(recv), ready_fd); }
+  // An extra receive side of worker w (the kernel socket in XDP mode, AF_XDP queues beyond the
+  // workers): its datagrams go to Device::process_udp through w's lane, and back to it with
+  // delivered(). With a ready_fd() the worker's single I/O thread serves it too (try_recv_batch);
+  // without one it gets a thread of its own (recv_batch, ended by wake()). Call before start().
+  void add_receiver(size_t w, io::UdpIo& rx);
   // Serve each worker's TUN queue and UDP side (and receivers) from one thread, polling all,
   // instead of a thread each. One thread saves the wakeups between them: on a host with 2 CPUs a TCP stream's
   // ACKs, written and read back by the same thread, cost no thread switch (docs/design.md). A thread each
@@ -54,8 +51,7 @@ class Runner {
 
  private:
   struct Receiver {
-    RecvFn recv;
-    int ready_fd;
+    io::UdpIo* rx;
     // Its own buffers (a socket copies into them; an AF_XDP queue points them into its UMEM and
     // may keep pointers to them until the next call).
     std::shared_ptr<BufferPool> pool;
@@ -81,7 +77,7 @@ class Runner {
   std::function<void()> on_failure_;
   std::vector<std::thread> threads_;
   // A batch from receiver r handed to the device: the count or -errno.
-  int receiver_batch(Worker& w, Receiver& r, int timeout_ms);
+  int receiver_batch(Worker& w, Receiver& r, bool wait);
   bool want_single_io_ = false;
   bool single_io_ = false;
 };

@@ -18,8 +18,9 @@ struct PacketBuf {
   size_t len = 0;
   size_t cap = 0;
   Endpoint endpoint;  // UDP: source on receive, destination on send; unused for TUN
-  // Set by the device on receive when the datagram authenticated as a data message. The
-  // AF_XDP receiver learns the return path (MACs, local address) only from such frames.
+  // Set by the device on receive when the datagram authenticated as a data message; handed back
+  // to the receiving UdpIo through delivered(). The AF_XDP receiver learns the return path (MACs,
+  // local address) only from such frames.
   bool authenticated = false;
 };
 
@@ -64,6 +65,10 @@ class UdpIo {
   // As TunIo::ready_fd / try_read_batch. The descriptor stays the same across rebind().
   virtual int ready_fd() const { return -1; }
   virtual int try_recv_batch(std::span<PacketBuf> bufs) { return recv_batch(bufs); }
+  // After the device processed a batch this side received (the same buffers, in order, with
+  // `authenticated` set on those that proved their sender): what the I/O may learn from it.
+  // Called before the next receive. Default: nothing.
+  virtual void delivered(std::span<const PacketBuf> bufs) { (void)bufs; }
   // Transmit memory lent for the next sends (XDP mode: UMEM frames, so a packet read from the
   // TUN into one is sealed and transmitted where it lies, with no copy): points up to
   // bufs.size() buffers at it, each with `headroom` bytes before `data` for the caller and

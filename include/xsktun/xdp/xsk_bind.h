@@ -44,6 +44,9 @@ class XskBind : public io::UdpIo {
 
   // Receives from AF_XDP queue i (run by that queue's worker thread).
   int recv_xsk(size_t i, std::span<io::PacketBuf> bufs, int timeout_ms);
+  // What the device made of queue i's last batch: return paths are learned from the frames
+  // that authenticated (and only from those, so a spoofed frame redirects nothing).
+  void learn_from(size_t i, std::span<const io::PacketBuf> bufs);
   // Queue i's TX frames lent to its worker (UdpIo::lend): the TUN reads into them.
   size_t lend(size_t i, std::span<io::PacketBuf> bufs, size_t headroom) {
     return queues_[i]->lend(bufs, headroom);

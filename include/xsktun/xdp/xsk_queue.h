@@ -45,11 +45,16 @@ class XskQueue {
   bool statistics(xdp_statistics* out) const;
 
   // RX: returns the WireGuard messages of up to bufs.size() frames (data points into the UMEM;
-  // endpoint = the sender). Frames of the previous call go back to the fill ring first, and the
-  // return paths of those the device marked authenticated are reported to `learn`. Blocks in
-  // poll() up to timeout_ms when nothing is ready; with 0 it makes no syscall. Single consumer.
+  // endpoint = the sender). Frames of the previous call go back to the fill ring first. Blocks
+  // in poll() up to timeout_ms when nothing is ready; with 0 it makes no syscall. Single consumer.
+  int recv(std::span<io::PacketBuf> bufs, int timeout_ms);
+  // After the device processed what the last recv returned (the same buffers, in order): the
+  // return path of each one it marked authenticated goes to `learn`.
   template <typename Learn>
-  int recv(std::span<io::PacketBuf> bufs, int timeout_ms, Learn&& learn);
+  void delivered(std::span<const io::PacketBuf> bufs, Learn&& learn) const {
+    for (size_t i = 0; i < bufs.size() && i < held_parsed_.size(); ++i)
+      if (bufs[i].authenticated) learn(held_parsed_[i]);
+  }
   // Lends up to bufs.size() free TX frames: data = frame + kTxHeadroom + headroom (room for any
   // headers build_headers writes, then the caller's). Single borrower at a time (its worker).
   size_t lend(std::span<io::PacketBuf> bufs, size_t headroom);
@@ -71,7 +76,7 @@ class XskQueue {
 
  private:
   XskQueue() = default;
-  void recycle_previous(std::vector<std::pair<ParsedFrame, bool>>* learned);
+  void recycle_previous();
   uint32_t reclaim_completions();
   void kick_tx();
   int peek_rx(std::span<io::PacketBuf> bufs, int timeout_ms);
@@ -94,8 +99,6 @@ class XskQueue {
   // RX frames handed out by the last recv (returned to the fill ring on the next one).
   std::vector<uint64_t> held_;
   std::vector<ParsedFrame> held_parsed_;
-  io::PacketBuf* last_bufs_ = nullptr;
-  size_t last_n_ = 0;
 
   // Whether p points into a TX frame lent by lend(); then *frame is that frame's address.
   bool lent_frame(const uint8_t* p, uint64_t* frame) const;
@@ -106,17 +109,5 @@ class XskQueue {
   std::vector<uint64_t> lent_;
   std::vector<uint8_t> lent_state_;
 };
-
-template <typename Learn>
-int XskQueue::recv(std::span<io::PacketBuf> bufs, int timeout_ms, Learn&& learn) {
-  // Learn return paths from the frames the device authenticated, then recycle them.
-  for (size_t i = 0; i < last_n_ && i < held_parsed_.size(); ++i)
-    if (last_bufs_[i].authenticated) learn(held_parsed_[i]);
-  recycle_previous(nullptr);
-  int n = peek_rx(bufs, timeout_ms);
-  last_bufs_ = bufs.data();
-  last_n_ = n > 0 ? static_cast<size_t>(n) : 0;
-  return n;
-}
 
 }  // namespace xsktun::xdp
