@@ -1,0 +1,51 @@
+// The daemon's data plane, set up and reported: how many workers, the TUN's queues and BPF
+// programs, the receivers beyond the workers, and the statistics of the data path for `show`.
+#pragma once
+
+#include <linux/if_xdp.h>
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "xsktun/cli/daemon.h"
+#include "xsktun/device/device.h"
+#include "xsktun/device/runner.h"
+#include "xsktun/io/tun.h"
+#include "xsktun/io/udp_socket.h"
+#include "xsktun/xdp/xdp_plane.h"
+#include "xsktun/xdp/xsk_bind.h"
+#include "xsktun_shared.h"
+
+namespace xsktun::cli {
+
+// CPUs this process may run on (its affinity mask, which a cpuset or taskset narrows).
+int usable_cpus();
+// `--queues`, or by default: in XDP mode the NIC's RX queues, in socket mode the CPUs, at most
+// the CPUs this process may run on (more workers than CPUs only when asked for).
+size_t worker_count(const UpOptions& o, int cpus);
+// The TUN's queues beyond its first, one per further worker; in XDP mode the steering program
+// (each flow to one worker, a peer's flows spread) and the no-route filter on the device.
+bool open_tun_queues(io::TunDevice& tun, size_t workers, xdp::XdpPlane* plane,
+                     std::vector<std::unique_ptr<io::TunDevice>>* out, std::string* err);
+// Worker 0 also reads the kernel socket (handshakes, the slow path: the bind's own receive
+// side); the AF_XDP queues beyond the workers go round-robin to them, each through a lane (kept
+// in `lanes`) that counts into its worker's counters.
+void add_xsk_receivers(device::Runner& runner, device::Device& dev, xdp::XskBind& xsk, size_t workers,
+                       std::vector<std::unique_ptr<io::UdpIo>>& lanes);
+
+// `show` JSON, added to `counters` (and `workers` / `worker`):
+// the XDP program's verdicts (xdp_*, tun_drop_no_route),
+void add_xdp_stats(nlohmann::json& j, const std::array<uint64_t, XSKTUN_STAT__MAX>& st);
+// the kernel's AF_XDP statistics (XDP_STATISTICS, summed over the queues) as xsk_* keys,
+void add_xsk_stats(nlohmann::json& j, const xdp_statistics& s);
+// what the TUN queues and UDP sockets count themselves,
+void add_io_stats(nlohmann::json& j, const io::TunDevice& tun, const std::vector<std::unique_ptr<io::TunDevice>>& more,
+                  const std::vector<const io::UdpSocket*>& sockets);
+// and per worker the packets and bytes it carried.
+void add_worker_stats(nlohmann::json& j, const device::Device& dev);
+
+}  // namespace xsktun::cli
