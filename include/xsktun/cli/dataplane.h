@@ -3,11 +3,11 @@
 #pragma once
 
 #include <linux/if_xdp.h>
-#include <nlohmann/json.hpp>
 
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -43,7 +43,8 @@ void add_xdp_stats(nlohmann::json& j, const std::array<uint64_t, XSKTUN_STAT__MA
 // the kernel's AF_XDP statistics (XDP_STATISTICS, summed over the queues) as xsk_* keys,
 void add_xsk_stats(nlohmann::json& j, const xdp_statistics& s);
 // what the TUN queues and UDP sockets count themselves,
-void add_io_stats(nlohmann::json& j, const io::TunDevice& tun, const std::vector<std::unique_ptr<io::TunDevice>>& more,
+void add_io_stats(nlohmann::json& j, const io::TunDevice& tun,
+                  const std::vector<std::unique_ptr<io::TunDevice>>& more,
                   const std::vector<const io::UdpSocket*>& sockets);
 // and per worker the packets and bytes it carried.
 void add_worker_stats(nlohmann::json& j, const device::Device& dev);
