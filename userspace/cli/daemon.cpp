@@ -119,6 +119,13 @@ bool setup_xdp(const UpOptions& o, size_t workers, OwnerLock& lock, std::unique_
            " RX queue(s) (ethtool -L " + o.nic + " combined N adds more)";
     return false;
   }
+  if (nq > XSKTUN_MAX_QUEUES) {
+    // The xsks map has XSKTUN_MAX_QUEUES slots; frames on the queues beyond reach the kernel
+    // socket (the program's fallback, counted as xdp_pass_data_no_xsk).
+    XLOG_WARN("%s has %d RX queues; AF_XDP sockets on the first %d only", o.nic.c_str(), nq,
+              XSKTUN_MAX_QUEUES);
+    nq = XSKTUN_MAX_QUEUES;
+  }
   xdp::XdpPlaneOptions po;
   po.tun_ifname = o.ifname;
   po.nic = o.nic;
