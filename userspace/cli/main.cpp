@@ -89,7 +89,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   cup->add_option(
          "--io-threads", up.io_threads,
-         "1 = one thread serves the TUN, the UDP socket and (XDP mode) the AF_XDP queues (fewer thread "
+         "Per worker: 1 = one thread serves its TUN queue, its UDP side and (XDP mode) its AF_XDP sockets "
+         "(fewer thread "
          "wakeups, best on 1-2 CPUs), 2 = a thread each (both directions in parallel), auto = 1 if this "
          "process may run on at most 2 CPUs, else 2")
       ->check(CLI::IsMember({"auto", "1", "2"}))
