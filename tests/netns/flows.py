@@ -8,6 +8,9 @@
       Sends from each source port to its destination in turn, PPS datagrams per second in all
       (0: as fast as it can), each carrying its flow's next sequence number; prints
       {"sent": {"DST:DPORT:SPORT": n}}.
+  flows.py check SENT_JSON RECV.json...
+      The verdict: every flow that `send` reports arrived (at least 1000 datagrams), none
+      reordered or duplicated; prints a line per flow, exits 1 otherwise.
   flows.py pick XSKTUN IFNAME WORKERS WANT DST:DPORT...
       Picks WANT flows (source ports) over the destinations in turn such that every worker of
       xsktun IFNAME transmits at least one: each candidate sends a few datagrams and the
@@ -83,6 +86,25 @@ def send(seconds, size, pps, specs):
     print(json.dumps({"sent": {f[0]: f[2] for f in socks}}))
 
 
+def check(sent_json, recv_files):
+    sent = json.loads(sent_json)["sent"]
+    got = {}
+    for path in recv_files:
+        with open(path) as fh:
+            got.update(json.load(fh))
+    bad = False
+    for spec, n in sent.items():
+        dst, _, sport = spec.rsplit(":", 2)
+        f = next((v for k, v in got.items() if k.endswith(":" + sport)), None)
+        line = f"flow {sport} -> {dst}: sent {n}, "
+        line += (f"received {f['received']}, reordered {f['reordered']}, duplicates {f['duplicates']}"
+                 if f else "received nothing")
+        print("    " + line, file=sys.stderr)
+        if not f or f["reordered"] or f["duplicates"] or f["received"] < 1000:
+            bad = True
+    sys.exit(1 if bad else 0)
+
+
 def worker_tx(xsktun, ifname):
     out = subprocess.run([xsktun, "show", ifname, "--json"], check=True, capture_output=True, text=True).stdout
     return [w["tx_packets"] for w in json.loads(out)["worker"]]
@@ -118,6 +140,8 @@ def main():
         recv(int(sys.argv[2]), float(sys.argv[3]), sys.argv[4])
     elif cmd == "send":
         send(float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:])
+    elif cmd == "check":
+        check(sys.argv[2], sys.argv[3:])
     elif cmd == "pick":
         pick(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6:])
     else:

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <set>
 #include <string>
@@ -90,17 +91,16 @@ class TunProgTest : public ::testing::Test {
     add4("10.0.2.0", 24, 2);
     add6("fd00:1::", 64, 1);
   }
-  void add4(const char* addr, uint32_t len, uint32_t peer) {
-    xsktun_lpm_v4 k{};
+  // prefix -> peer in allowed_ips_v4 / v6 (what MapSync writes).
+  void add4(const char* addr, uint32_t len, uint32_t peer) { add(AF_INET, addr, len, peer); }
+  void add6(const char* addr, uint32_t len, uint32_t peer) { add(AF_INET6, addr, len, peer); }
+  void add(int family, const char* addr, uint32_t len, uint32_t peer) {
+    static_assert(offsetof(xsktun_lpm_v4, addr) == offsetof(xsktun_lpm_v6, addr));
+    xsktun_lpm_v6 k{};  // a v4 key is its first 8 bytes (prefixlen + 4 address bytes)
     k.prefixlen = len;
-    inet_pton(AF_INET, addr, k.addr);
-    ASSERT_EQ(bpf_map_update_elem(obj_->allowed_ips_v4_fd(), &k, &peer, BPF_ANY), 0);
-  }
-  void add6(const char* addr, uint32_t len, uint32_t peer) {
-    xsktun_lpm_v6 k{};
-    k.prefixlen = len;
-    inet_pton(AF_INET6, addr, k.addr);
-    ASSERT_EQ(bpf_map_update_elem(obj_->allowed_ips_v6_fd(), &k, &peer, BPF_ANY), 0);
+    inet_pton(family, addr, k.addr);
+    int fd = family == AF_INET ? obj_->allowed_ips_v4_fd() : obj_->allowed_ips_v6_fd();
+    ASSERT_EQ(bpf_map_update_elem(fd, &k, &peer, BPF_ANY), 0);
   }
   // The program's return value for one packet.
   uint32_t run(int prog_fd, const Bytes& in) {

@@ -27,6 +27,7 @@ struct Runner::BufferPool {
       bufs[i].data = storage.data() + i * stride + headroom;
       bufs[i].cap = stride - headroom;
       bufs[i].len = 0;
+      bufs[i].authenticated = false;  // the device sets it; delivered() reads it
     }
   }
 };
@@ -58,7 +59,6 @@ int udp_batch(Device& dev, const Lane& l, io::UdpIo& rx, BufferPool& pool, bool 
   int n = wait ? rx.recv_batch(pool.bufs) : rx.try_recv_batch(pool.bufs);
   if (n <= 0) return n;
   auto got = std::span(pool.bufs.data(), static_cast<size_t>(n));
-  for (auto& b : got) b.authenticated = false;
   dev.process_udp(got, l);
   rx.delivered(got);
   return n;

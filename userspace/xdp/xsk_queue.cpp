@@ -159,7 +159,6 @@ int XskQueue::peek_rx(std::span<io::PacketBuf> bufs, int timeout_ms) {
     b.len = pf.payload_len;
     b.cap = pf.payload_len;
     b.endpoint = pf.source;
-    b.authenticated = false;
     held_parsed_.resize(static_cast<size_t>(out));
     held_parsed_[static_cast<size_t>(out - 1)] = pf;
   }
