@@ -125,6 +125,30 @@ TEST(Keypair, CounterExhaustionStopsSending) {
   EXPECT_FALSE(kp.can_send(kNow));
 }
 
+// A run's counters come from one reservation: consecutive, never shared with another run, and
+// clipped at REJECT_AFTER_MESSAGES (the device counts the clipped packets as drop_keypair_expired).
+TEST(Keypair, SendCounterReservationsAreDisjointAndClippedAtTheLimit) {
+  Keypair kp(random_keys(true, 1, 2), kNow);
+  uint64_t a = 0, b = 0;
+  EXPECT_EQ(reserve_send_counters(kp, 64, kNow, &a), 64u);
+  EXPECT_EQ(reserve_send_counters(kp, 10, kNow, &b), 10u);
+  EXPECT_EQ(a, 0u);
+  EXPECT_EQ(b, 64u);
+  kp.send_counter = kRejectAfterMessages - 3;
+  EXPECT_EQ(reserve_send_counters(kp, 10, kNow, &a), 3u);
+  EXPECT_EQ(a, kRejectAfterMessages - 3);
+  EXPECT_EQ(reserve_send_counters(kp, 1, kNow, &a), 0u);
+  EXPECT_EQ(reserve_send_counters(kp, 5, kNow + kRejectAfterTime, &a), 0u);
+  // seal_at with a reserved counter writes it into the header.
+  uint8_t out[64];
+  kp.send_counter = 0;
+  ASSERT_EQ(reserve_send_counters(kp, 1, kNow, &a), 1u);
+  EXPECT_EQ(seal_at(kp, a, nullptr, 0, 1420, out), 32u);
+  uint64_t wire = 0;
+  std::memcpy(&wire, out + 8, 8);
+  EXPECT_EQ(le64(wire), a);
+}
+
 TEST(Keypair, RejectAfterTime) {
   SessionKeys k = random_keys(true, 1, 2);
   Keypair tx(k, kNow);

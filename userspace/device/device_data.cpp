@@ -322,6 +322,8 @@ void Device::send_run(Peer& p, std::span<io::PacketBuf> run, std::vector<io::Pac
     }
     if (fit < run.size()) c.add(Counter::drop_too_big, run.size() - fit);
     usable = reserve_send_counters(*kp, fit, now, &first);
+    // Past REJECT_AFTER_MESSAGES the rest of the run cannot be sent with this keypair.
+    if (usable < fit) c.add(Counter::drop_keypair_expired, fit - usable);
     to = p.endpoint;
     p.timers.data_sent(now);
     p.timers.any_authenticated_packet_sent(now);
