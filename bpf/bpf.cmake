@@ -1,5 +1,5 @@
 # The XDP program: bpf/xsktun.bpf.c -> ${CMAKE_BINARY_DIR}/bpf/xsktun.bpf.o -> xsktun.skel.h, and
-# the userspace wrapper library `xsktun_bpf` (userspace/xdp/bpf_maps.cpp) that opens the skeleton.
+# the userspace wrapper library `xsktun_bpf` (userspace/xdp/xdp_object.cpp) that opens the skeleton.
 # Included from the top-level CMakeLists.txt after the xsktun_core target exists.
 
 find_program(XSKTUN_CLANG NAMES clang clang-14 REQUIRED)
@@ -49,7 +49,7 @@ add_custom_command(
 
 add_custom_target(xsktun_bpf_skel DEPENDS ${XSKTUN_BPF_OBJ} ${XSKTUN_BPF_SKEL})
 
-add_library(xsktun_bpf STATIC ${CMAKE_SOURCE_DIR}/userspace/xdp/bpf_maps.cpp ${XSKTUN_BPF_SKEL})
+add_library(xsktun_bpf STATIC ${CMAKE_SOURCE_DIR}/userspace/xdp/xdp_object.cpp ${XSKTUN_BPF_SKEL})
 add_dependencies(xsktun_bpf xsktun_bpf_skel)
 target_include_directories(xsktun_bpf PUBLIC ${XSKTUN_BPF_OUT} ${CMAKE_SOURCE_DIR}/bpf)
 target_link_libraries(xsktun_bpf PUBLIC PkgConfig::LIBBPF PkgConfig::LIBXDP xsktun_core)

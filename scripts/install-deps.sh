@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config clang llvm clang-format
   libsodium-dev libb2-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   libbpf-dev libxdp-dev xdp-tools bpftool libssl-dev nlohmann-json3-dev libsystemd-dev systemd
-  libmicrohttpd-dev prometheus libcap-ng-dev lintian man-db
+  libmicrohttpd-dev prometheus libcap-ng-dev libmnl-dev lintian man-db
   iproute2 iputils-ping iperf3 tcpdump ethtool procps psmisc python3 python3-matplotlib
   wireguard-go wireguard-tools
 )

@@ -17,7 +17,7 @@
 #include "netns_util.h"
 #include "xsktun/io/tun.h"
 #include "xsktun/io/udp_group.h"
-#include "xsktun/xdp/bpf_maps.h"
+#include "xsktun/xdp/xdp_object.h"
 
 namespace xsktun::io {
 namespace {

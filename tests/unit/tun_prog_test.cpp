@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "xsktun/xdp/bpf_maps.h"
+#include "xsktun/xdp/xdp_object.h"
 #include "xsktun_shared.h"
 
 namespace {

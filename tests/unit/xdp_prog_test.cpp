@@ -7,6 +7,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xdp/xsk.h>
 
@@ -20,8 +21,9 @@
 #include <string>
 #include <vector>
 
-#include "xsktun/xdp/bpf_maps.h"
 #include "xsktun/xdp/frame.h"
+#include "xsktun/xdp/nic.h"
+#include "xsktun/xdp/xdp_object.h"
 
 namespace xsktun::xdp {
 namespace {
@@ -559,6 +561,33 @@ TEST_F(XdpProgTest, MapsHaveContractNamesTypesAndBtf) {
     }
   }
   EXPECT_EQ(bpf_program__type(obj_->prog()), BPF_PROG_TYPE_XDP);
+}
+
+// Pins go through libbpf at DIR/<map name>; unpinning removes them and DIR. A dead owner's
+// pins are removed by name, and a directory holding anything else is refused, not emptied.
+TEST_F(XdpProgTest, PinsUnpinsAndTakesOverStalePinsByName) {
+  std::string err;
+  ASSERT_TRUE(ensure_bpffs(&err)) << err;
+  const std::string dir = "/sys/fs/bpf/xsktun-pin-test-" + std::to_string(getpid());
+  ASSERT_TRUE(obj_->pin_maps(dir, &err)) << err;
+  for (const char* m :
+       {"allowed_ips_v4", "allowed_ips_v6", "peers", "sessions", "xsks", "stats", "config", "ratelimit"})
+    EXPECT_EQ(access((dir + "/" + m).c_str(), F_OK), 0) << m;
+  obj_->unpin_maps();
+  EXPECT_NE(access(dir.c_str(), F_OK), 0) << "unpin_maps leaves " << dir;
+
+  // A second object pins (the "dead owner"), the first takes its pins over.
+  auto dead = XdpObject::open_and_load(&err);
+  ASSERT_TRUE(dead) << err;
+  ASSERT_TRUE(dead->pin_maps(dir, &err)) << err;
+  ASSERT_EQ(mkdir((dir + "/not-ours").c_str(), 0700), 0);
+  EXPECT_FALSE(obj_->remove_stale_pins(dir, &err));
+  EXPECT_NE(err.find("did not pin"), std::string::npos) << err;
+  ASSERT_EQ(rmdir((dir + "/not-ours").c_str()), 0);
+  err.clear();
+  EXPECT_TRUE(obj_->remove_stale_pins(dir, &err)) << err;
+  EXPECT_NE(access(dir.c_str(), F_OK), 0);
+  dead.reset();  // its unpin finds nothing left
 }
 
 // ---- Handshake rate limiting (per IPv4 address / IPv6 /64, burst XSKTUN_HS_BURST). ----

@@ -34,6 +34,8 @@
 #include "xsktun/io/tun.h"
 #include "xsktun/io/udp_group.h"
 #include "xsktun/io/udp_socket.h"
+#include "xsktun/xdp/map_sync.h"
+#include "xsktun/xdp/nic.h"
 #include "xsktun/xdp/xdp_plane.h"
 #include "xsktun/xdp/xsk_bind.h"
 
@@ -151,7 +153,7 @@ bool setup_xdp(const UpOptions& o, size_t workers, OwnerLock& lock, std::unique_
     xdp::XskOptions xo;
     xo.ifname = o.nic;
     xo.queue = static_cast<uint32_t>(q);
-    xo.xsks_map_fd = p->xsks_map_fd();
+    xo.xsks_map_fd = p->object().xsks_fd();
     xo.zerocopy = o.zerocopy == "on"    ? xdp::XskOptions::ZeroCopy::kOn
                   : o.zerocopy == "off" ? xdp::XskOptions::ZeroCopy::kOff
                                         : xdp::XskOptions::ZeroCopy::kAuto;
@@ -171,7 +173,7 @@ bool setup_xdp(const UpOptions& o, size_t workers, OwnerLock& lock, std::unique_
   *bind = std::make_unique<xdp::XskBind>(std::move(udp), std::move(queues));
   // Longer frames go to the kernel socket both ways: in, the program passes data frames the
   // sockets could not take; out, frames over the NIC MTU are sent (and fragmented) by the kernel.
-  if (p->set_max_redirect_len((*bind)->max_rx_frame()) != 0) {
+  if (p->object().set_max_redirect_len((*bind)->max_rx_frame()) != 0) {
     *why = "cannot write the config map";
     return false;
   }
@@ -257,7 +259,7 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     outer = group.get();
   }
   std::vector<std::unique_ptr<io::TunDevice>> tun_queues;
-  if (!open_tun_queues(*tun, workers, plane.get(), &tun_queues, &err)) {
+  if (!open_tun_queues(*tun, workers, plane ? &plane->object() : nullptr, &tun_queues, &err)) {
     ready.report("TUN " + o.ifname + ": " + err);
     return 1;
   }
@@ -267,9 +269,9 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   if (plane) {
     xsk->set_counters(&dev.counters());
     // Everything the maps mirror, the listen port included, follows the device through MapSync.
-    sync =
-        std::make_unique<xdp::MapSync>(plane->map_fds(), &dev.counters(),
-                                       [p = plane.get()](uint16_t port) { return p->set_listen_port(port); });
+    xdp::XdpObject& obj = plane->object();
+    sync = std::make_unique<xdp::MapSync>(obj.map_fds(), &dev.counters(),
+                                          [&obj](uint16_t port) { return obj.set_listen_port(port); });
     dev.set_observer(sync.get());
   }
   if (initial && dev.apply(*initial, &err) != 0) {
@@ -313,7 +315,7 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     add_worker_stats(j, dev);
     if (xsk) j["xdp"]["known_paths"] = xsk->known_paths();
     if (plane) {
-      add_xdp_stats(j, plane->stats());
+      add_xdp_stats(j, plane->object().stats());
       add_xsk_stats(j, xsk->xsk_statistics());
       j["xdp_attached"] = xdp_watch->attached();
       j["xdp"]["nic_mtu"] = xsk->nic_mtu();

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "xsktun/common/log.h"
+#include "xsktun/xdp/nic.h"
 
 namespace xsktun::cli {
 
@@ -49,20 +50,20 @@ size_t worker_count(const UpOptions& o, int cpus) {
 
 // The TUN's queues beyond its first, one per further worker; in XDP mode the steering program
 // (each flow to one worker, a peer's flows spread) and the no-route filter on the device.
-bool open_tun_queues(io::TunDevice& tun, size_t workers, xdp::XdpPlane* plane,
+bool open_tun_queues(io::TunDevice& tun, size_t workers, const xdp::XdpObject* bpf,
                      std::vector<std::unique_ptr<io::TunDevice>>* out, std::string* err) {
   for (size_t i = 1; i < workers; ++i) {
     auto q = tun.open_queue(err);
     if (!q) return false;
     out->push_back(std::move(q));
   }
-  if (!plane) return true;  // socket mode: the kernel's flow hash picks the queue
+  if (!bpf) return true;  // socket mode: the kernel's flow hash picks the queue
   // A kernel without them (before 4.19/4.20) still runs the tunnel: the device drops what has no
   // route (drop_no_route) and the kernel's flow hash keeps each flow on one queue.
-  if (int rc = tun.set_filter_bpf(plane->tun_filter_fd()); rc < 0)
+  if (int rc = tun.set_filter_bpf(bpf->tun_filter_fd()); rc < 0)
     XLOG_WARN("TUNSETFILTEREBPF on %s: %s; unrouted packets are dropped in userspace instead",
               tun.name().c_str(), strerror(-rc));
-  if (int rc = workers > 1 ? tun.set_steering_bpf(plane->tun_steer_fd()) : 0; rc < 0)
+  if (int rc = workers > 1 ? tun.set_steering_bpf(bpf->tun_steer_fd()) : 0; rc < 0)
     XLOG_WARN("TUNSETSTEERINGEBPF on %s: %s; the kernel's flow hash picks each packet's worker",
               tun.name().c_str(), strerror(-rc));
   return true;

@@ -2,33 +2,22 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <dirent.h>
-#include <linux/ethtool.h>
 #include <linux/if_link.h>
-#include <linux/magic.h>
-#include <linux/sockios.h>
 #include <net/if.h>
-#include <sys/ioctl.h>
-#include <sys/mount.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <unistd.h>
 #include <xdp/libxdp.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <vector>
 
-#include "xsktun.skel.h"
 #include "xsktun/common/log.h"
+#include "xsktun/xdp/nic.h"
 
 namespace xsktun::xdp {
 
 namespace {
 constexpr const char* kProgName = "xsktun_xdp";
-constexpr const char* kBpffs = "/sys/fs/bpf";
 
 // libbpf/libxdp chatter (e.g. "skipping unrecognized data section .xdp_run_config") goes to our
 // log at debug level; their warnings stay visible as warnings.
@@ -85,88 +74,7 @@ void detach_xsktun_programs(int ifindex) {
   xdp_multiprog__close(mp);
 }
 
-void remove_dir(const std::string& dir) {
-  if (DIR* d = opendir(dir.c_str())) {
-    while (dirent* e = readdir(d))
-      if (std::strcmp(e->d_name, ".") && std::strcmp(e->d_name, ".."))
-        unlink((dir + "/" + e->d_name).c_str());
-    closedir(d);
-  }
-  rmdir(dir.c_str());
-}
 }  // namespace
-
-bool ensure_bpffs(std::string* err) {
-  struct statfs st;
-  if (statfs(kBpffs, &st) == 0 && st.f_type == BPF_FS_MAGIC) return true;
-  mkdir(kBpffs, 0755);
-  if (mount("bpf", kBpffs, "bpf", 0, "mode=0700") != 0) {
-    *err = std::string("cannot mount bpffs on /sys/fs/bpf: ") + strerror(errno);
-    return false;
-  }
-  return true;
-}
-
-namespace {
-
-// One interface ioctl on `nic` (ifr_name filled in); false if it fails.
-bool nic_ioctl(const std::string& nic, unsigned long request, ifreq* ifr) {
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  std::strncpy(ifr->ifr_name, nic.c_str(), IFNAMSIZ - 1);
-  bool ok = ioctl(fd, request, ifr) == 0;
-  close(fd);
-  return ok;
-}
-
-// One SIOCETHTOOL request on `nic`; false if the driver refuses it.
-bool ethtool_ioctl(const std::string& nic, void* req) {
-  ifreq ifr{};
-  ifr.ifr_data = reinterpret_cast<char*>(req);
-  return nic_ioctl(nic, SIOCETHTOOL, &ifr);
-}
-
-}  // namespace
-
-int nic_rx_queues(const std::string& nic) {
-  // ETHTOOL_GCHANNELS, not /sys/class/net: under `nsenter --net` sysfs still shows the host's
-  // namespace, where this NIC may not exist.
-  ethtool_channels ch{};
-  ch.cmd = ETHTOOL_GCHANNELS;
-  int n = ethtool_ioctl(nic, &ch) ? static_cast<int>(std::max(ch.rx_count, ch.combined_count)) : 1;
-  return std::clamp(n, 1, XSKTUN_MAX_QUEUES);
-}
-
-std::optional<bool> nic_udp_segmentation(const std::string& nic) {
-  // The feature's bit position is not ABI: find it by name in the ETH_SS_FEATURES strings, then
-  // read the active bits (what `ethtool -k NIC` shows as tx-udp-segmentation).
-  alignas(ethtool_sset_info) uint8_t sbuf0[sizeof(ethtool_sset_info) + sizeof(uint32_t)] = {};
-  auto* sset = reinterpret_cast<ethtool_sset_info*>(sbuf0);
-  sset->cmd = ETHTOOL_GSSET_INFO;
-  sset->sset_mask = 1ULL << ETH_SS_FEATURES;
-  if (!ethtool_ioctl(nic, sset) || !(sset->sset_mask & (1ULL << ETH_SS_FEATURES))) return std::nullopt;
-  uint32_t n = sset->data[0];
-  if (n == 0 || n > 4096) return std::nullopt;
-  std::vector<uint8_t> sbuf(sizeof(ethtool_gstrings) + size_t{n} * ETH_GSTRING_LEN);
-  auto* gs = reinterpret_cast<ethtool_gstrings*>(sbuf.data());
-  gs->cmd = ETHTOOL_GSTRINGS;
-  gs->string_set = ETH_SS_FEATURES;
-  gs->len = n;
-  if (!ethtool_ioctl(nic, gs)) return std::nullopt;
-  uint32_t bit = n;
-  for (uint32_t i = 0; i < n && bit == n; ++i)
-    if (std::strncmp(reinterpret_cast<const char*>(gs->data) + size_t{i} * ETH_GSTRING_LEN,
-                     "tx-udp-segmentation", ETH_GSTRING_LEN) == 0)
-      bit = i;
-  if (bit == n) return std::nullopt;
-  uint32_t blocks = (n + 31) / 32;
-  std::vector<uint8_t> fbuf(sizeof(ethtool_gfeatures) + size_t{blocks} * sizeof(ethtool_get_features_block));
-  auto* gf = reinterpret_cast<ethtool_gfeatures*>(fbuf.data());
-  gf->cmd = ETHTOOL_GFEATURES;
-  gf->size = blocks;
-  if (!ethtool_ioctl(nic, gf)) return std::nullopt;
-  return (gf->features[bit / 32].active >> (bit % 32)) & 1u;
-}
 
 std::unique_ptr<XdpPlane> XdpPlane::create(const XdpPlaneOptions& o, std::string* err) {
   libbpf_set_print(bpf_print);
@@ -194,18 +102,14 @@ std::unique_ptr<XdpPlane> XdpPlane::create(const XdpPlaneOptions& o, std::string
               o.nic.c_str(), where.c_str());
     detach_xsktun_programs(x->ifindex_);
   }
+  if (!ensure_bpffs(err)) return nullptr;
+  x->obj_ = XdpObject::open(err);
+  if (!x->obj_) return nullptr;
   if (stale_pins) {
     XLOG_WARN("replacing the stale pins at %s", x->pin_dir_.c_str());
-    remove_dir(x->pin_dir_);
+    if (!x->obj_->remove_stale_pins(x->pin_dir_, err)) return nullptr;
   }
-  if (!ensure_bpffs(err)) return nullptr;
-
-  x->skel_ = xsktun_bpf__open();
-  if (!x->skel_) {
-    *err = "cannot open the BPF object";
-    return nullptr;
-  }
-  x->prog_ = xdp_program__from_bpf_obj(x->skel_->obj, "xdp");
+  x->prog_ = xdp_program__from_bpf_obj(x->obj_->obj(), "xdp");
   if (libxdp_get_error(x->prog_)) {
     *err = "libxdp: " + xdp_error(static_cast<int>(libxdp_get_error(x->prog_)));
     x->prog_ = nullptr;
@@ -239,8 +143,9 @@ std::unique_ptr<XdpPlane> XdpPlane::create(const XdpPlaneOptions& o, std::string
   uint32_t id = 0;
   bpf_xdp_query_id(x->ifindex_, x->query_flags(), &id);
   x->attached_id_.store(id);
-  if (!x->pin_maps(err)) return nullptr;
-  if (x->set_listen_port(o.listen_port) != 0) {
+  mkdir(XSKTUN_PIN_ROOT, 0700);
+  if (!x->obj_->pin_maps(x->pin_dir_, err)) return nullptr;
+  if (x->obj_->set_ratelimit(true) != 0 || x->obj_->set_listen_port(o.listen_port) != 0) {
     *err = "cannot write the config map";
     return nullptr;
   }
@@ -251,77 +156,13 @@ XdpPlane::~XdpPlane() {
   if (prog_) {
     if (!attach_mode_.empty())
       xdp_program__detach(prog_, ifindex_, static_cast<xdp_attach_mode>(xdp_mode_), 0);
-    xdp_program__close(prog_);
+    xdp_program__close(prog_);  // the object stays ours (xdp_program__from_bpf_obj)
   }
-  unpin_maps();
-  if (skel_) xsktun_bpf__destroy(skel_);
-}
-
-bool XdpPlane::pin_maps(std::string* err) {
-  mkdir(XSKTUN_PIN_ROOT, 0700);
-  if (mkdir(pin_dir_.c_str(), 0700) != 0 && errno != EEXIST) {
-    *err = "cannot create " + pin_dir_ + ": " + strerror(errno);
-    return false;
+  if (obj_) {
+    obj_->unpin_maps();
+    obj_.reset();
   }
-  bpf_map* maps[] = {skel_->maps.allowed_ips_v4, skel_->maps.allowed_ips_v6, skel_->maps.peers,
-                     skel_->maps.sessions,       skel_->maps.xsks,           skel_->maps.stats,
-                     skel_->maps.config,         skel_->maps.ratelimit};
-  for (bpf_map* m : maps) {
-    std::string path = pin_dir_ + "/" + bpf_map__name(m);
-    int rc = bpf_map__pin(m, path.c_str());
-    if (rc != 0) {
-      *err = "cannot pin " + path + ": " + strerror(-rc);
-      return false;
-    }
-  }
-  return true;
-}
-
-void XdpPlane::unpin_maps() {
-  if (!pin_dir_.empty()) remove_dir(pin_dir_);
   rmdir(XSKTUN_PIN_ROOT);  // only succeeds when no other interface uses it
-}
-
-MapFds XdpPlane::map_fds() const {
-  return MapFds{bpf_map__fd(skel_->maps.sessions), bpf_map__fd(skel_->maps.peers),
-                bpf_map__fd(skel_->maps.allowed_ips_v4), bpf_map__fd(skel_->maps.allowed_ips_v6)};
-}
-
-int XdpPlane::xsks_map_fd() const { return bpf_map__fd(skel_->maps.xsks); }
-int XdpPlane::tun_steer_fd() const { return bpf_program__fd(skel_->progs.xsktun_tun_steer); }
-int XdpPlane::tun_filter_fd() const { return bpf_program__fd(skel_->progs.xsktun_tun_filter); }
-
-int XdpPlane::set_listen_port(uint16_t port) {
-  std::lock_guard lock(config_mu_);
-  config_.listen_port = port;
-  return write_config();
-}
-
-int XdpPlane::set_max_redirect_len(uint32_t len) {
-  std::lock_guard lock(config_mu_);
-  config_.max_redirect_len = len;
-  return write_config();
-}
-
-int XdpPlane::write_config() {
-  uint32_t key = 0;
-  config_.ratelimit_enabled = 1;
-  return bpf_map_update_elem(bpf_map__fd(skel_->maps.config), &key, &config_, BPF_ANY);
-}
-
-uint32_t nic_mtu(const std::string& nic) {
-  ifreq ifr{};
-  return nic_ioctl(nic, SIOCGIFMTU, &ifr) && ifr.ifr_mtu > 0 ? static_cast<uint32_t>(ifr.ifr_mtu) : 0;
-}
-
-std::array<uint64_t, XSKTUN_STAT__MAX> XdpPlane::stats() const {
-  std::array<uint64_t, XSKTUN_STAT__MAX> out{};
-  int ncpu = libbpf_num_possible_cpus();
-  std::vector<uint64_t> per(static_cast<size_t>(ncpu > 0 ? ncpu : 1));
-  for (uint32_t k = 0; k < XSKTUN_STAT__MAX; ++k)
-    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.stats), &k, per.data()) == 0)
-      for (auto v : per) out[k] += v;
-  return out;
 }
 
 int XdpPlane::query_flags() const {

@@ -16,7 +16,7 @@
 #include "xsktun/device/runner.h"
 #include "xsktun/io/tun.h"
 #include "xsktun/io/udp_socket.h"
-#include "xsktun/xdp/xdp_plane.h"
+#include "xsktun/xdp/xdp_object.h"
 #include "xsktun/xdp/xsk_bind.h"
 #include "xsktun_shared.h"
 
@@ -29,7 +29,7 @@ int usable_cpus();
 size_t worker_count(const UpOptions& o, int cpus);
 // The TUN's queues beyond its first, one per further worker; in XDP mode the steering program
 // (each flow to one worker, a peer's flows spread) and the no-route filter on the device.
-bool open_tun_queues(io::TunDevice& tun, size_t workers, xdp::XdpPlane* plane,
+bool open_tun_queues(io::TunDevice& tun, size_t workers, const xdp::XdpObject* bpf,
                      std::vector<std::unique_ptr<io::TunDevice>>* out, std::string* err);
 // Worker 0 also reads the kernel socket (handshakes, the slow path: the bind's own receive
 // side); the AF_XDP queues beyond the workers go round-robin to them, each through a lane (kept

@@ -12,15 +12,9 @@
 #include <utility>
 
 #include "xsktun/device/device.h"
+#include "xsktun/xdp/xdp_object.h"
 
 namespace xsktun::xdp {
-
-struct MapFds {
-  int sessions = -1;
-  int peers = -1;
-  int allowed_v4 = -1;
-  int allowed_v6 = -1;
-};
 
 class MapSync : public device::DeviceObserver {
  public:
