@@ -1,94 +1,79 @@
 #include "xsktun/control/uapi_server.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <sodium.h>
-#include <sys/eventfd.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <exception>
-
-#include "xsktun/control/config_file.h"
+#include <memory>
 
 namespace xsktun::control {
 
-namespace {
+// One connection's command state (wireguard-go device/uapi.go IpcHandle): "get=1" then a blank
+// line, or "set=1", key=value lines and a blank line; anything else hangs up without a reply.
+class UapiServer::Session : public LineSession {
+ public:
+  explicit Session(UapiServer& s) : server_(s) {}
 
-constexpr size_t kReadChunk = 64 * 1024;
-
-// Wipes every byte the string owns, including capacity past size() that erase() left behind
-// (requests carry private and preshared keys).
-void wipe(std::string& s) {
-  s.resize(s.capacity());
-  sodium_memzero(s.data(), s.size());
-  s.clear();
-}
-
-std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
-
-// mkdir -p with 0755 for every directory it creates (wireguard-go: os.MkdirAll(dir, 0o755)).
-bool make_parent_dirs(const std::string& path, std::string* error) {
-  for (size_t pos = path.find('/', 1); pos != std::string::npos; pos = path.find('/', pos + 1)) {
-    std::string dir = path.substr(0, pos);
-    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-      *error = errno_text(("mkdir " + dir).c_str());
-      return false;
+  bool line(std::string_view line, std::string* out) override {
+    switch (state_) {
+      case State::kCommand:
+        if (line == "get=1") {
+          state_ = State::kGet;
+        } else if (line == "set=1") {
+          state_ = State::kSet;
+          set_ =
+              std::make_unique<UapiSetParser>(server_.max_peer_blocks_.load(), server_.max_prefixes_.load());
+        } else {
+          return false;  // wireguard-go: "invalid UAPI operation"
+        }
+        return true;
+      case State::kGet:
+        state_ = State::kCommand;
+        if (!line.empty()) {  // wireguard-go: "trailing character in UAPI get"
+          *out = format_uapi_errno(EINVAL);
+          return false;
+        }
+        try {
+          *out = format_uapi_get(server_.handler_.get());
+        } catch (const std::exception&) {
+          *out = format_uapi_errno(EIO);
+        }
+        return true;
+      case State::kSet:
+        if (line.empty()) {
+          *out = format_uapi_errno(finish_set());
+        } else {
+          set_->line(line);  // an error is kept and answered at the blank line
+        }
+        return true;
     }
+    return false;
   }
-  return true;
-}
 
-bool fill_addr(const std::string& path, sockaddr_un* addr) {
-  std::memset(addr, 0, sizeof *addr);
-  addr->sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr->sun_path) return false;
-  std::memcpy(addr->sun_path, path.data(), path.size());
-  return true;
-}
+  std::string too_long() override { return format_uapi_errno(EMSGSIZE); }
 
-// A connect() that succeeds means another daemon is serving this interface.
-bool socket_is_live(const sockaddr_un& addr) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  bool live = connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
-  close(fd);
-  return live;
-}
-
-}  // namespace
-
-struct UapiServer::Client {
+ private:
   enum class State { kCommand, kGet, kSet };
 
-  explicit Client(int f) : fd(f) {}
-  ~Client() {
-    wipe(in);
-    wipe(out);
-    if (fd >= 0) close(fd);
+  // A set is applied only when its blank line arrives: a client that disconnects mid-command
+  // changes nothing.
+  int finish_set() {
+    state_ = State::kCommand;
+    auto parsed = set_->finish();
+    set_.reset();
+    if (auto* e = std::get_if<UapiError>(&parsed)) return e->errno_value;
+    try {
+      return server_.handler_.set(std::get<ConfigChange>(parsed)).errno_value;
+    } catch (const std::exception&) {
+      return EIO;
+    }
   }
 
-  int fd;
-  State state = State::kCommand;
-  std::string in;  // received bytes; [head, size) not yet consumed
-  size_t head = 0;
-  size_t scanned = 0;                  // no '\n' in [head, scanned): avoids rescanning a long partial line
-  std::unique_ptr<UapiSetParser> set;  // the set being received, parsed line by line
-  std::string out;                     // reply bytes; [out_off, size) not yet sent
-  size_t out_off = 0;
-  bool eof = false;
-  bool closing = false;  // hang up once `out` is flushed
-  bool dead = false;
+  UapiServer& server_;
+  State state_ = State::kCommand;
+  std::unique_ptr<UapiSetParser> set_;  // the set being received, parsed line by line
 };
 
-UapiServer::UapiServer(UapiHandler& handler) : handler_(handler) {}
-
-UapiServer::~UapiServer() { stop(); }
+UapiServer::UapiServer(UapiHandler& handler)
+    : handler_(handler), server_([this] { return std::make_unique<Session>(*this); }, kMaxLine) {}
 
 std::string UapiServer::default_path(std::string_view ifname) {
   return "/var/run/wireguard/" + std::string(ifname) + ".sock";
@@ -96,244 +81,7 @@ std::string UapiServer::default_path(std::string_view ifname) {
 
 bool UapiServer::start(const std::string& path, std::string* error) {
   std::string scratch;
-  if (!error) error = &scratch;
-  if (running_) {
-    *error = "UAPI server already running on " + path_;
-    return false;
-  }
-  path_ = path;
-  if (!make_parent_dirs(path_, error) || !bind_socket(error)) return false;
-  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wake_fd_ < 0) {
-    *error = errno_text("eventfd");
-    close_all();
-    unlink(path_.c_str());
-    return false;
-  }
-  running_ = true;
-  thread_ = std::thread(&UapiServer::loop, this);
-  return true;
-}
-
-bool UapiServer::bind_socket(std::string* error) {
-  sockaddr_un addr;
-  if (!fill_addr(path_, &addr)) {
-    *error = "socket path empty or longer than " + std::to_string(sizeof addr.sun_path - 1) + " bytes";
-    return false;
-  }
-  listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (listen_fd_ < 0) {
-    *error = errno_text("socket");
-    return false;
-  }
-  auto try_bind = [&] {
-    // The socket file takes its mode from the umask: 077 gives srwx------ like wireguard-go.
-    mode_t old = umask(077);
-    int rc = bind(listen_fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
-    int saved = errno;
-    umask(old);
-    errno = saved;
-    return rc == 0;
-  };
-  bool ok = try_bind();
-  if (!ok && errno == EADDRINUSE) {
-    // wireguard-go's UAPIOpen: a socket nobody answers on was left by a dead daemon; replace it.
-    struct stat st;
-    if (socket_is_live(addr)) {
-      *error = path_ + ": unix socket in use by another process";
-    } else if (lstat(path_.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) {
-      *error = path_ + ": exists and is not a socket";
-    } else if (unlink(path_.c_str()) != 0 && errno != ENOENT) {
-      *error = errno_text(("unlink stale " + path_).c_str());
-    } else if (!(ok = try_bind())) {
-      *error = errno_text(("bind " + path_).c_str());
-    }
-  } else if (!ok) {
-    *error = errno_text(("bind " + path_).c_str());
-  }
-  struct stat st;
-  if (ok && (listen(listen_fd_, 16) != 0 || lstat(path_.c_str(), &st) != 0)) {
-    *error = errno_text(("listen " + path_).c_str());
-    unlink(path_.c_str());
-    ok = false;
-  }
-  if (!ok) {
-    close(listen_fd_);
-    listen_fd_ = -1;
-    return false;
-  }
-  dev_ = st.st_dev;
-  ino_ = st.st_ino;
-  return true;
-}
-
-void UapiServer::stop() {
-  if (!thread_.joinable()) return;
-  uint64_t one = 1;
-  while (write(wake_fd_, &one, sizeof one) < 0 && errno == EINTR) {
-  }
-  thread_.join();
-  bool ours = !socket_file_gone();  // never unlink a socket a newer daemon put in our place
-  running_ = false;
-  close_all();
-  if (ours) unlink(path_.c_str());
-}
-
-void UapiServer::close_all() {
-  clients_.clear();
-  client_count_ = 0;
-  if (listen_fd_ >= 0) close(listen_fd_);
-  if (wake_fd_ >= 0) close(wake_fd_);
-  listen_fd_ = wake_fd_ = -1;
-}
-
-bool UapiServer::socket_file_gone() const {
-  if (!running_) return false;
-  struct stat st;
-  if (lstat(path_.c_str(), &st) != 0) return errno == ENOENT || errno == ENOTDIR;
-  return st.st_dev != dev_ || st.st_ino != ino_;
-}
-
-void UapiServer::loop() {
-  std::vector<pollfd> fds;
-  for (;;) {
-    fds.clear();
-    fds.push_back({wake_fd_, POLLIN, 0});
-    fds.push_back({listen_fd_, static_cast<short>(clients_.size() < kMaxClients ? POLLIN : 0), 0});
-    for (auto& c : clients_) fds.push_back({c->fd, static_cast<short>(c->out.empty() ? POLLIN : POLLOUT), 0});
-    if (poll(fds.data(), fds.size(), -1) < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    if (fds[0].revents) return;
-    for (size_t i = 2; i < fds.size(); ++i) {
-      if (fds[i].revents) service(*clients_[i - 2], fds[i].revents);
-    }
-    std::erase_if(clients_, [](const auto& c) { return c->dead; });
-    if (fds[1].revents & POLLIN) accept_clients();
-    client_count_ = clients_.size();
-  }
-}
-
-void UapiServer::accept_clients() {
-  while (clients_.size() < kMaxClients) {
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return;  // EAGAIN, or a client that vanished while queued
-    clients_.push_back(std::make_unique<Client>(fd));
-  }
-}
-
-void UapiServer::service(Client& c, short revents) {
-  if (revents & (POLLERR | POLLNVAL)) {
-    c.dead = true;
-    return;
-  }
-  if (c.out.empty() && (revents & (POLLIN | POLLHUP))) read_some(c);
-  // Answer every complete command already buffered, one reply at a time: a reply that cannot
-  // be sent yet stops processing until poll() says the socket is writable.
-  while (!c.dead) {
-    if (!c.out.empty() && !flush(c)) break;
-    if (c.closing || !process_one(c)) break;
-  }
-  if (!c.dead && c.out.empty() && (c.closing || c.eof)) c.dead = true;
-}
-
-void UapiServer::read_some(Client& c) {
-  size_t old = c.in.size();
-  c.in.resize(old + kReadChunk);
-  ssize_t n = recv(c.fd, c.in.data() + old, kReadChunk, MSG_DONTWAIT);
-  c.in.resize(old + (n > 0 ? static_cast<size_t>(n) : 0));
-  if (n == 0) c.eof = true;  // a command still incomplete at EOF is dropped, never applied
-  if (n < 0 && errno != EAGAIN && errno != EINTR) c.dead = true;
-}
-
-bool UapiServer::flush(Client& c) {
-  while (c.out_off < c.out.size()) {
-    ssize_t n = send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN) c.dead = true;
-      return false;
-    }
-    c.out_off += static_cast<size_t>(n);
-  }
-  wipe(c.out);
-  c.out_off = 0;
-  return true;
-}
-
-// Consumes one line if a complete one is buffered. Returns false when more input is needed.
-bool UapiServer::process_one(Client& c) {
-  size_t nl = c.in.find('\n', c.scanned);
-  // The cap also applies to a line whose newline is already buffered: checking only partial
-  // lines made the limit depend on how the bytes happened to be split between reads.
-  size_t len = (nl == std::string::npos ? c.in.size() : nl) - c.head;
-  if (len > kMaxLine) {
-    c.out = format_uapi_errno(EMSGSIZE);
-    c.closing = true;  // the stream cannot be resynchronised after a truncated line
-    return false;
-  }
-  if (nl == std::string::npos) {
-    c.scanned = c.in.size();
-    return false;
-  }
-  on_line(c, std::string_view(c.in).substr(c.head, nl - c.head));
-  c.head = c.scanned = nl + 1;
-  if (c.head == c.in.size() || c.head > kReadChunk) {
-    std::fill(c.in.begin(), c.in.begin() + static_cast<long>(c.head), '\0');  // consumed lines carry keys
-    c.in.erase(0, c.head);
-    c.head = c.scanned = 0;
-  }
-  return true;
-}
-
-void UapiServer::on_line(Client& c, std::string_view line) {
-  switch (c.state) {
-    case Client::State::kCommand:
-      if (line == "get=1") {
-        c.state = Client::State::kGet;
-      } else if (line == "set=1") {
-        c.state = Client::State::kSet;
-        c.set = std::make_unique<UapiSetParser>(max_peer_blocks_.load(), max_prefixes_.load());
-      } else {
-        c.closing = true;  // wireguard-go: "invalid UAPI operation", hang up without a reply
-      }
-      return;
-    case Client::State::kGet:
-      c.state = Client::State::kCommand;
-      if (!line.empty()) {  // wireguard-go: "trailing character in UAPI get"
-        c.out = format_uapi_errno(EINVAL);
-        c.closing = true;
-        return;
-      }
-      try {
-        c.out = format_uapi_get(handler_.get());
-      } catch (const std::exception&) {
-        c.out = format_uapi_errno(EIO);
-      }
-      return;
-    case Client::State::kSet:
-      if (line.empty()) return finish_set(c);
-      c.set->line(line);  // an error is kept and answered at the blank line
-      return;
-  }
-}
-
-void UapiServer::finish_set(Client& c) {
-  c.state = Client::State::kCommand;
-  auto parsed = c.set->finish();
-  c.set.reset();
-  int err = 0;
-  if (auto* e = std::get_if<UapiError>(&parsed)) {
-    err = e->errno_value;
-  } else {
-    try {
-      err = handler_.set(std::get<ConfigChange>(parsed)).errno_value;
-    } catch (const std::exception&) {
-      err = EIO;
-    }
-  }
-  c.out = format_uapi_errno(err);
+  return server_.start(path, error ? error : &scratch);
 }
 
 }  // namespace xsktun::control

@@ -5,7 +5,8 @@
 
 #include <functional>
 #include <string>
-#include <thread>
+
+#include "xsktun/control/socket_server.h"
 
 namespace xsktun::cli {
 
@@ -14,20 +15,19 @@ constexpr const char* kRunDir = "/var/run/xsktun";
 std::string status_socket_path(const std::string& ifname);
 std::string pid_file_path(const std::string& ifname);
 
+// The status socket: a control::SocketServer (the UAPI socket's) whose sessions answer one line
+// with the handler's reply and hang up. The handler runs on the server's thread.
 class StatusServer {
  public:
   using Handler = std::function<std::string(const std::string& command)>;
-  ~StatusServer();
+  StatusServer();
   bool start(const std::string& path, Handler h, std::string* err);
-  void stop();
+  void stop() { server_.stop(); }
 
  private:
-  void loop();
-  int fd_ = -1;
-  int wake_fd_ = -1;
-  std::string path_;
+  static constexpr size_t kMaxCommand = 256;
   Handler handler_;
-  std::thread thread_;
+  control::SocketServer server_;  // last: its thread stops before the handler goes
 };
 
 // Client side: sends `command`, returns the reply; false (with *err) if nobody answers.

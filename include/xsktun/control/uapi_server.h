@@ -15,21 +15,17 @@
 // than kMaxLine get "errno=-EMSGSIZE" and a hang-up instead of unbounded memory (wireguard-go
 // buffers without limit).
 //
-// One thread runs a poll() loop over the listening socket, the clients and an eventfd used to
-// stop it; the handler is therefore called from that thread, one command at a time.
+// The socket and its connections are a SocketServer's (socket_server.h): one poll() thread, so
+// the handler is called from that thread, one command at a time.
 #pragma once
-
-#include <sys/types.h>
 
 #include <atomic>
 #include <cstddef>
-#include <memory>
 #include <string>
 #include <string_view>
-#include <thread>
-#include <vector>
 
 #include "xsktun/control/config.h"
+#include "xsktun/control/socket_server.h"
 #include "xsktun/control/uapi.h"
 
 namespace xsktun::control {
@@ -47,10 +43,10 @@ class UapiServer {
  public:
   // The longest legitimate line is an IPv6 endpoint (under 70 bytes): 64 KiB is only a guard.
   static constexpr size_t kMaxLine = 64 << 10;
-  static constexpr size_t kMaxClients = 64;  // beyond this, new connections wait in the backlog
+  static constexpr size_t kMaxClients = SocketServer::kMaxClients;
 
   explicit UapiServer(UapiHandler& handler);
-  ~UapiServer();  // stop()s
+  ~UapiServer() = default;  // the server stop()s
   UapiServer(const UapiServer&) = delete;
   UapiServer& operator=(const UapiServer&) = delete;
 
@@ -61,15 +57,15 @@ class UapiServer {
   bool start(const std::string& path, std::string* error = nullptr);
   // Stops the thread, closes every connection and unlinks the socket file if it is still ours.
   // Idempotent.
-  void stop();
-  bool running() const { return running_.load(); }
+  void stop() { server_.stop(); }
+  bool running() const { return server_.running(); }
 
   // True once the socket file we created is gone or replaced (`wg-quick down` deletes it to
   // make a userspace daemon exit). Cheap (one lstat); meant to be polled by the daemon.
   // Call only between start() and stop(), from any thread.
-  bool socket_file_gone() const;
+  bool socket_file_gone() const { return server_.socket_file_gone(); }
 
-  size_t client_count() const { return client_count_.load(); }
+  size_t client_count() const { return server_.client_count(); }
   // Lower caps on what one set may carry (tests); the defaults are UapiSetParser's.
   void set_parse_limits(size_t peer_blocks, size_t prefixes) {
     max_peer_blocks_ = peer_blocks;
@@ -77,31 +73,12 @@ class UapiServer {
   }
 
  private:
-  struct Client;
-
-  bool bind_socket(std::string* error);
-  void loop();
-  void accept_clients();
-  void service(Client& c, short revents);
-  void read_some(Client& c);
-  bool flush(Client& c);
-  bool process_one(Client& c);
-  void on_line(Client& c, std::string_view line);
-  void finish_set(Client& c);
-  void close_all();
+  class Session;
 
   UapiHandler& handler_;
-  std::string path_;
-  dev_t dev_ = 0;
-  ino_t ino_ = 0;
-  int listen_fd_ = -1;
-  int wake_fd_ = -1;
-  std::thread thread_;
-  std::vector<std::unique_ptr<Client>> clients_;
-  std::atomic<bool> running_{false};
-  std::atomic<size_t> client_count_{0};
   std::atomic<size_t> max_peer_blocks_{UapiSetParser::kMaxPeerBlocks};
   std::atomic<size_t> max_prefixes_{UapiSetParser::kMaxPrefixes};
+  SocketServer server_;  // last: stopped (its thread joined) before the members above go
 };
 
 }  // namespace xsktun::control
