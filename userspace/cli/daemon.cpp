@@ -131,9 +131,7 @@ bool setup_xdp(const UpOptions& o, size_t workers, OwnerLock& lock, std::unique_
   xdp::XdpPlaneOptions po;
   po.tun_ifname = o.ifname;
   po.nic = o.nic;
-  po.mode = o.xdp_mode == "native"    ? xdp::AttachMode::kNative
-            : o.xdp_mode == "generic" ? xdp::AttachMode::kGeneric
-                                      : xdp::AttachMode::kAuto;
+  po.mode = o.xdp_mode;
   // What a dead xsktun left on the NIC (its program, its pins) is taken over; a live owner's
   // is not, unless --force says so.
   if (!o.force)
@@ -154,12 +152,10 @@ bool setup_xdp(const UpOptions& o, size_t workers, OwnerLock& lock, std::unique_
     xo.ifname = o.nic;
     xo.queue = static_cast<uint32_t>(q);
     xo.xsks_map_fd = p->object().xsks_fd();
-    xo.zerocopy = o.zerocopy == "on"    ? xdp::XskOptions::ZeroCopy::kOn
-                  : o.zerocopy == "off" ? xdp::XskOptions::ZeroCopy::kOff
-                                        : xdp::XskOptions::ZeroCopy::kAuto;
+    xo.zerocopy = o.zerocopy;
     auto xq = xdp::XskQueue::create(xo, why);
     if (!xq) return false;
-    if (o.mode == "auto" && !xq->zerocopy() && nic_segments_udp) {
+    if (o.mode == DataMode::kAuto && !xq->zerocopy() && nic_segments_udp) {
       // The --mode auto rule (README, "Benchmark"). AF_XDP in copy mode moves every frame
       // through a copy; a NIC that segments UDP itself takes socket mode's 64 KB GSO sends
       // whole. scripts/bench.sh on veth as created (tx-udp-segmentation on) measured socket mode
@@ -233,17 +229,17 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   std::unique_ptr<xdp::XdpPlane> plane;
   std::unique_ptr<xdp::XskBind> xsk;
   io::UdpIo* outer = udp.get();
-  if (o.mode == "xdp" || (o.mode == "auto" && !o.nic.empty())) {
+  if (o.tries_xdp()) {
     std::string why;
     if (setup_xdp(o, workers, lock, udp, &plane, &xsk, &mode, &why)) {
       outer = xsk.get();
-    } else if (o.mode == "xdp") {
+    } else if (o.mode == DataMode::kXdp) {
       ready.report("xdp mode: " + why);
       return 1;
     } else {
       XLOG_INFO("mode auto: not XDP on %s: %s; using socket mode", o.nic.c_str(), why.c_str());
     }
-  } else if (o.mode == "auto") {
+  } else if (o.mode == DataMode::kAuto) {
     XLOG_INFO("mode auto: no --nic (XSKTUN_NIC) given; using socket mode");
   }
   // Socket mode: one socket per worker, an SO_REUSEPORT group on the port just bound.
@@ -406,9 +402,9 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
 
 }  // namespace
 
-bool single_io_thread(const std::string& io_threads, int cpus) {
-  if (io_threads == "1") return true;
-  if (io_threads == "2") return false;
+bool single_io_thread(IoThreads io_threads, int cpus) {
+  if (io_threads == IoThreads::kOne) return true;
+  if (io_threads == IoThreads::kTwo) return false;
   return cpus <= 2;
 }
 
@@ -431,16 +427,12 @@ int run_up(const UpOptions& o) {
     std::cerr << "xsktun: invalid interface name '" << o.ifname << "' (1-15 of [A-Za-z0-9_=+.-])\n";
     return 2;
   }
-  if (o.mode == "xdp" && o.nic.empty()) {
+  if (o.mode == DataMode::kXdp && o.nic.empty()) {
     std::cerr << "xsktun: --mode xdp needs --nic DEV (or XSKTUN_NIC)\n";
     return 2;
   }
   if (!o.user.empty() && !user_exists(o.user)) {
     std::cerr << "xsktun: --user: no such user '" << o.user << "'\n";
-    return 2;
-  }
-  if (o.mode != "auto" && o.mode != "socket" && o.mode != "xdp") {
-    std::cerr << "xsktun: unknown mode '" << o.mode << "' (auto, socket, xdp)\n";
     return 2;
   }
   std::string reply, err;

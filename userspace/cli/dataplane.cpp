@@ -43,8 +43,7 @@ void add_xsk_stats(nlohmann::json& j, const xdp_statistics& s) {
 // the CPUs this process may run on (more workers than CPUs only when asked for).
 size_t worker_count(const UpOptions& o, int cpus) {
   if (o.queues > 0) return static_cast<size_t>(o.queues);
-  bool xdp = o.mode == "xdp" || (o.mode == "auto" && !o.nic.empty());
-  int n = xdp ? std::min(xdp::nic_rx_queues(o.nic), cpus) : cpus;
+  int n = o.tries_xdp() ? std::min(xdp::nic_rx_queues(o.nic), cpus) : cpus;
   return static_cast<size_t>(std::clamp(n, 1, XSKTUN_MAX_QUEUES));
 }
 

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <map>
 
 #include "xsktun/cli/daemon.h"
 
@@ -16,36 +17,68 @@ const char* env_or(const char* name, const char* fallback) {
   return v && *v ? v : fallback;
 }
 
+// The option's words, as the help shows them: "{auto,socket,xdp}".
+template <typename E>
+std::string words(const std::map<std::string, E>& names) {
+  std::string out;
+  for (const auto& [word, value] : names) out += (out.empty() ? "{" : ",") + word;
+  return out + "}";
+}
+
+// An enum-valued option: only its words are accepted (not the enum's numbers, which CLI11's
+// CheckedTransformer would also take), each replaced by its value before CLI11 converts it.
+template <typename E>
+CLI::Option* add_choice(CLI::App* app, const std::string& name, E& value,
+                        const std::map<std::string, E>& names, const std::string& help,
+                        const char* default_word) {
+  auto to_value = [&names](std::string& in) -> std::string {
+    auto it = names.find(in);
+    if (it == names.end()) return "'" + in + "' is not one of " + words(names);
+    in = std::to_string(static_cast<int>(it->second));
+    return {};
+  };
+  return app->add_option(name, value, help)
+      ->transform(CLI::Validator(to_value, words(names)))
+      ->default_str(default_word);
+}
+
 // wg-quick runs "$WG_QUICK_USERSPACE_IMPLEMENTATION IFNAME" (wireguard-go's interface).
-bool is_compat_invocation(int argc, char** argv, UpOptions* o) {
+// Returns 1 if it is one (options in *o), 0 if not, -1 if its environment is invalid.
+int is_compat_invocation(int argc, char** argv, UpOptions* o) {
   std::string name;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "-f" || a == "--foreground")
       o->foreground = true;
     else if (a == "-V" || a == "--version")
-      return false;
+      return 0;
     else if (a.empty() || a[0] == '-' || !name.empty())
-      return false;
+      return 0;
     else
       name = a;
   }
   static const char* const kCommands[] = {"up", "down", "show", "help"};
   for (const char* c : kCommands)
-    if (name == c) return false;
-  if (name.empty()) return false;
+    if (name == c) return 0;
+  if (name.empty()) return 0;
   o->ifname = name;
-  o->mode = env_or("XSKTUN_MODE", "auto");
+  std::string mode = env_or("XSKTUN_MODE", "auto");
+  auto m = kDataModes.find(mode);
+  if (m == kDataModes.end()) {
+    std::cerr << "xsktun: XSKTUN_MODE: unknown mode '" << mode << "' " << words(kDataModes) << "\n";
+    return -1;
+  }
+  o->mode = m->second;
   o->nic = env_or("XSKTUN_NIC", "");
   o->log_level = env_or("LOG_LEVEL", "info");
-  return true;
+  return 1;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   UpOptions compat;
-  if (is_compat_invocation(argc, argv, &compat)) return run_up(compat);
+  if (int c = is_compat_invocation(argc, argv, &compat); c != 0) return c > 0 ? run_up(compat) : 2;
 
   CLI::App app{
       "xsktun: a WireGuard-compatible VPN data plane on XDP/AF_XDP, with a UDP socket mode.\n"
@@ -64,18 +97,15 @@ int main(int argc, char** argv) {
   cup->add_option("ifname", up.ifname, "Interface name (at most 15 characters)")->required();
   cup->add_option("-c,--config", up.config_file, "wg setconf-style file applied at start")
       ->check(CLI::ExistingFile);
-  cup->add_option("--mode", up.mode,
-                  "Data plane: socket (UDP sockets with GSO/GRO), xdp (XDP + AF_XDP on --nic), auto (xdp on "
-                  "--nic unless "
-                  "AF_XDP there is copy-only and the NIC segments UDP itself; socket mode otherwise; the log "
-                  "says why)")
-      ->check(CLI::IsMember({"auto", "socket", "xdp"}))
-      ->capture_default_str();
+  add_choice(cup, "--mode", up.mode, kDataModes,
+             "Data plane: socket (UDP sockets with GSO/GRO), xdp (XDP + AF_XDP on --nic), auto (xdp on "
+             "--nic unless "
+             "AF_XDP there is copy-only and the NIC segments UDP itself; socket mode otherwise; the log "
+             "says why)",
+             "auto");
   cup->add_option("--nic", up.nic, "Underlay NIC for xdp mode (the one the peers are reached through)");
-  cup->add_option("--xdp-mode", up.xdp_mode,
-                  "XDP attach mode: native (driver), generic (SKB), auto (native, else generic)")
-      ->check(CLI::IsMember({"auto", "native", "generic"}))
-      ->capture_default_str();
+  add_choice(cup, "--xdp-mode", up.xdp_mode, kAttachModes,
+             "XDP attach mode: native (driver), generic (SKB), auto (native, else generic)", "auto");
   cup->add_option(
          "--queues", up.queues,
          "Data-path workers, each with its own TUN queue and UDP side (socket mode: a socket of an "
@@ -83,18 +113,15 @@ int main(int argc, char** argv) {
          "mode) or the CPUs (socket mode), at most the CPUs this process may run on")
       ->check(CLI::Range(0, 64))
       ->capture_default_str();
-  cup->add_option("--zerocopy", up.zerocopy,
-                  "AF_XDP zero-copy: auto (try, fall back to copy), on (required), off")
-      ->check(CLI::IsMember({"auto", "on", "off"}))
-      ->capture_default_str();
-  cup->add_option(
-         "--io-threads", up.io_threads,
-         "Per worker: 1 = one thread serves its TUN queue, its UDP side and (XDP mode) its AF_XDP sockets "
-         "(fewer thread "
-         "wakeups, best on 1-2 CPUs), 2 = a thread each (both directions in parallel), auto = 1 if this "
-         "process may run on at most 2 CPUs, else 2")
-      ->check(CLI::IsMember({"auto", "1", "2"}))
-      ->capture_default_str();
+  add_choice(cup, "--zerocopy", up.zerocopy, kZeroCopyModes,
+             "AF_XDP zero-copy: auto (try, fall back to copy), on (required), off", "auto");
+  add_choice(
+      cup, "--io-threads", up.io_threads, kIoThreads,
+      "Per worker: 1 = one thread serves its TUN queue, its UDP side and (XDP mode) its AF_XDP sockets "
+      "(fewer thread "
+      "wakeups, best on 1-2 CPUs), 2 = a thread each (both directions in parallel), auto = 1 if this "
+      "process may run on at most 2 CPUs, else 2",
+      "auto");
   cup->add_flag(
       "--force", up.force,
       "Replace the XDP program and pins of another xsktun that is still running on the NIC (what a dead "
