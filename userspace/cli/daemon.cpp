@@ -98,104 +98,45 @@ class XdpWatch {
   bool lost_ = false;
 };
 
-// Frames over the NIC MTU take the kernel socket: follow MTU changes (checked every 200 ms).
-void follow_nic_mtu(xdp::XskBind& xsk, const std::string& nic) {
-  uint32_t mtu = xdp::nic_mtu(nic);
-  if (mtu == 0 || mtu == xsk.nic_mtu()) return;
-  XLOG_INFO("%s: MTU %u -> %u; longer frames go through the kernel socket", nic.c_str(), xsk.nic_mtu(), mtu);
-  xsk.set_nic_mtu(mtu);
+// Blocks the stop signals in every thread (threads inherit the mask); the main thread waits
+// for them with sigtimedwait.
+sigset_t block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return set;
 }
 
-bool setup_xdp(const UpOptions& o, size_t workers, OwnerLock& lock, std::unique_ptr<io::UdpSocket>& udp,
-               std::unique_ptr<xdp::XdpPlane>* plane, std::unique_ptr<xdp::XskBind>* bind, ModeInfo* mode,
-               std::string* why) {
-  if (o.nic.empty()) {
-    *why = "--nic is required";
-    return false;
-  }
-  // One AF_XDP socket per RX queue of the NIC, so no queue's data falls back to the kernel
-  // socket; worker i transmits on queue i's and receives from queues i, i + workers, ...
-  int nq = xdp::nic_rx_queues(o.nic);
-  if (static_cast<int>(workers) > nq) {
-    *why = "--queues " + std::to_string(workers) + ": " + o.nic + " has " + std::to_string(nq) +
-           " RX queue(s) (ethtool -L " + o.nic + " combined N adds more)";
-    return false;
-  }
-  if (nq > XSKTUN_MAX_QUEUES) {
-    // The xsks map has XSKTUN_MAX_QUEUES slots; frames on the queues beyond reach the kernel
-    // socket (the program's fallback, counted as xdp_pass_data_no_xsk).
-    XLOG_WARN("%s has %d RX queues; AF_XDP sockets on the first %d only", o.nic.c_str(), nq,
-              XSKTUN_MAX_QUEUES);
-    nq = XSKTUN_MAX_QUEUES;
-  }
-  xdp::XdpPlaneOptions po;
-  po.tun_ifname = o.ifname;
-  po.nic = o.nic;
-  po.mode = o.xdp_mode;
-  // What a dead xsktun left on the NIC (its program, its pins) is taken over; a live owner's
-  // is not, unless --force says so.
-  if (!o.force)
-    if (auto owner = live_owner_of_nic(o.nic, o.ifname)) {
-      *why = o.nic + " carries the XDP program of xsktun " + *owner +
-             ", which is running; stop it first (--force replaces it)";
-      return false;
+// The daemon's main thread once it is up: every 200 ms, a stop signal, a failed worker, a
+// removed UAPI socket, a detached XDP program (logged) or a changed NIC MTU. Returns why it
+// stopped; *rc = 1 for a failure.
+std::string wait_for_stop(const sigset_t& stop_set, const UpOptions& o, device::Runner& runner,
+                          control::UapiServer& uapi, XdpWatch* xdp_watch, xdp::XskBind* xsk, int* rc) {
+  for (;;) {
+    timespec timeout{0, 200 * 1000 * 1000};
+    int sig = sigtimedwait(&stop_set, nullptr, &timeout);
+    if (sig > 0) return std::string("signal ") + sigabbrev_np(sig);
+    if (runner.failed()) {
+      // The usual cause: `ip link del` of the TUN. Say so when it is gone from the namespace.
+      std::string why = if_nametoindex(o.ifname.c_str()) == 0 ? "the TUN device " + o.ifname + " was deleted"
+                                                              : std::string("fatal I/O error (see above)");
+      XLOG_ERROR("%s: %s; shutting down", o.ifname.c_str(), why.c_str());
+      *rc = 1;
+      return why;
     }
-  po.force = true;
-  lock.record_nic(o.nic);
-  po.listen_port = udp->port();
-  auto p = xdp::XdpPlane::create(po, why);
-  if (!p) return false;
-  bool nic_segments_udp = xdp::nic_udp_segmentation(o.nic).value_or(false);
-  std::vector<std::unique_ptr<xdp::XskQueue>> queues;
-  for (int q = 0; q < nq; ++q) {
-    xdp::XskOptions xo;
-    xo.ifname = o.nic;
-    xo.queue = static_cast<uint32_t>(q);
-    xo.xsks_map_fd = p->object().xsks_fd();
-    xo.zerocopy = o.zerocopy;
-    auto xq = xdp::XskQueue::create(xo, why);
-    if (!xq) return false;
-    if (o.mode == DataMode::kAuto && !xq->zerocopy() && nic_segments_udp) {
-      // The --mode auto rule (README, "Benchmark"). AF_XDP in copy mode moves every frame
-      // through a copy; a NIC that segments UDP itself takes socket mode's 64 KB GSO sends
-      // whole. scripts/bench.sh on veth as created (tx-udp-segmentation on) measured socket mode
-      // ahead on bulk throughput; with it off (profile nogso) XDP mode matched or beat it.
-      *why = o.nic + " segments UDP itself (tx-udp-segmentation) and AF_XDP has no zero-copy on queue " +
-             std::to_string(q) + ": socket mode is faster for bulk traffic there (--mode xdp forces XDP)";
-      return false;  // queues, then the program and its pins, are torn down on return
-    }
-    queues.push_back(std::move(xq));
+    if (uapi.socket_file_gone()) return "UAPI socket removed";
+    if (xdp_watch) xdp_watch->attached();  // logs a detach once
+    if (xsk) follow_nic_mtu(*xsk, o.nic);
   }
-  *bind = std::make_unique<xdp::XskBind>(std::move(udp), std::move(queues));
-  // Longer frames go to the kernel socket both ways: in, the program passes data frames the
-  // sockets could not take; out, frames over the NIC MTU are sent (and fragmented) by the kernel.
-  if (p->object().set_max_redirect_len((*bind)->max_rx_frame()) != 0) {
-    *why = "cannot write the config map";
-    return false;
-  }
-  (*bind)->set_nic_mtu(xdp::nic_mtu(o.nic));
-  mode->mode = "xdp";
-  mode->nic = o.nic;
-  mode->attach_mode = p->attach_mode();
-  mode->zerocopy = (*bind)->zerocopy();
-  mode->queues = nq;
-  XLOG_INFO(
-      "xdp mode on %s: %s attach, %d queue(s), %s, NIC MTU %u", o.nic.c_str(), mode->attach_mode.c_str(), nq,
-      mode->zerocopy ? "zero-copy" : "copy mode (zero-copy not supported by the driver)", (*bind)->nic_mtu());
-  *plane = std::move(p);
-  return true;
 }
 
 int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyPipe& ready) {
   std::string err;
-  // Block the stop signals in every thread; the main thread waits for them with sigtimedwait.
-  sigset_t stop_set;
-  sigemptyset(&stop_set);
-  sigaddset(&stop_set, SIGTERM);
-  sigaddset(&stop_set, SIGINT);
-  sigaddset(&stop_set, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &stop_set, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  const sigset_t stop_set = block_stop_signals();
 
   // Held for the daemon's life: a later `up` tells a dead owner's leftovers from a live one's.
   OwnerLock lock;
@@ -203,64 +144,21 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     ready.report(err);
     return 1;
   }
-  size_t workers = worker_count(o, usable_cpus());
-  bool mq = workers > 1;
-  auto tun = io::TunDevice::create(o.ifname, o.mtu, &err, io::TunOffload::kAuto, mq);
-  // A TUN of the same name whose owner just died is unregistered asynchronously and answers
-  // EBUSY for a moment (seen right after a SIGKILLed daemon): give it up to 3 s.
-  for (int i = 0; !tun && i < 30 && err.find(strerror(EBUSY)) != std::string::npos; ++i) {
-    usleep(100 * 1000);
-    err.clear();
-    tun = io::TunDevice::create(o.ifname, o.mtu, &err, io::TunOffload::kAuto, mq);
-  }
-  if (!tun) {
-    ready.report("cannot create TUN " + o.ifname + ": " + err);
-    return 1;
-  }
   uint16_t port = initial && initial->listen_port ? *initial->listen_port : 0;
-  auto udp = io::UdpSocket::open(port, &err);
-  if (!udp) {
-    ready.report("cannot open UDP port " + std::to_string(port) + ": " + err);
+  auto dp = open_data_plane(o, port, lock, &err);
+  if (!dp) {
+    ready.report(err);
     return 1;
   }
-  // XDP mode: attach the program, open one AF_XDP socket per queue; the kernel socket stays
-  // for handshakes and the slow path. In auto mode any failure falls back to socket mode.
-  ModeInfo mode;
-  std::unique_ptr<xdp::XdpPlane> plane;
-  std::unique_ptr<xdp::XskBind> xsk;
-  io::UdpIo* outer = udp.get();
-  if (o.tries_xdp()) {
-    std::string why;
-    if (setup_xdp(o, workers, lock, udp, &plane, &xsk, &mode, &why)) {
-      outer = xsk.get();
-    } else if (o.mode == DataMode::kXdp) {
-      ready.report("xdp mode: " + why);
-      return 1;
-    } else {
-      XLOG_INFO("mode auto: not XDP on %s: %s; using socket mode", o.nic.c_str(), why.c_str());
-    }
-  } else if (o.mode == DataMode::kAuto) {
-    XLOG_INFO("mode auto: no --nic (XSKTUN_NIC) given; using socket mode");
-  }
-  // Socket mode: one socket per worker, an SO_REUSEPORT group on the port just bound.
-  std::unique_ptr<io::UdpGroup> group;
-  if (!xsk) {
-    uint16_t bound = udp->port();
-    udp.reset();
-    group = io::UdpGroup::open(bound, workers, &err);
-    if (!group) {
-      ready.report("cannot open UDP port " + std::to_string(bound) + ": " + err);
-      return 1;
-    }
-    outer = group.get();
-  }
-  std::vector<std::unique_ptr<io::TunDevice>> tun_queues;
-  if (!open_tun_queues(*tun, workers, plane ? &plane->object() : nullptr, &tun_queues, &err)) {
-    ready.report("TUN " + o.ifname + ": " + err);
-    return 1;
-  }
+  const size_t workers = dp->workers;
+  io::TunDevice& tun = *dp->tun;
+  xdp::XdpPlane* plane = dp->plane.get();
+  xdp::XskBind* xsk = dp->xsk.get();
+  io::UdpGroup* group = dp->group.get();
+  io::UdpIo* outer = dp->outer;
+  const ModeInfo& mode = dp->mode;
   device::SystemClock clock;
-  device::Device dev(*tun, *outer, clock);
+  device::Device dev(tun, *outer, clock);
   std::unique_ptr<xdp::MapSync> sync;
   if (plane) {
     xsk->set_counters(&dev.counters());
@@ -270,6 +168,14 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
                                           [&obj](uint16_t port) { return obj.set_listen_port(port); });
     dev.set_observer(sync.get());
   }
+  // Last in, first out: the device stops (and tells the observer) before MapSync goes.
+  struct ShutdownDevice {
+    device::Device& dev;
+    ~ShutdownDevice() {
+      dev.shutdown();
+      dev.set_observer(nullptr);
+    }
+  } shutdown_device{dev};
   if (initial && dev.apply(*initial, &err) != 0) {
     ready.report("configuration rejected: " + err);
     return 1;
@@ -295,7 +201,6 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   // "xdp_attached": false (and logs it once); `xsktun down` + `up` restores the fast path.
   std::optional<XdpWatch> xdp_watch;
   if (plane) xdp_watch.emplace(*plane, o.nic, o.ifname);
-  StatusServer status;
   std::atomic<int> io_threads{0};  // set once the runner has started
   // "show": compact JSON; "show-pretty": what `xsktun show IF --json` prints (indented here so the
   // client copies it through instead of parsing and re-printing tens of MB for 100k peers);
@@ -304,10 +209,8 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     timespec w = clock.wall();
     auto j = build_status(o.ifname, mode, dev.snapshot(), dev.totals(), dev.mtu(), w.tv_sec);
     j["io_threads"] = io_threads.load();
-    std::vector<const io::UdpSocket*> sockets;
-    if (xsk) sockets.push_back(&xsk->kernel_socket());
-    for (size_t i = 0; group && i < group->size(); ++i) sockets.push_back(&group->member(i));
-    add_io_stats(j, *tun, tun_queues, sockets);
+    std::vector<const io::UdpSocket*> sockets = dp->sockets();
+    add_io_stats(j, tun, dp->tun_queues, sockets);
     add_worker_stats(j, dev);
     if (xsk) j["xdp"]["known_paths"] = xsk->known_paths();
     if (plane) {
@@ -323,8 +226,8 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     if (cmd != "show" && cmd != "show-pretty") return "{\"error\":\"unknown command\"}\n";
     return (cmd == "show-pretty" ? status_json().dump(2) : status_json().dump()) + "\n";
   };
+  StatusServer status;  // after what its handler uses: its thread stops first
   if (!status.start(status_socket_path(o.ifname), status_handler, &err)) {
-    uapi.stop();
     ready.report(err);
     return 1;
   }
@@ -332,8 +235,6 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   if (!o.metrics_listen.empty() &&
       !metrics.start(
           o.metrics_listen, [&] { return prometheus_text(nlohmann::json::array({status_json()})); }, &err)) {
-    uapi.stop();
-    status.stop();
     ready.report(err);
     return 1;
   }
@@ -341,20 +242,20 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     std::ofstream pid(pid_file_path(o.ifname));
     pid << getpid() << "\n";
   }
+  std::vector<std::unique_ptr<io::UdpIo>> lanes;  // before the runner: its threads use them
   device::Runner runner(dev);
   runner.set_single_io_thread(single_io_thread(o.io_threads, usable_cpus()));
-  std::vector<std::unique_ptr<io::UdpIo>> lanes;
   for (size_t i = 0; i < workers; ++i) {
     device::Counters& c = dev.add_lane_counters();
     io::UdpIo* u = xsk ? lanes.emplace_back(xsk->lane(i, c)).get() : &group->member(i);
-    runner.add_worker(i == 0 ? *tun : *tun_queues[i - 1], *u, &c);
+    runner.add_worker(dp->tun_queue(i), *u, &c);
   }
   if (xsk) add_xsk_receivers(runner, dev, *xsk, workers, lanes);
   runner.start();
   io_threads = runner.single_io_thread() ? 1 : 2;
   XLOG_INFO("%s up: mode %s, listening on UDP port %u, MTU %zu, TUN offloads: %s%s, %zu worker(s), %s%s",
             o.ifname.c_str(), mode.mode.c_str(), outer->port(), dev.mtu(),
-            tun->features().tso ? "TSO/GRO" : "off", tun->features().uso ? "+USO" : "", workers,
+            tun.features().tso ? "TSO/GRO" : "off", tun.features().uso ? "+USO" : "", workers,
             runner.single_io_thread() ? "each with one I/O thread for its TUN queue and UDP side"
                                       : "each with a thread for its TUN queue and one for its UDP side",
             xsk ? (runner.single_io_thread() ? " (and the AF_XDP queues)" : " (and each AF_XDP queue)") : "");
@@ -364,38 +265,12 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   sd_notifyf(0, "READY=1\nSTATUS=%s up, mode %s, UDP port %u\nMAINPID=%d", o.ifname.c_str(),
              mode.mode.c_str(), outer->port(), getpid());
 
-  std::string why = "signal";
   int rc = 0;
-  for (;;) {
-    timespec timeout{0, 200 * 1000 * 1000};
-    int sig = sigtimedwait(&stop_set, nullptr, &timeout);
-    if (sig > 0) {
-      why = std::string("signal ") + sigabbrev_np(sig);
-      break;
-    }
-    if (runner.failed()) {
-      // The usual cause: `ip link del` of the TUN. Say so when it is gone from the namespace.
-      why = if_nametoindex(o.ifname.c_str()) == 0 ? "the TUN device " + o.ifname + " was deleted"
-                                                  : std::string("fatal I/O error (see above)");
-      XLOG_ERROR("%s: %s; shutting down", o.ifname.c_str(), why.c_str());
-      rc = 1;
-      break;
-    }
-    if (uapi.socket_file_gone()) {
-      why = "UAPI socket removed";
-      break;
-    }
-    if (xdp_watch) xdp_watch->attached();  // logs a detach once
-    if (xsk) follow_nic_mtu(*xsk, o.nic);
-  }
+  std::string why = wait_for_stop(stop_set, o, runner, uapi, xdp_watch ? &*xdp_watch : nullptr, xsk, &rc);
   XLOG_INFO("%s down: %s", o.ifname.c_str(), why.c_str());
   sd_notify(0, "STOPPING=1");
-  metrics.stop();
-  runner.stop();
-  uapi.stop();
-  status.stop();
-  dev.shutdown();
-  dev.set_observer(nullptr);
+  // The rest in reverse order of creation, by their destructors: workers, metrics, status and
+  // UAPI servers, the device, the data plane (sockets, XDP program, pins, TUN), the lock.
   unlink(pid_file_path(o.ifname).c_str());
   return rc;
 }

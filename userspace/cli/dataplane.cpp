@@ -1,12 +1,16 @@
 #include "xsktun/cli/dataplane.h"
 
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "xsktun/common/log.h"
+#include "xsktun/io/udp_socket.h"
 #include "xsktun/xdp/nic.h"
+#include "xsktun/xdp/xsk_queue.h"
 
 namespace xsktun::cli {
 
@@ -126,6 +130,165 @@ void add_worker_stats(nlohmann::json& j, const device::Device& dev) {
   }
   j["workers"] = dev.lane_count();
   j["worker"] = std::move(arr);
+}
+
+// Frames over the NIC MTU take the kernel socket: follow MTU changes (checked every 200 ms).
+void follow_nic_mtu(xdp::XskBind& xsk, const std::string& nic) {
+  uint32_t mtu = xdp::nic_mtu(nic);
+  if (mtu == 0 || mtu == xsk.nic_mtu()) return;
+  XLOG_INFO("%s: MTU %u -> %u; longer frames go through the kernel socket", nic.c_str(), xsk.nic_mtu(), mtu);
+  xsk.set_nic_mtu(mtu);
+}
+
+namespace {
+
+// XDP mode: attach the program, open one AF_XDP socket per queue; the kernel socket (`udp`,
+// moved into the bind) stays for handshakes and the slow path. false and *why on failure, with
+// everything it made torn down.
+bool setup_xdp(const UpOptions& o, OwnerLock& lock, std::unique_ptr<io::UdpSocket>& udp, DataPlane* dp,
+               std::string* why) {
+  const size_t workers = dp->workers;
+  ModeInfo* mode = &dp->mode;
+  std::unique_ptr<xdp::XskBind>* bind = &dp->xsk;
+  if (o.nic.empty()) {
+    *why = "--nic is required";
+    return false;
+  }
+  // One AF_XDP socket per RX queue of the NIC, so no queue's data falls back to the kernel
+  // socket; worker i transmits on queue i's and receives from queues i, i + workers, ...
+  int nq = xdp::nic_rx_queues(o.nic);
+  if (static_cast<int>(workers) > nq) {
+    *why = "--queues " + std::to_string(workers) + ": " + o.nic + " has " + std::to_string(nq) +
+           " RX queue(s) (ethtool -L " + o.nic + " combined N adds more)";
+    return false;
+  }
+  if (nq > XSKTUN_MAX_QUEUES) {
+    // The xsks map has XSKTUN_MAX_QUEUES slots; frames on the queues beyond reach the kernel
+    // socket (the program's fallback, counted as xdp_pass_data_no_xsk).
+    XLOG_WARN("%s has %d RX queues; AF_XDP sockets on the first %d only", o.nic.c_str(), nq,
+              XSKTUN_MAX_QUEUES);
+    nq = XSKTUN_MAX_QUEUES;
+  }
+  xdp::XdpPlaneOptions po;
+  po.tun_ifname = o.ifname;
+  po.nic = o.nic;
+  po.mode = o.xdp_mode;
+  // What a dead xsktun left on the NIC (its program, its pins) is taken over; a live owner's
+  // is not, unless --force says so.
+  if (!o.force)
+    if (auto owner = live_owner_of_nic(o.nic, o.ifname)) {
+      *why = o.nic + " carries the XDP program of xsktun " + *owner +
+             ", which is running; stop it first (--force replaces it)";
+      return false;
+    }
+  po.force = true;
+  lock.record_nic(o.nic);
+  po.listen_port = udp->port();
+  auto p = xdp::XdpPlane::create(po, why);
+  if (!p) return false;
+  bool nic_segments_udp = xdp::nic_udp_segmentation(o.nic).value_or(false);
+  std::vector<std::unique_ptr<xdp::XskQueue>> queues;
+  for (int q = 0; q < nq; ++q) {
+    xdp::XskOptions xo;
+    xo.ifname = o.nic;
+    xo.queue = static_cast<uint32_t>(q);
+    xo.xsks_map_fd = p->object().xsks_fd();
+    xo.zerocopy = o.zerocopy;
+    auto xq = xdp::XskQueue::create(xo, why);
+    if (!xq) return false;
+    if (o.mode == DataMode::kAuto && !xq->zerocopy() && nic_segments_udp) {
+      // The --mode auto rule (README, "Benchmark"). AF_XDP in copy mode moves every frame
+      // through a copy; a NIC that segments UDP itself takes socket mode's 64 KB GSO sends
+      // whole. scripts/bench.sh on veth as created (tx-udp-segmentation on) measured socket mode
+      // ahead on bulk throughput; with it off (profile nogso) XDP mode matched or beat it.
+      *why = o.nic + " segments UDP itself (tx-udp-segmentation) and AF_XDP has no zero-copy on queue " +
+             std::to_string(q) + ": socket mode is faster for bulk traffic there (--mode xdp forces XDP)";
+      return false;  // queues, then the program and its pins, are torn down on return
+    }
+    queues.push_back(std::move(xq));
+  }
+  *bind = std::make_unique<xdp::XskBind>(std::move(udp), std::move(queues));
+  // Longer frames go to the kernel socket both ways: in, the program passes data frames the
+  // sockets could not take; out, frames over the NIC MTU are sent (and fragmented) by the kernel.
+  if (p->object().set_max_redirect_len((*bind)->max_rx_frame()) != 0) {
+    *why = "cannot write the config map";
+    return false;
+  }
+  (*bind)->set_nic_mtu(xdp::nic_mtu(o.nic));
+  mode->mode = "xdp";
+  mode->nic = o.nic;
+  mode->attach_mode = p->attach_mode();
+  mode->zerocopy = (*bind)->zerocopy();
+  mode->queues = nq;
+  XLOG_INFO(
+      "xdp mode on %s: %s attach, %d queue(s), %s, NIC MTU %u", o.nic.c_str(), mode->attach_mode.c_str(), nq,
+      mode->zerocopy ? "zero-copy" : "copy mode (zero-copy not supported by the driver)", (*bind)->nic_mtu());
+  dp->plane = std::move(p);
+  return true;
+}
+
+}  // namespace
+
+std::unique_ptr<DataPlane> open_data_plane(const UpOptions& o, uint16_t port, OwnerLock& lock,
+                                           std::string* err) {
+  auto dp = std::make_unique<DataPlane>();
+  dp->workers = worker_count(o, usable_cpus());
+  bool mq = dp->workers > 1;
+  dp->tun = io::TunDevice::create(o.ifname, o.mtu, err, io::TunOffload::kAuto, mq);
+  // A TUN of the same name whose owner just died is unregistered asynchronously and answers
+  // EBUSY for a moment (seen right after a SIGKILLed daemon): give it up to 3 s.
+  for (int i = 0; !dp->tun && i < 30 && err->find(strerror(EBUSY)) != std::string::npos; ++i) {
+    usleep(100 * 1000);
+    err->clear();
+    dp->tun = io::TunDevice::create(o.ifname, o.mtu, err, io::TunOffload::kAuto, mq);
+  }
+  if (!dp->tun) {
+    *err = "cannot create TUN " + o.ifname + ": " + *err;
+    return nullptr;
+  }
+  auto udp = io::UdpSocket::open(port, err);
+  if (!udp) {
+    *err = "cannot open UDP port " + std::to_string(port) + ": " + *err;
+    return nullptr;
+  }
+  // In auto mode any failure of XDP mode falls back to socket mode.
+  if (o.tries_xdp()) {
+    std::string why;
+    if (setup_xdp(o, lock, udp, dp.get(), &why)) {
+      dp->outer = dp->xsk.get();
+    } else if (o.mode == DataMode::kXdp) {
+      *err = "xdp mode: " + why;
+      return nullptr;
+    } else {
+      XLOG_INFO("mode auto: not XDP on %s: %s; using socket mode", o.nic.c_str(), why.c_str());
+    }
+  } else if (o.mode == DataMode::kAuto) {
+    XLOG_INFO("mode auto: no --nic (XSKTUN_NIC) given; using socket mode");
+  }
+  // Socket mode: one socket per worker, an SO_REUSEPORT group on the port just bound.
+  if (!dp->xsk) {
+    uint16_t bound = udp->port();
+    udp.reset();
+    dp->group = io::UdpGroup::open(bound, dp->workers, err);
+    if (!dp->group) {
+      *err = "cannot open UDP port " + std::to_string(bound) + ": " + *err;
+      return nullptr;
+    }
+    dp->outer = dp->group.get();
+  }
+  if (!open_tun_queues(*dp->tun, dp->workers, dp->plane ? &dp->plane->object() : nullptr, &dp->tun_queues,
+                       err)) {
+    *err = "TUN " + o.ifname + ": " + *err;
+    return nullptr;
+  }
+  return dp;
+}
+
+std::vector<const io::UdpSocket*> DataPlane::sockets() const {
+  std::vector<const io::UdpSocket*> out;
+  if (xsk) out.push_back(&xsk->kernel_socket());
+  for (size_t i = 0; group && i < group->size(); ++i) out.push_back(&group->member(i));
+  return out;
 }
 
 }  // namespace xsktun::cli

@@ -12,11 +12,15 @@
 #include <vector>
 
 #include "xsktun/cli/daemon.h"
+#include "xsktun/cli/owner_lock.h"
+#include "xsktun/cli/status.h"
 #include "xsktun/device/device.h"
 #include "xsktun/device/runner.h"
 #include "xsktun/io/tun.h"
+#include "xsktun/io/udp_group.h"
 #include "xsktun/io/udp_socket.h"
 #include "xsktun/xdp/xdp_object.h"
+#include "xsktun/xdp/xdp_plane.h"
 #include "xsktun/xdp/xsk_bind.h"
 #include "xsktun_shared.h"
 
@@ -48,5 +52,32 @@ void add_io_stats(nlohmann::json& j, const io::TunDevice& tun,
                   const std::vector<const io::UdpSocket*>& sockets);
 // and per worker the packets and bytes it carried.
 void add_worker_stats(nlohmann::json& j, const device::Device& dev);
+
+// The packet I/O of one interface in the mode chosen: the TUN (a queue per worker) and either
+// the XDP program with its AF_XDP sockets (the kernel socket beside them) or an SO_REUSEPORT
+// group of UDP sockets. Members are destroyed in reverse: sockets close before the program is
+// detached and its pins removed, the TUN last.
+struct DataPlane {
+  ModeInfo mode;
+  size_t workers = 1;
+  std::unique_ptr<io::TunDevice> tun;
+  std::vector<std::unique_ptr<io::TunDevice>> tun_queues;  // workers 1..N-1
+  std::unique_ptr<xdp::XdpPlane> plane;                    // XDP mode
+  std::unique_ptr<xdp::XskBind> xsk;                       // XDP mode (owns the kernel socket)
+  std::unique_ptr<io::UdpGroup> group;                     // socket mode
+  io::UdpIo* outer = nullptr;                              // what the device sends through
+
+  io::TunDevice& tun_queue(size_t worker) { return worker == 0 ? *tun : *tun_queues[worker - 1]; }
+  // Every kernel UDP socket it reads (for their counters in `show`).
+  std::vector<const io::UdpSocket*> sockets() const;
+};
+
+// Opens the TUN and the UDP port, then XDP mode when o.tries_xdp() (auto mode falls back to
+// socket mode, logged), else socket mode. nullptr and *err (the user's message) on failure.
+std::unique_ptr<DataPlane> open_data_plane(const UpOptions& o, uint16_t port, OwnerLock& lock,
+                                           std::string* err);
+
+// In XDP mode frames over the NIC MTU take the kernel socket: re-reads the MTU, logs a change.
+void follow_nic_mtu(xdp::XskBind& xsk, const std::string& nic);
 
 }  // namespace xsktun::cli
