@@ -1,8 +1,11 @@
 // A batch of caller-owned packet buffers for the real-I/O tests (io_real_test, udp_offload_test).
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "xsktun/io/packet_io.h"
@@ -29,5 +32,23 @@ struct Batch {
   std::vector<PacketBuf> bufs;
   size_t cap;
 };
+
+// Receives until `want` datagrams arrived (loopback queues them synchronously, but a batch may
+// still come back in several calls), `batch` buffers per call.
+template <typename Socket>
+std::vector<std::pair<Endpoint, Bytes>> recv_n(Socket& s, size_t want, size_t batch = 64) {
+  std::vector<std::pair<Endpoint, Bytes>> got;
+  Batch in(batch);
+  while (got.size() < want) {
+    in.reset();
+    int n = s.recv_batch(in.bufs);
+    if (n <= 0) {
+      ADD_FAILURE() << "recv_batch returned " << n;
+      break;
+    }
+    for (int i = 0; i < n; ++i) got.emplace_back(in.bufs[i].endpoint, in.get(i));
+  }
+  return got;
+}
 
 }  // namespace xsktun::io::test_util

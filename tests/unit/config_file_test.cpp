@@ -11,16 +11,13 @@
 #include <fstream>
 #include <string>
 
+#include "test_util.h"
 #include "xsktun/control/keys.h"
 
 namespace xsktun::control {
 namespace {
 
-Key seq_key(uint8_t start) {
-  Key k;
-  for (size_t i = 0; i < k.size(); ++i) k[i] = static_cast<uint8_t>(start + i);
-  return k;
-}
+using test_util::seq_key;
 
 const char* kSeqBase64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";  // bytes 0..31
 const char* kSeqHex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";

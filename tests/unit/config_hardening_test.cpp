@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "device_harness.h"
+#include "test_util.h"
 #include "xsktun/control/config_file.h"
 #include "xsktun/control/keys.h"
 #include "xsktun/control/uapi.h"
@@ -20,14 +21,11 @@
 namespace xsktun::control {
 namespace {
 
+using test_util::seq_key;
+
 using xsktun::testing::FakeClock;
 using xsktun::testing::Node;
 
-Key seq_key(uint8_t start) {
-  Key k;
-  for (size_t i = 0; i < k.size(); ++i) k[i] = static_cast<uint8_t>(start + i);
-  return k;
-}
 std::string hex(uint8_t s) { return key_to_hex(seq_key(s)); }
 std::string b64(uint8_t s) { return key_to_base64(seq_key(s)); }
 

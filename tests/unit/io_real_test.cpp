@@ -37,27 +37,11 @@ using Bytes = std::vector<uint8_t>;
 using test_util::Batch;
 using test_util::forked;
 using test_util::in_netns;
+using test_util::recv_n;
 using test_util::set_ipv4;
 
 Endpoint ep(const std::string& s) { return *Endpoint::parse(s); }
 Endpoint v4_loopback(uint16_t port) { return Endpoint{*IpAddr::parse("127.0.0.1"), port}; }
-
-// Receives until `want` datagrams arrived (loopback queues them synchronously, but a batch may
-// still come back in several calls).
-std::vector<std::pair<Endpoint, Bytes>> recv_n(UdpSocket& s, size_t want) {
-  std::vector<std::pair<Endpoint, Bytes>> got;
-  Batch in(64);
-  while (got.size() < want) {
-    in.reset();
-    int n = s.recv_batch(in.bufs);
-    if (n <= 0) {
-      ADD_FAILURE() << "recv_batch returned " << n;
-      break;
-    }
-    for (int i = 0; i < n; ++i) got.emplace_back(in.bufs[i].endpoint, in.get(i));
-  }
-  return got;
-}
 
 // Waits (boundedly) until thread `tid` sleeps inside poll(), so a test really exercises the
 // "woken while blocked" path rather than racing ahead of the thread. Proceeding after the bound

@@ -18,12 +18,15 @@
 #include <thread>
 
 #include "device_harness.h"
+#include "test_util.h"
 #include "xsktun/control/keys.h"
 #include "xsktun/control/uapi.h"
 #include "xsktun/control/uapi_server.h"
 
 namespace xsktun::control {
 namespace {
+
+using test_util::eventually;
 
 std::string hex(uint8_t start) {
   Key k;
@@ -127,14 +130,6 @@ class Client {
   bool connected_ = false;
   std::string buf_;
 };
-
-bool eventually(const std::function<bool()>& cond) {
-  for (int i = 0; i < 10000; ++i) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return false;
-}
 
 std::string baseline() {
   return "set=1\nprivate_key=" + hex(0x10) + "\nlisten_port=51820\nfwmark=5\npublic_key=" + hex(0x20) +

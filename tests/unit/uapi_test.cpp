@@ -21,17 +21,15 @@
 #include <thread>
 #include <utility>
 
+#include "test_util.h"
 #include "xsktun/control/keys.h"
 #include "xsktun/control/uapi_server.h"
 
 namespace xsktun::control {
 namespace {
 
-Key seq_key(uint8_t start) {
-  Key k;
-  for (size_t i = 0; i < k.size(); ++i) k[i] = static_cast<uint8_t>(start + i);
-  return k;
-}
+using test_util::eventually;
+using test_util::seq_key;
 
 const char* kSeqHex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
@@ -337,14 +335,6 @@ class TestClient {
   bool connected_ = false;
   std::string buf_;
 };
-
-bool eventually(const std::function<bool()>& cond) {
-  for (int i = 0; i < 10000; ++i) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return false;
-}
 
 class UapiServerTest : public ::testing::Test {
  protected:

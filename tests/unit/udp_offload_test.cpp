@@ -20,27 +20,13 @@ namespace {
 using Bytes = std::vector<uint8_t>;
 
 using test_util::Batch;
+using test_util::recv_n;
 
 // A datagram whose every byte depends on its tag, so reordering or a wrong split shows up.
 Bytes payload(size_t tag, size_t len) {
   Bytes b(len);
   for (size_t j = 0; j < len; ++j) b[j] = static_cast<uint8_t>(tag * 31 + j * 7);
   return b;
-}
-
-std::vector<std::pair<Endpoint, Bytes>> recv_n(UdpSocket& s, size_t want, size_t batch = 64) {
-  std::vector<std::pair<Endpoint, Bytes>> got;
-  Batch in(batch);
-  while (got.size() < want) {
-    in.reset();
-    int n = s.recv_batch(in.bufs);
-    if (n <= 0) {
-      ADD_FAILURE() << "recv_batch returned " << n;
-      break;
-    }
-    for (int i = 0; i < n; ++i) got.emplace_back(in.bufs[i].endpoint, in.get(i));
-  }
-  return got;
 }
 
 // Ensures an unset XSKTUN_UDP_OFFLOAD around each test, whatever the caller's environment. A lost
