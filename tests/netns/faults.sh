@@ -27,8 +27,9 @@ set -eEu -o pipefail
 
 XSKTUN_BIN=${1:-${XSKTUN:-$(command -v xsktun || true)}}
 XSKTUN_BIN=$(realpath "$XSKTUN_BIN" 2>/dev/null || true)
+HERE=$(dirname "$(realpath "$0")")
 # shellcheck source=tests/netns/lib.sh
-source "$(dirname "$(realpath "$0")")/lib.sh"
+source "$HERE/lib.sh"
 netns_require
 for t in bpftool python3; do  # XDP-mode cases and the UAPI clients
   command -v "$t" >/dev/null 2>&1 || { echo "SKIP: missing tool '$t'"; exit 77; }
@@ -112,10 +113,7 @@ $out"
 
 
 # xdp_attached IF: the "xdp_attached" field of `xsktun show --json` (true/false).
-xdp_attached() {
-  "$XSKTUN_BIN" show "$1" --json |
-    python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["xdp_attached"]))'
-}
+xdp_attached() { xs_json "$1" 'd["xdp_attached"]'; }
 
 # prog_on NIC: the XDP program (or libxdp dispatcher) id on ns1's NIC, empty when none.
 prog_on() {
@@ -162,19 +160,7 @@ snmp_udp_in() {
 # udp_blast NS DST COUNT: COUNT 1000-byte UDP datagrams to DST:9 as fast as possible; prints how
 # many the kernel took (the rest: ENOBUFS from a full TUN queue).
 udp_blast() {
-  n "$1" python3 - "$2" "$3" <<'EOF'
-import socket, sys
-dst, count = sys.argv[1], int(sys.argv[2])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-sent = 0
-for _ in range(count):
-    try:
-        s.sendto(b"x" * 1000, (dst, 9))
-        sent += 1
-    except OSError:
-        pass
-print(sent)
-EOF
+  n "$1" python3 "$HERE/packets.py" blast "$2" "$3"
 }
 
 # assert_log IF REGEX WHAT: the daemon's log has a line matching REGEX; prints it.
@@ -404,29 +390,7 @@ case_staged_full() {
 # ends a command, then close; get-noread: "get=1\n\n", close without reading; get-stall: the
 # same, but keep the connection open, unread, until `wg show` (run meanwhile) has answered: a
 # client that does not read its reply must not block the others.
-uapi_client() {
-  python3 - "$WG_RUN_DIR/$1.sock" "$2" <<'EOF'
-import socket, subprocess, sys, time
-path, mode = sys.argv[1], sys.argv[2]
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(path)
-if mode == "half-set":
-    s.sendall(b"set=1\nlisten_port=40000\n")
-elif mode == "get-noread":
-    s.sendall(b"get=1\n\n")
-else:
-    s.sendall(b"get=1\n\n")
-    time.sleep(0.2)
-    ifn = path.rsplit("/", 1)[1][:-5]
-    try:
-        r = subprocess.run(["wg", "show", ifn, "listen-port"], capture_output=True, text=True, timeout=10)
-    except subprocess.TimeoutExpired:
-        sys.exit("wg show blocked for 10 s by a client that does not read its get reply")
-    if r.returncode != 0:
-        sys.exit("wg show with a client that does not read its get reply: " + r.stderr)
-s.close()
-EOF
-}
+uapi_client() { python3 "$HERE/uapi.py" hangup "$WG_RUN_DIR/$1.sock" "$2"; }
 
 case_uapi_hangup() {
   local pid i conf=$TEST_TMP/many.uapi get_bytes
@@ -436,31 +400,9 @@ case_uapi_hangup() {
   # 1000 more peers make a `get` reply (~300 kB) larger than a UNIX socket's send buffer
   # (net.core.wmem_default, 208 kB), so that a client hanging up really interrupts the daemon's
   # write. (Not more: `get` costs O(peers x prefixes) in Device::snapshot, ~0.4 s here.)
-  python3 - 1000 >"$conf" <<'EOF'
-import sys
-print("set=1")
-for i in range(int(sys.argv[1])):
-    print("public_key=" + (b"\x01" * 28 + i.to_bytes(4, "big")).hex())
-    print("allowed_ip=10.%d.%d.0/24" % (100 + i // 256, i % 256))
-print()
-EOF
+  python3 "$HERE/uapi.py" peers 1000 >"$conf"
   # The set, then one complete get: prints the size of the get reply.
-  get_bytes=$(python3 -c 'import socket, sys
-def call(req):
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(sys.argv[1])
-    s.sendall(req)
-    r = b""
-    while not r.endswith(b"\n\n"):
-        d = s.recv(65536)
-        if not d:
-            break
-        r += d
-    return r
-r = call(open(sys.argv[2], "rb").read())
-if r != b"errno=0\n\n":
-    sys.exit("set of 1000 peers: %r" % r)
-print(len(call(b"get=1\n\n")))' "$WG_RUN_DIR/$XS_IF.sock" "$conf")
+  get_bytes=$(python3 "$HERE/uapi.py" set-get "$WG_RUN_DIR/$XS_IF.sock" "$conf")
   expect_ge "UAPI get reply with 1001 peers, bytes" "$get_bytes" 212993
   for i in 1 2; do uapi_client "$XS_IF" half-set; done
   for i in 1 2; do uapi_client "$XS_IF" get-noread; done

@@ -23,8 +23,9 @@ set -eEu -o pipefail
 
 XSKTUN_BIN=${1:-${XSKTUN:-$(command -v xsktun || true)}}
 XSKTUN_BIN=$(realpath "$XSKTUN_BIN" 2>/dev/null || true)
+HERE=$(dirname "$(realpath "$0")")
 # shellcheck source=tests/netns/lib.sh
-source "$(dirname "$(realpath "$0")")/lib.sh"
+source "$HERE/lib.sh"
 netns_require
 netns_init
 
@@ -554,27 +555,7 @@ case_replay() {
   before=$(xsktun_counter "$XS_IF" drop_replay)
   rx0=$(xsktun_counter "$XS_IF" rx_packets)
   ep=$(peer_endpoint "$XS_IF" "$(pub go)")
-  n=$(n "$NS2" python3 - "$pcap" 192.168.241.1 $XS_PORT <<'PY'
-import socket, struct, sys
-data = open(sys.argv[1], "rb").read()
-off, msgs = 24, []  # pcap: global header, then (ts_sec, ts_usec, incl_len, orig_len) + frame
-while off + 16 <= len(data):
-    incl = struct.unpack_from("<I", data, off + 8)[0]
-    frame = data[off + 16:off + 16 + incl]
-    off += 16 + incl
-    if len(frame) < 42 or frame[12:14] != b"\x08\x00":
-        continue
-    ihl = (frame[14] & 0xF) * 4
-    payload = frame[14 + ihl + 8:]
-    if payload[:1] == b"\x04":  # transport data (whitepaper 5.4.6)
-        msgs.append(payload)
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("192.168.241.2", 0))  # not wireguard-go's port
-for m in msgs:
-    s.sendto(m, (sys.argv[2], int(sys.argv[3])))
-print(len(msgs))
-PY
-)
+  n=$(n "$NS2" python3 "$HERE/packets.py" replay "$pcap" 192.168.241.2 192.168.241.1 $XS_PORT)
   (( n >= 10 )) || die "captured only $n data messages to xsktun: $(cat "$pcap.log")"
   sleep 0.5
   after=$(xsktun_counter "$XS_IF" drop_replay)

@@ -13,6 +13,7 @@
 # on the first veth end created in its namespace (veth_new), unless the caller passes --nic; the
 # teardown checks then also cover the XDP program and the pinned maps (tests/netns/xdp.sh).
 
+NETNS_LIB_DIR=$(dirname "$(realpath "${BASH_SOURCE[0]}")")  # this file's folder: the Python helpers
 XSKTUN_RUN_DIR=/var/run/xsktun
 WG_RUN_DIR=/var/run/wireguard
 XSKTUN_PIN_ROOT=/sys/fs/bpf/xsktun   # bpf/xsktun_shared.h XSKTUN_PIN_ROOT
@@ -341,11 +342,8 @@ xs_counters() {
   shift 2
   _out=()
   # shellcheck disable=SC2004  # an associative array's key, not arithmetic
-  while read -r k v; do _out[$k]=$v; done < <("$XSKTUN_BIN" show "$ifn" --json | python3 -c '
-import json, sys
-c = json.load(sys.stdin)["counters"]
-for k in sys.argv[1:]:
-    print(k, c[k])' "$@")
+  while read -r k v; do _out[$k]=$v; done < <("$XSKTUN_BIN" show "$ifn" --json |
+    python3 "$NETNS_LIB_DIR/jsonq.py" counters "$@")
   (( ${#_out[@]} == $# )) || die "xsktun show $ifn: missing counters among: $*"
 }
 
@@ -499,10 +497,7 @@ wait_handshake() {
 xs_json() {
   local ifn=$1
   shift
-  "$XSKTUN_BIN" show "$ifn" --json | python3 -c 'import json, sys
-d = json.load(sys.stdin)
-vals = [eval(e) for e in sys.argv[1:]]
-print(" ".join(json.dumps(v) if isinstance(v, (bool, dict, list)) else str(v) for v in vals))' "$@"
+  "$XSKTUN_BIN" show "$ifn" --json | python3 "$NETNS_LIB_DIR/jsonq.py" eval "$@"
 }
 
 # xsktun_counter IF NAME: a value of the "counters" object of `xsktun show --json`.

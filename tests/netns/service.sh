@@ -54,16 +54,7 @@ case_units() {
 
 # notify_listener FILE: a datagram socket at $TEST_TMP/notify that appends what it receives.
 notify_listener() {
-  python3 - "$TEST_TMP/notify" "$1" <<'EOF' &
-import os, socket, sys
-path, out = sys.argv[1:3]
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(path)
-while True:
-    msg = s.recv(4096).decode()
-    with open(out, "a") as f:
-        f.write(msg.replace("\n", " ") + "\n")
-EOF
+  python3 "$HERE/service.py" notify-listen "$TEST_TMP/notify" "$1" &
   bg_register $!
   local i
   for i in $(seq 50); do [[ -S $TEST_TMP/notify ]] && return 0; sleep 0.05; done
@@ -109,8 +100,7 @@ case_notify() {
 
 # GET /metrics in the namespace (urllib; no curl needed): prints the body.
 scrape() {
-  nsenter --net="/var/run/netns/$NS" python3 -c 'import sys, urllib.request
-print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode(), end="")' "$1"
+  nsenter --net="/var/run/netns/$NS" python3 "$HERE/service.py" scrape "$1"
 }
 
 # Keys of the daemon and two peers (each case may run alone: CASES="3").

@@ -157,15 +157,9 @@ case_xsk_stats() {
 
 # xs_json_keys IF: the xsk_* statistics as "name=value ...", failing unless all six are numbers.
 xs_json_keys() {
-  "$XSKTUN_BIN" show "$1" --json | python3 -c 'import json, sys
-c = json.load(sys.stdin)["counters"]
-keys = ["xsk_rx_dropped", "xsk_rx_invalid_descs", "xsk_tx_invalid_descs", "xsk_rx_ring_full",
-        "xsk_fill_ring_empty", "xsk_tx_ring_empty", "xdp_pass_too_big", "map_update_errors",
-        "udp_socket_drops", "slowpath_rx_packets", "drop_xsk_tx_full"]
-bad = [k for k in keys if not isinstance(c.get(k), int)]
-if bad:
-    sys.exit("missing or not a number: %s" % bad)
-print(" ".join("%s=%d" % (k, c[k]) for k in keys))'
+  "$XSKTUN_BIN" show "$1" --json | python3 "$HERE/jsonq.py" numbers xsk_rx_dropped xsk_rx_invalid_descs \
+    xsk_tx_invalid_descs xsk_rx_ring_full xsk_fill_ring_empty xsk_tx_ring_empty xdp_pass_too_big \
+    map_update_errors udp_socket_drops slowpath_rx_packets drop_xsk_tx_full
 }
 
 # Past the old map sizes (65,536 peers, 131,072 prefixes): 70,000 peers x 2 /32s, in one

@@ -111,11 +111,7 @@ veth_drops() {
 # iperf_field JSON PYEXPR: PYEXPR on the parsed iperf3 -J output (as d), e.g. received bytes.
 # UDP_DELIVERED: the datagrams an iperf3 -u receiver got (sequence numbers sent minus gaps).
 UDP_DELIVERED='d["end"]["sum_received"]["packets"] - d["end"]["sum_received"]["lost_packets"]'
-iperf_field() {
-  python3 -c 'import json, sys
-d = json.load(open(sys.argv[1]))
-print(int(eval(sys.argv[2])))' "$1" "$2"
-}
+iperf_field() { python3 "$HERE/jsonq.py" int "$1" "$2"; }
 
 # --- 1. interop.sh in XDP mode ---------------------------------------------------------------
 
@@ -514,31 +510,7 @@ case_teardown() {
 # indices; malformed: what a WireGuard parser must reject by its header alone; initiation:
 # 148-byte initiations with garbage MACs.
 send_junk() {
-  n "$NSG" python3 - "$1" "$2" 192.168.242.1 $XS_PORT <<'EOF'
-import os, random, socket, struct, sys
-kind, count, host, port = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-malformed = [
-    b"",                                      # no header at all
-    b"\x04\x00\x00",                          # shorter than a header
-    b"\x05\x00\x00\x00" + os.urandom(40),     # unknown type
-    b"\x00\x00\x00\x00" + os.urandom(40),     # type 0
-    b"\x04\x01\x00\x00" + os.urandom(40),     # reserved byte set
-    b"\x04\x00\x00\x00" + os.urandom(20),     # data, shorter than header + counter + tag
-    b"\x01\x00\x00\x00" + os.urandom(100),    # initiation of the wrong size
-    b"\x02\x00\x00\x00" + os.urandom(91),     # response of the wrong size
-    b"\x03\x00\x00\x00" + os.urandom(10),     # cookie reply of the wrong size
-    b"\xff" * 64,
-]
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-for i in range(count):
-    if kind == "data":
-        msg = struct.pack("<I", 4) + struct.pack("<I", random.getrandbits(32)) + os.urandom(8 + 16 + 16 * (i % 5))
-    elif kind == "initiation":
-        msg = struct.pack("<I", 1) + os.urandom(144)
-    else:
-        msg = malformed[i % len(malformed)]
-    s.sendto(msg, (host, port))
-EOF
+  n "$NSG" python3 "$HERE/packets.py" junk "$1" "$2" 192.168.242.1 $XS_PORT
 }
 
 case_junk() {
