@@ -99,8 +99,18 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# The namespaces, veths and daemons: the netns suites' helpers (netns_new, veth_new, xsktun_start,
+# wggo_start, netns_teardown...), with the bench's settings below (no debug logging, time limits).
+# shellcheck source=tests/netns/lib.sh
+source "$ROOT/tests/netns/lib.sh"
 trap 'echo "bench.sh: ERROR: command failed (line $LINENO): $BASH_COMMAND" >&2' ERR
-die() { echo "bench.sh: ERROR: $*" >&2; exit 1; }
+# Also what lib.sh's helpers call on failure: with a tunnel up, its diagnostics (wg show, the
+# daemons' logs, addresses and sockets) follow.
+die() {
+  echo "bench.sh: ERROR: $*" >&2
+  [[ $BASHPID != "$$" || ${#_IF_LIST[@]} -eq 0 ]] || diag_dump
+  exit 1
+}
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 has() { [[ ",$1," == *",$2,"* ]]; }
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
@@ -153,6 +163,7 @@ if ! "$PY" -c 'import matplotlib' 2>/dev/null && [ -x /usr/bin/python3 ] &&
 fi
 
 XSKTUN=$(realpath -m "$XSKTUN")
+XSKTUN_BIN=$XSKTUN
 WGGO=$(command -v wireguard-go || true)
 [ -z "$PEER_IMPL" ] || PEER_IMPL=$(realpath -m "$PEER_IMPL")
 available() {
@@ -190,53 +201,30 @@ mkdir -p "$OUT/raw"
 OUT=$(cd "$OUT" && pwd)
 SAMPLES=$OUT/samples.jsonl
 : >"$SAMPLES"
-TMP=$(mktemp -d /tmp/xsktun-bench.XXXXXX)
-chmod 700 "$TMP"
+netns_prepare  # TEST_TMP, SUF; removes what killed runs (of the bench or the suites) left
+NETNS_XSKTUN_LOG_LEVEL="" NETNS_WGGO_LOG_LEVEL=""  # the daemons' default logging, as users run them
+NETNS_UP_TIMEOUT=20 NETNS_WGGO_FOREGROUND=0        # --peer-impl is started like wireguard-go: PATH IFNAME
 HZ=$(getconf CLK_TCK)
-SUF=$$
 PORT_A=51820 PORT_B=51821
 UL_A=192.168.250.1 UL_B=192.168.250.2 UL_FLOOD=192.168.250.3
 IN_A=10.250.0.1 IN_B=10.250.0.2
 
 # ------------------------------------------------------------------------------ cleanup
-NS_LIST=() PID_LIST=() XSK_IFS=() WG_SOCKS=()
+# Helpers in the background are registered with bg_register, namespaces and daemons by lib.sh.
 stop_cell() {
-  local e p ns i alive downs=()
-  for e in "${XSK_IFS[@]}"; do  # in parallel: each takes about a second
-    timeout 10 nsenter --net="/var/run/netns/${e%%:*}" "$XSKTUN" down "${e##*:}" >/dev/null 2>&1 &
-    downs+=($!)
-  done
-  for p in "${downs[@]}"; do wait "$p" || true; done
-  for p in "${PID_LIST[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  # Anything else still inside our namespaces was started by us (daemons that forked, ping...).
-  for ns in "${NS_LIST[@]}"; do
-    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$p" 2>/dev/null || true; done
-  done
-  for i in $(seq 30); do
-    alive=0
-    for ns in "${NS_LIST[@]}"; do [ -z "$(ip netns pids "$ns" 2>/dev/null)" ] || alive=1; done
-    for p in "${PID_LIST[@]}"; do ! kill -0 "$p" 2>/dev/null || alive=1; done
-    [ $alive = 1 ] || break
-    sleep 0.1
-  done
-  for ns in "${NS_LIST[@]}"; do
-    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
-  done
-  for p in "${PID_LIST[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  for ns in "${NS_LIST[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
-  for e in "${XSK_IFS[@]}"; do  # leftovers of a daemon that crashed (exact names: ours only)
-    rm -f "/var/run/xsktun/${e##*:}.pid" "/var/run/xsktun/${e##*:}.sock" "/var/run/wireguard/${e##*:}.sock"
-    [ ! -d "/sys/fs/bpf/xsktun/${e##*:}" ] || rm -rf "/sys/fs/bpf/xsktun/${e##*:}"
-  done
-  for e in "${WG_SOCKS[@]}"; do rm -f "$e"; done
-  NS_LIST=() PID_LIST=() XSK_IFS=() WG_SOCKS=()
+  local p
+  for p in "${_BG_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  # Anything else still inside our namespaces was started by us (the daemons, ping...).
+  ns_kill "${_NS_LIST[@]}"
+  for p in "${_BG_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  netns_teardown
 }
 on_exit() {
   local rc=$?
   set +e
   trap - EXIT INT TERM
   stop_cell
-  rm -rf "$TMP"
+  rm -rf "$TEST_TMP"
   if [ $rc != 0 ] && [ -n "$SOAK" ] && [ -s "$OUT/soak.jsonl" ] && [ ! -s "$OUT/soak.md" ]; then
     echo "bench.sh: exit $rc; soak samples so far in $OUT/soak.jsonl; a partial report:" \
       "$PY $REPORT_PY soak --dir $OUT" >&2
@@ -250,21 +238,6 @@ trap on_exit EXIT
 trap 'echo "bench.sh: interrupted" >&2; exit 130' INT TERM
 
 # ------------------------------------------------------------------------------ helpers
-nsx() { local ns=$1; shift; nsenter --net="/var/run/netns/$ns" "$@"; }
-
-# Fatal start-up failure: say what failed and show the daemon's own words.
-die_start() {
-  local msg=$1 f
-  shift
-  echo "bench.sh: ERROR: $msg" >&2
-  for f in "$@"; do
-    [ -s "$f" ] || continue
-    echo "---- last lines of $f ----" >&2
-    tail -n 25 "$f" >&2
-  done
-  exit 1
-}
-
 exit_text() { [ "$1" = 124 ] && echo "did not return within $2 s" || echo "failed (exit $1)"; }
 
 cpu_ticks_pids() {  # utime+stime (fields 14, 15 of /proc/PID/stat) summed over the given pids
@@ -293,13 +266,13 @@ daemons_alive() {
 # Sets CPU_TUN_S / CPU_ALL_S (CPU seconds consumed during the client run). The client is stopped
 # early if a tunnel daemon dies (a dead tunnel would otherwise stall it until the timeout).
 IPERF_TIMEOUT=0
-iperf_run() {
+bench_iperf() {
   local name=$1 i spid cpid rc t0tun t0all
   shift
   IPERF_TIMEOUT=$((DURATION + UDP_DURATION + 20))
   nsenter --net="/var/run/netns/$NA" iperf3 -s -1 -B "$TA" -p 5201 >"$CELL/$name.server.log" 2>&1 &
   spid=$!
-  PID_LIST+=("$spid")
+  bg_register "$spid"
   for i in $(seq 60); do
     [ -z "$(nsx "$NA" ss -Hltn 'sport = :5201')" ] || break
     sleep 0.05
@@ -309,7 +282,7 @@ iperf_run() {
   timeout $IPERF_TIMEOUT nsenter --net="/var/run/netns/$NB" iperf3 -c "$TA" -p 5201 -J --connect-timeout 3000 "$@" \
     >"$CELL/$name.json" 2>"$CELL/$name.err" &
   cpid=$!
-  PID_LIST+=("$cpid")
+  bg_register "$cpid"
   while kill -0 "$cpid" 2>/dev/null; do
     if ! daemons_alive; then
       echo "a tunnel daemon died during the run" >>"$CELL/$name.err"
@@ -319,11 +292,13 @@ iperf_run() {
     sleep 0.2
   done
   if wait "$cpid"; then rc=0; else rc=$?; fi
+  bg_done "$cpid"
   CPU_TUN_S=$(ticks_to_s $(($(cpu_ticks_pids "${TUN_PIDS[@]}") - t0tun)))
   CPU_ALL_S=$(ticks_to_s $(($(cpu_ticks_busy) - t0all)))
   for i in $(seq 30); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$spid" 2>/dev/null || true
   wait "$spid" 2>/dev/null || true
+  bg_done "$spid"
   return $rc
 }
 
@@ -341,7 +316,7 @@ sample() {
 measure_iperf() {
   local test=$1
   shift
-  if iperf_run "$test" "$@"; then
+  if bench_iperf "$test" "$@"; then
     sample "$test" --iperf "$CELL/$test.json"
   else
     sample "$test" --error "$(iperf_failure $? "$test")"
@@ -358,89 +333,73 @@ ping_count_for() { local n=$((($1 * 100) - 150)); [ $n -le 200 ] || n=200; [ $n 
 
 # ------------------------------------------------------------------------------ topology + systems
 setup_topology() {
-  NA=xb$SUF-$CELLNO-a NB=xb$SUF-$CELLNO-b
+  NA=$(ns_name "c$CELLNO-a") NB=$(ns_name "c$CELLNO-b")
   VA=ul-a VB=ul-b
-  ip netns add "$NA" && NS_LIST+=("$NA")
-  ip netns add "$NB" && NS_LIST+=("$NB")
-  ip link add "$VA" netns "$NA" numtxqueues "$NIC_QUEUES" numrxqueues "$NIC_QUEUES" type veth \
-    peer name "$VB" netns "$NB" numtxqueues "$NIC_QUEUES" numrxqueues "$NIC_QUEUES"
-  local n ns dev
-  for n in "$NA:$VA" "$NB:$VB"; do
-    ns=${n%%:*} dev=${n##*:}
-    ip -n "$ns" link set lo up
+  netns_new "$NA"
+  netns_new "$NB"
+  veth_new "$NA" "$VA" "$NB" "$VB" "$NIC_QUEUES"
+  local e ns dev
+  for e in "$NA:$VA" "$NB:$VB"; do
+    ns=${e%%:*} dev=${e##*:}
     # XDP mode needs IPv6 off on its NIC (router/MLD chatter); same for every system, for fairness.
-    ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$dev.disable_ipv6=1"
+    n "$ns" sysctl -qw "net.ipv6.conf.$dev.disable_ipv6=1"
     [ "$PROF" != nogso ] || nsx "$ns" ethtool -K "$dev" tx-udp-segmentation off
-    ip -n "$ns" link set "$dev" up
   done
-  ip -n "$NA" addr add $UL_A/24 dev "$VA"
-  ip -n "$NB" addr add $UL_B/24 dev "$VB"
-  ip -n "$NB" addr add $UL_FLOOD/24 dev "$VB"  # the flooder's own source address
+  addr_add "$NA" "$VA" $UL_A/24
+  addr_add "$NB" "$VB" $UL_B/24 $UL_FLOOD/24  # the second: the flooder's own source address
 }
 
-start_xsktun() {  # NS IFNAME NIC MODE
-  local ns=$1 ifn=$2 nic=$3 mode=$4 pid args
-  args=(up "$ifn" --mode "$mode" --log-file "$CELL/$ifn.log")
-  [ "$mode" != xdp ] || args+=(--nic "$nic")
-  XSK_IFS+=("$ns:$ifn")
-  timeout 20 nsenter --net="/var/run/netns/$ns" "$XSKTUN" "${args[@]}" >"$CELL/$ifn.up.out" 2>&1 ||
-    die_start "$SYS: 'xsktun ${args[*]}' in $ns $(exit_text $? 20)" "$CELL/$ifn.up.out" "$CELL/$ifn.log"
-  pid=$(cat "/var/run/xsktun/$ifn.pid" 2>/dev/null) || true
+start_xsktun() {  # NS IFNAME MODE (in XDP mode on the namespace's veth end)
+  local pid
+  XSKTUN_UP_MODE=$3 xsktun_start "$1" "$2"
+  pid=$(xsktun_pid "$2") || true
   if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
-    die_start "$SYS: xsktun $ifn started but no live pid in /var/run/xsktun/$ifn.pid" "$CELL/$ifn.log"
+    die "$SYS: xsktun $2 started but no live pid in $XSKTUN_RUN_DIR/$2.pid"
   fi
   TUN_PIDS+=("$pid")
 }
 
 start_wglike() {  # IMPL NS IFNAME: wireguard-go's calling convention; it daemonizes
-  local impl=$1 ns=$2 ifn=$3 sock=/var/run/wireguard/$3.sock pid i
-  WG_SOCKS+=("$sock")
-  timeout 20 nsenter --net="/var/run/netns/$ns" env WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 "$impl" "$ifn" \
-    >"$CELL/$ifn.log" 2>&1 || die_start "$SYS: '$impl $ifn' in $ns $(exit_text $? 20)" "$CELL/$ifn.log"
-  for i in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
-  [ -S "$sock" ] || die_start "$SYS: $impl $ifn: no UAPI socket $sock after 10 s" "$CELL/$ifn.log"
-  # The daemon is the process holding the UAPI socket (it forked away from what we started).
-  pid=$(nsx "$ns" ss -Hxlp src "$sock" | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2) || true
-  [ -n "$pid" ] || die_start "$SYS: cannot find the process that owns $sock" "$CELL/$ifn.log"
-  TUN_PIDS+=("$pid")
+  wggo_start "$2" "$3" "$1"
+  TUN_PIDS+=("${_WGGO_PID[$3]}")
 }
 
 configure_side() {  # NS IFNAME OWN-KEY PORT PEER-PUB PEER-INNER PEER-ENDPOINT OWN-INNER
   local ns=$1 ifn=$2
   timeout 10 nsenter --net="/var/run/netns/$ns" wg set "$ifn" private-key "$3" listen-port "$4" peer "$5" allowed-ips "$6/32" \
     endpoint "$7" >"$CELL/$ifn.wgset.out" 2>&1 ||
-    die_start "$SYS: 'wg set $ifn ...' $(exit_text $? 10)" "$CELL/$ifn.wgset.out" "$CELL/$ifn.log"
-  ip -n "$ns" addr add "$8/24" dev "$ifn"
-  ip -n "$ns" link set "$ifn" up
+    die "$SYS: 'wg set $ifn ...' $(exit_text $? 10): $(cat "$CELL/$ifn.wgset.out")"
+  tun_addr "$ns" "$ifn" "$8/24"
 }
 
 start_system() {
   TUN_PIDS=()
-  IFA=xb${SUF}c${CELLNO}a IFB=xb${SUF}c${CELLNO}b
+  new_ifname IFA xb
+  new_ifname IFB xb
   if [ "$SYS" = veth ]; then
     TA=$UL_A
     return
   fi
   case $SYS in
-    xsktun-xdp) start_xsktun "$NA" "$IFA" "$VA" xdp; start_xsktun "$NB" "$IFB" "$VB" xdp ;;
-    xsktun-socket) start_xsktun "$NA" "$IFA" "$VA" socket; start_xsktun "$NB" "$IFB" "$VB" socket ;;
-    xsktun-mixed) start_xsktun "$NA" "$IFA" "$VA" xdp; start_xsktun "$NB" "$IFB" "$VB" socket ;;
+    xsktun-xdp) start_xsktun "$NA" "$IFA" xdp; start_xsktun "$NB" "$IFB" xdp ;;
+    xsktun-socket) start_xsktun "$NA" "$IFA" socket; start_xsktun "$NB" "$IFB" socket ;;
+    xsktun-mixed) start_xsktun "$NA" "$IFA" xdp; start_xsktun "$NB" "$IFB" socket ;;
     wireguard-go) start_wglike "$WGGO" "$NA" "$IFA"; start_wglike "$WGGO" "$NB" "$IFB" ;;
     peer-impl) start_wglike "$PEER_IMPL" "$NA" "$IFA"; start_wglike "$PEER_IMPL" "$NB" "$IFB" ;;
   esac
-  (umask 077 && wg genkey >"$TMP/ka" && wg genkey >"$TMP/kb")
-  local pa pb i
-  pa=$(wg pubkey <"$TMP/ka") pb=$(wg pubkey <"$TMP/kb")
-  configure_side "$NA" "$IFA" "$TMP/ka" $PORT_A "$pb" $IN_B "$UL_B:$PORT_B" $IN_A
-  configure_side "$NB" "$IFB" "$TMP/kb" $PORT_B "$pa" $IN_A "$UL_A:$PORT_A" $IN_B
+  genkey a
+  genkey b
+  local i
+  configure_side "$NA" "$IFA" "$(key a)" $PORT_A "$(pub b)" $IN_B "$UL_B:$PORT_B" $IN_A
+  configure_side "$NB" "$IFB" "$(key b)" $PORT_B "$(pub a)" $IN_A "$UL_A:$PORT_A" $IN_B
   TA=$IN_A
   for i in $(seq 20); do
     nsx "$NB" ping -c 1 -W 0.5 -q "$TA" >/dev/null 2>&1 && return 0
     daemons_alive || break
   done
   snapshot_counters
-  die_start "$SYS: no ping reply through the tunnel ($IN_B -> $IN_A) within 10 s$(daemons_alive || echo '; a daemon exited')" \
-    "$CELL/$IFA.log" "$CELL/$IFB.log" "$CELL/$IFA.show.txt" "$CELL/$IFB.show.txt"
+  die "$SYS: no ping reply through the tunnel ($IN_B -> $IN_A) within 10 s$(daemons_alive || echo '; a daemon exited')" \
+    "(xsktun show: $CELL/$IFA.show.txt, $CELL/$IFB.show.txt)"
 }
 
 snapshot_counters() {
@@ -471,11 +430,12 @@ test_tcp() {  # single stream with ping running alongside (RTT under load), the 
     (sleep 1 && exec timeout 20 nsenter --net="/var/run/netns/$NB" ping -i 0.01 -c "$n" -W 1 "$TA") \
       >"$CELL/ping_load.txt" 2>&1 &
     ppid=$!
-    PID_LIST+=("$ppid")
+    bg_register "$ppid"
   fi
   measure_iperf tcp1 -t "$DURATION"
   if [ -n "${ppid:-}" ]; then
     wait "$ppid" 2>/dev/null || true
+    bg_done "$ppid"
     daemons_alive || return 1
     CPU_TUN_S=0 CPU_ALL_S=0
     sample ping_load --ping "$CELL/ping_load.txt" --ping-count "$n"
@@ -510,7 +470,7 @@ test_bisect() {
   hi=$offered rate=$delivered
   for i in $(seq "$BISECT_STEPS"); do
     [ "$rate" -ge 1000000 ] || rate=1000000
-    if iperf_run "udp_probe$i" -u -b "$rate" -l "$UDP_SIZE" -t 1 &&
+    if bench_iperf "udp_probe$i" -u -b "$rate" -l "$UDP_SIZE" -t 1 &&
       read -r loss _ _ < <("$PY" "$REPORT_PY" loss "$CELL/udp_probe$i.json" 2>/dev/null); then
       if awk -v l="$loss" 'BEGIN { exit !(l < 1) }'; then ok=1 lo=$rate; else ok=0 hi=$rate; fi
     else
@@ -531,7 +491,7 @@ app_socket_drops() {  # NS PORT
   local snmp own
   snmp=$(nsx "$1" awk '$1 == "Udp:" { if (!c) { for (i = 2; i <= NF; i++) if ($i == "RcvbufErrors") c = i; next } s += $c }
                       $1 == "Udp6RcvbufErrors" { s += $2 } END { print s + 0 }' /proc/net/snmp /proc/net/snmp6 2>/dev/null) || snmp=0
-  own=$(nsx "$1" ss -uanmH "sport = :$2" 2>/dev/null | grep -o 'd[0-9]*)' | tr -d 'd)' | awk '{ s += $1 } END { print s + 0 }') || own=0
+  own=$(udp_sock_drops "$1" "$2" 2>/dev/null) || own=0
   echo $((snmp - own))
 }
 
@@ -544,7 +504,7 @@ test_udp64() {
   local d0 d1 w=()
   [ "$UDP64_RCVBUF" -eq 0 ] || w=(-w "$UDP64_RCVBUF")
   d0=$(app_socket_drops "$NA" $PORT_A)
-  if iperf_run udp64 -u -b 0 -l 64 "${w[@]}" -t "$UDP_DURATION"; then
+  if bench_iperf udp64 -u -b 0 -l 64 "${w[@]}" -t "$UDP_DURATION"; then
     d1=$(app_socket_drops "$NA" $PORT_A)
     sample udp64 --iperf "$CELL/udp64.json" --metric "app_socket_drops=$(((d1 - d0) > 0 ? d1 - d0 : 0))"
   else
@@ -558,12 +518,13 @@ test_flood() {
   nsenter --net="/var/run/netns/$NB" "$PY" "$REPORT_PY" flood --kind "$kind" --src $UL_FLOOD --dst "$UL_A:$PORT_A" \
     --out "$CELL/flood_$kind.flooder.json" >"$CELL/flood_$kind.flooder.log" 2>&1 &
   fpid=$!
-  PID_LIST+=("$fpid")
+  bg_register "$fpid"
   sleep 0.3
-  if iperf_run "flood_$kind" -t "$UDP_DURATION"; then i=0; else i=$?; fi
+  if bench_iperf "flood_$kind" -t "$UDP_DURATION"; then i=0; else i=$?; fi
   kill -TERM "$fpid" 2>/dev/null || true
   for _ in $(seq 30); do kill -0 "$fpid" 2>/dev/null || break; sleep 0.1; done
   wait "$fpid" 2>/dev/null || true
+  bg_done "$fpid"
   if [ $i = 0 ]; then
     sample "flood_$kind" --iperf "$CELL/flood_$kind.json" --flood "$CELL/flood_$kind.flooder.json"
   else
@@ -574,6 +535,7 @@ test_flood() {
 run_cell() {
   local t0=$SECONDS step
   CELL=$OUT/raw/c$(printf %02d "$CELLNO")-$SYS-$PROF-r$ROUND
+  NETNS_LOG_DIR=$CELL
   mkdir -p "$CELL"
   log "round $ROUND/$ROUNDS  profile $PROF  system $SYS"
   setup_topology

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Soak mode of scripts/bench.sh (`--soak SECONDS`); sourced by it, uses its helpers and variables
-# (setup_topology, start_system, nsx, log, die, TUN_PIDS, PID_LIST, TMP, OUT, PY, REPORT_PY...).
+# and those of tests/netns/lib.sh (setup_topology, start_system, nsx, log, die, bg_register,
+# TUN_PIDS, TEST_TMP, OUT, PY, REPORT_PY...).
 # One tunnel, xsktun XDP mode on side A and socket mode on side B, so both modes soak at once, under
 #   - mixed traffic: an iperf3 TCP stream B->A capped at SOAK_TCP_RATE, iperf3 UDP A->B at
 #     SOAK_UDP_RATE, a ping B->A every 0.2 s (its loss is a criterion);
@@ -29,7 +30,7 @@ soak_sleep_until() {  # UNIX-MICROSECONDS
   local d=$(($1 - $(soak_now_us)))
   [ $d -le 0 ] || sleep "$((d / 1000000)).$(printf %06d $((d % 1000000)))"
 }
-soak_running() { [ ! -e "$TMP/soak.stop" ] && [ "$(date +%s)" -lt "$SOAK_END" ]; }
+soak_running() { [ ! -e "$TEST_TMP/soak.stop" ] && [ "$(date +%s)" -lt "$SOAK_END" ]; }
 
 # soak_side a|b: S_NS S_IF S_PID S_MODE, and the real peer on that side (S_PEER key, S_PEER_IN /32)
 soak_side() {
@@ -42,7 +43,7 @@ soak_side() {
 
 # ------------------------------------------------------------------------------ background loops
 # These run as background subshells: no errexit / ERR trap there (a failed command is logged and
-# the loop goes on); bench.sh's cleanup kills them through PID_LIST.
+# the loop goes on); bench.sh's cleanup kills them (bg_register).
 
 # soak_traffic NAME PORT IPERF3-ARGS...: keeps one iperf3 client (in B) running until the end; a
 # client that ends early (tunnel stall, server hiccup) is restarted and logged in traffic.log.
@@ -57,7 +58,7 @@ soak_traffic() {
     n=$((n + 1))
     timeout $((left + 30)) nsenter --net="/var/run/netns/$NB" iperf3 -c "$TA" -p "$port" -t "$left" -i 10 \
       --connect-timeout 3000 -J "$@" >"$CELL/$name.$n.json" 2>"$CELL/$name.$n.err" &
-    echo $! >"$TMP/traffic.$name.pid"
+    echo $! >"$TEST_TMP/traffic.$name.pid"
     wait $!
     rc=$?
     echo "$(date +%s) $name run $n exit $rc left $left" >>"$CELL/traffic.log"
@@ -121,15 +122,15 @@ soak_churn() {
 # killed client writes no results); WAIT=0 (a daemon died): stop everything now.
 soak_stop_loops() {
   local wait=$1 i p f alive
-  touch "$TMP/soak.stop"
+  touch "$TEST_TMP/soak.stop"
   if [ "$wait" = 0 ]; then
-    for f in "$TMP"/traffic.*.pid; do [ ! -f "$f" ] || kill -TERM "$(cat "$f")" 2>/dev/null || true; done
+    for f in "$TEST_TMP"/traffic.*.pid; do [ ! -f "$f" ] || kill -TERM "$(cat "$f")" 2>/dev/null || true; done
   fi
   for i in $(seq 450); do
     alive=0
     for p in "${SOAK_LOOP_PIDS[@]}"; do ! kill -0 "$p" 2>/dev/null || alive=1; done
     [ $alive = 1 ] || break
-    [ "$i" != 300 ] || for f in "$TMP"/traffic.*.pid; do kill -TERM "$(cat "$f")" 2>/dev/null || true; done
+    [ "$i" != 300 ] || for f in "$TEST_TMP"/traffic.*.pid; do kill -TERM "$(cat "$f")" 2>/dev/null || true; done
     sleep 0.1
   done
   for p in "${SOAK_LOOP_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
@@ -146,9 +147,9 @@ soak_sample() {  # T: one line per daemon into soak.jsonl; returns 1 when a daem
     bpf=()
     [ "$S_MODE" != xdp ] || ! command -v bpftool >/dev/null || bpf=(--pin-dir "/sys/fs/bpf/xsktun/$S_IF")
     timeout 5 nsenter --net="/var/run/netns/$S_NS" "$XSKTUN" show "$S_IF" --json \
-      >"$TMP/show.json" 2>/dev/null || : >"$TMP/show.json"
+      >"$TEST_TMP/show.json" 2>/dev/null || : >"$TEST_TMP/show.json"
     line=$("$PY" "$REPORT_PY" soak-sample --out "$SOAK_SAMPLES" --t "$t" --side "$side" --mode "$S_MODE" \
-      --ifname "$S_IF" --pid "$S_PID" --show "$TMP/show.json" --ping "$CELL/ping.txt" "${bpf[@]}") || dead=1
+      --ifname "$S_IF" --pid "$S_PID" --show "$TEST_TMP/show.json" --ping "$CELL/ping.txt" "${bpf[@]}") || dead=1
     shown+="${shown:+ | }$line"
   done
   if [ $((t % 60)) = 0 ] || [ $dead = 1 ]; then log "t=${t}s $shown"; fi
@@ -160,6 +161,8 @@ soak_main() {
   # shellcheck disable=SC2034  # read by bench.sh's setup_topology / start_system / snapshot_counters
   SYS=xsktun-mixed PROF=default ROUND=1 CELLNO=1
   CELL=$OUT/raw/soak
+  # shellcheck disable=SC2034  # read by lib.sh (the daemons' logs)
+  NETNS_LOG_DIR=$CELL
   SOAK_SAMPLES=$OUT/soak.jsonl
   mkdir -p "$CELL"
   rm -f "$SAMPLES"  # the matrix's samples file: not used here
@@ -176,10 +179,10 @@ soak_main() {
     "output: $OUT"
   setup_topology
   start_system
-  SOAK_PUB_A=$(wg pubkey <"$TMP/ka") SOAK_PUB_B=$(wg pubkey <"$TMP/kb")
+  SOAK_PUB_A=$(pub a) SOAK_PUB_B=$(pub b)
   for k in 5201 5202; do
     nsenter --net="/var/run/netns/$NA" iperf3 -s -B "$TA" -p $k >"$CELL/iperf3-server-$k.log" 2>&1 &
-    PID_LIST+=($!)
+    bg_register $!
   done
   for i in $(seq 60); do
     [ "$(nsx "$NA" ss -Hltn 'sport = :5201 or sport = :5202' | wc -l)" -lt 2 ] || break
@@ -191,14 +194,14 @@ soak_main() {
   nsenter --net="/var/run/netns/$NB" ping -D -i "$SOAK_PING_INTERVAL" -W 1 -w "$SOAK" "$TA" \
     >"$CELL/ping.txt" 2>&1 &
   SOAK_PING_PID=$!
-  PID_LIST+=($!)
+  bg_register $!
   soak_traffic tcp 5201 -b "$SOAK_TCP_RATE" &
   SOAK_LOOP_PIDS+=($!)
   soak_traffic udp 5202 -u -R -b "$SOAK_UDP_RATE" -l "$UDP_SIZE" &
   SOAK_LOOP_PIDS+=($!)
   soak_churn &
   SOAK_LOOP_PIDS+=($!)
-  PID_LIST+=("${SOAK_LOOP_PIDS[@]}")
+  for k in "${SOAK_LOOP_PIDS[@]}"; do bg_register "$k"; done
 
   for ((k = 0; k * SOAK_INTERVAL <= SOAK; k++)); do
     soak_sleep_until $((t0 + k * SOAK_INTERVAL * 1000000))

@@ -12,6 +12,14 @@
 # XSKTUN_TEST_MODE=xdp (environment) runs every xsktun started through xsktun_start in XDP mode
 # on the first veth end created in its namespace (veth_new), unless the caller passes --nic; the
 # teardown checks then also cover the XDP program and the pinned maps (tests/netns/xdp.sh).
+#
+# bench/bench.sh uses these helpers too, with netns_prepare instead of netns_init (it keeps its own
+# traps), netns_teardown after each cell, and these knobs (the suites keep the defaults):
+NETNS_LOG_DIR=""            # daemon logs: DIR/IFNAME.log (default: $TEST_TMP)
+NETNS_XSKTUN_LOG_LEVEL=debug  # xsktun up --log-level ('': the daemon's own default)
+NETNS_UP_TIMEOUT=""         # seconds `xsktun up` and a daemonizing wireguard-go may take ('': no limit)
+NETNS_WGGO_LOG_LEVEL=debug  # wireguard-go's LOG_LEVEL ('': not set)
+NETNS_WGGO_FOREGROUND=1     # 0: wireguard-go (or a stand-in) started as `IMPL IFNAME`, daemonizing
 
 NETNS_LIB_DIR=$(dirname "$(realpath "${BASH_SOURCE[0]}")")  # this file's folder: the Python helpers
 XSKTUN_RUN_DIR=/var/run/xsktun
@@ -72,22 +80,13 @@ netns_require() {
 ns_name() { echo "xsktun-t-$$-$1"; }
 
 reap_stale_netns() {
-  local ns owner pids i
+  local ns owner
   for ns in $(ip netns list | awk '{ print $1 }' | grep -E '^xsktun-t-[0-9]+-' || true); do
     owner=${ns#xsktun-t-}
     owner=${owner%%-*}
     kill -0 "$owner" 2>/dev/null && continue
     info "removing namespace $ns left by a killed run"
-    pids=$(ip netns pids "$ns" 2>/dev/null || true)
-    if [[ -n $pids ]]; then
-      kill -TERM $pids 2>/dev/null || true
-      for i in $(seq 50); do
-        [[ -z $(ip netns pids "$ns" 2>/dev/null) ]] && break
-        sleep 0.1
-      done
-      pids=$(ip netns pids "$ns" 2>/dev/null || true)
-      [[ -z $pids ]] || kill -KILL $pids 2>/dev/null || true
-    fi
+    ns_kill "$ns"
     ip netns del "$ns" || true
   done
   reap_stale_pins
@@ -121,7 +120,38 @@ reap_stale_pins() {
   rmdir "$XSKTUN_PIN_ROOT" 2>/dev/null || true
 }
 
+# ns_kill NS...: SIGTERM to every process inside the namespaces, SIGKILL to those left 5 s later.
+ns_kill() {
+  local ns pids i
+  for ns in "$@"; do
+    pids=$(ip netns pids "$ns" 2>/dev/null || true)
+    [[ -z $pids ]] || kill -TERM $pids 2>/dev/null || true
+  done
+  for i in $(seq 50); do
+    pids=""
+    for ns in "$@"; do pids+=$(ip netns pids "$ns" 2>/dev/null || true); done
+    [[ -n $pids ]] || return 0
+    sleep 0.1
+  done
+  for ns in "$@"; do
+    pids=$(ip netns pids "$ns" 2>/dev/null || true)
+    [[ -z $pids ]] || kill -KILL $pids 2>/dev/null || true
+  done
+}
+
+# netns_init: netns_prepare, and the traps that tear everything down (netns_cleanup) on any exit.
 netns_init() {
+  netns_prepare
+  trap netns_cleanup EXIT
+  trap 'exit 129' HUP
+  trap 'exit 130' INT
+  trap 'exit 141' PIPE
+  trap 'exit 143' TERM
+  trap 'netns_on_err $? $LINENO "$BASH_COMMAND"' ERR
+}
+
+# netns_prepare: removes what killed runs left, picks the run suffix, makes the temp dir.
+netns_prepare() {
   reap_stale_netns
   SUF=$(printf '%04x' $(( (RANDOM ^ $$) & 0xffff )))
   TEST_TMP=$(mktemp -d "/tmp/xsktun-netns.$$.XXXXXX")
@@ -135,12 +165,6 @@ netns_init() {
     export UBSAN_OPTIONS="log_path=$TEST_TMP/sanitizer:print_stacktrace=1"
     info "sanitized xsktun build: ASan/UBSan reports fail the run"
   fi
-  trap netns_cleanup EXIT
-  trap 'exit 129' HUP
-  trap 'exit 130' INT
-  trap 'exit 141' PIPE
-  trap 'exit 143' TERM
-  trap 'netns_on_err $? $LINENO "$BASH_COMMAND"' ERR
 }
 
 # new_ifname VAR PREFIX: VAR := a fresh interface name, PREFIX (<= 4 chars) + run suffix + sequence
@@ -212,6 +236,22 @@ netns_cleanup() {
   set +e
   trap - ERR
   if [[ $rc -ne 0 && $rc -ne 77 ]]; then diag_dump; fi
+  netns_teardown
+  local reports=("$TEST_TMP"/sanitizer.*)
+  if [[ -e ${reports[0]} ]]; then
+    echo "FAIL: sanitizer reports from xsktun:" >&2
+    head -n 40 "${reports[@]}" >&2
+    [[ $rc -eq 0 || $rc -eq 77 ]] && rc=1
+  fi
+  [[ -n $TEST_TMP && -d $TEST_TMP ]] && rm -rf "$TEST_TMP"
+  exit "$rc"
+}
+
+# netns_teardown: stops what this run started (background helpers, daemons), deletes its
+# namespaces and run files, and forgets them, so that a run can start afresh (bench.sh: per cell).
+# Never fails (errexit and the ERR trap do not apply inside: bench.sh runs with both).
+netns_teardown() { _netns_teardown || true; }
+_netns_teardown() {
   local p i
   for p in "${_BG_PIDS[@]}"; do kill "$p" 2>/dev/null; done
   for i in "${_IF_LIST[@]}"; do
@@ -229,14 +269,9 @@ netns_cleanup() {
     [[ ${_IF_KIND[$i]} == xsktun && -d $XSKTUN_PIN_ROOT/$i ]] && rm -rf "${XSKTUN_PIN_ROOT:?}/$i"
   done
   rmdir "$XSKTUN_PIN_ROOT" 2>/dev/null
-  local reports=("$TEST_TMP"/sanitizer.*)
-  if [[ -e ${reports[0]} ]]; then
-    echo "FAIL: sanitizer reports from xsktun:" >&2
-    head -n 40 "${reports[@]}" >&2
-    [[ $rc -eq 0 || $rc -eq 77 ]] && rc=1
-  fi
-  [[ -n $TEST_TMP && -d $TEST_TMP ]] && rm -rf "$TEST_TMP"
-  exit "$rc"
+  _NS_LIST=() _IF_LIST=() _BG_PIDS=()
+  _WGGO_PID=() _IF_NS=() _IF_KIND=() _IF_NIC=() _NS_NIC=()
+  return 0
 }
 
 # --- failure reporting -----------------------------------------------------------------------
@@ -262,9 +297,9 @@ diag_dump() {
     fi
   done
   for i in "${_IF_LIST[@]}"; do
-    [[ -s $TEST_TMP/$i.log ]] || continue
+    [[ -s $(daemon_log "$i") ]] || continue
     echo "---- log of $i (${_IF_KIND[$i]}), last 60 lines" >&2
-    grep -v -e 'Routine:' -e '^[│┌└]' "$TEST_TMP/$i.log" | tail -n 60 >&2
+    grep -v -e 'Routine:' -e '^[│┌└]' "$(daemon_log "$i")" | tail -n 60 >&2
   done
   for ns in "${_NS_LIST[@]}"; do
     echo "---- [$ns] ip addr / ip route / udp sockets" >&2
@@ -351,6 +386,13 @@ xs_counters() {
 
 _register_if() { _IF_LIST+=("$1"); _IF_NS[$1]=$2; _IF_KIND[$1]=$3; }
 
+daemon_log() { echo "${NETNS_LOG_DIR:-$TEST_TMP}/$1.log"; }  # daemon_log IF: its log file
+
+# _up_limited CMD...: CMD, stopped after NETNS_UP_TIMEOUT seconds when that is set.
+_up_limited() {
+  if [[ -z $NETNS_UP_TIMEOUT ]]; then "$@"; else timeout "$NETNS_UP_TIMEOUT" "$@"; fi
+}
+
 # xsktun_start NS IF [extra `xsktun up` args...]: returns once the daemon reported ready, in
 # mode $XSKTUN_UP_MODE (from XSKTUN_TEST_MODE; in xdp mode --nic defaults to the namespace's first
 # veth end). nsenter enters only the network namespace, so the daemon keeps the host's
@@ -374,8 +416,9 @@ xsktun_start() {
     fi
     _IF_NIC[$ifn]=$nic
   fi
-  nsx "$ns" "$XSKTUN_BIN" up "$ifn" --mode "$XSKTUN_UP_MODE" --log-level debug \
-    --log-file "$TEST_TMP/$ifn.log" "${args[@]}" || die "xsktun up $ifn failed"
+  [[ -z $NETNS_XSKTUN_LOG_LEVEL ]] || args=(--log-level "$NETNS_XSKTUN_LOG_LEVEL" "${args[@]}")
+  _up_limited nsenter --net="/var/run/netns/$ns" "$XSKTUN_BIN" up "$ifn" --mode "$XSKTUN_UP_MODE" \
+    --log-file "$(daemon_log "$ifn")" "${args[@]}" || die "xsktun up $ifn failed"
   [[ -S $WG_RUN_DIR/$ifn.sock ]] || die "xsktun up $ifn returned but $WG_RUN_DIR/$ifn.sock is missing"
 }
 
@@ -427,20 +470,32 @@ xsktun_kill() {
   kill -KILL "$pid" 2>/dev/null || true
 }
 
-# wggo_start NS IF: wireguard-go in the foreground (so its pid and log are ours), backgrounded.
+# wggo_start NS IF [IMPL]: wireguard-go (or IMPL, started the same way) in the foreground (so its
+# pid and log are ours), backgrounded. With NETNS_WGGO_FOREGROUND=0 it is started as `IMPL IF`
+# and daemonizes: the daemon is then the process that holds the UAPI socket.
 wggo_start() {
-  local ns=$1 ifn=$2 i pid
+  local ns=$1 ifn=$2 impl=${3:-wireguard-go} i pid envs=(WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1)
   _register_if "$ifn" "$ns" wggo
-  WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 LOG_LEVEL=debug \
-    nsenter --net="/var/run/netns/$ns" wireguard-go -f "$ifn" >"$TEST_TMP/$ifn.log" 2>&1 &
+  [[ -z $NETNS_WGGO_LOG_LEVEL ]] || envs+=(LOG_LEVEL="$NETNS_WGGO_LOG_LEVEL")
+  if [[ $NETNS_WGGO_FOREGROUND == 0 ]]; then
+    _up_limited env "${envs[@]}" nsenter --net="/var/run/netns/$ns" "$impl" "$ifn" >"$(daemon_log "$ifn")" 2>&1 ||
+      die "'$impl $ifn' in $ns failed (exit $?)"
+    for i in $(seq 100); do [[ -S $WG_RUN_DIR/$ifn.sock ]] && break; sleep 0.1; done
+    [[ -S $WG_RUN_DIR/$ifn.sock ]] || die "$impl $ifn: no UAPI socket $WG_RUN_DIR/$ifn.sock after 10 s"
+    pid=$(nsx "$ns" ss -Hxlp src "$WG_RUN_DIR/$ifn.sock" | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2) || true
+    [[ -n $pid ]] || die "cannot find the process that owns $WG_RUN_DIR/$ifn.sock"
+    _WGGO_PID[$ifn]=$pid
+    return 0
+  fi
+  env "${envs[@]}" nsenter --net="/var/run/netns/$ns" "$impl" -f "$ifn" >"$(daemon_log "$ifn")" 2>&1 &
   pid=$!
   _WGGO_PID[$ifn]=$pid
   for i in $(seq 100); do
     if [[ -S $WG_RUN_DIR/$ifn.sock ]] && wg show "$ifn" >/dev/null 2>&1; then return 0; fi
-    kill -0 "$pid" 2>/dev/null || die "wireguard-go $ifn exited during startup"
+    kill -0 "$pid" 2>/dev/null || die "$impl $ifn exited during startup"
     sleep 0.05
   done
-  die "wireguard-go $ifn: no UAPI socket after 5 s"
+  die "$impl $ifn: no UAPI socket after 5 s"
 }
 
 wggo_kill() {
