@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Soak mode of scripts/bench.sh (`--soak SECONDS`); sourced by it, uses its helpers and variables
+# Soak mode of bench/bench.sh (`--soak SECONDS`); sourced by it, uses its helpers and variables
 # and those of tests/netns/lib.sh (setup_topology, start_system, nsx, log, die, bg_register,
 # TUN_PIDS, TEST_TMP, OUT, PY, REPORT_PY...).
 # One tunnel, xsktun XDP mode on side A and socket mode on side B, so both modes soak at once, under
@@ -13,7 +13,7 @@
 #     allowed-ips prefix, removed again one churn tick later (its /32 always stays);
 #   - a sample of each daemon every SOAK_INTERVAL s (RSS, fds, threads, CPU, counters, BPF map
 #     entries) into OUT/soak.jsonl.
-# `bench_report.py soak` then judges the samples (docs/benchmark.md, "Soak mode").
+# `bench_report.py soak` then judges the samples (bench/README.md, "Soak mode").
 
 SOAK_INTERVAL=10
 SOAK_REKEY_AFTER=120

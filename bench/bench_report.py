@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Helpers for scripts/bench.sh: parse iperf3/ping output into samples, flood a WireGuard port,
+"""Helpers for bench/bench.sh: parse iperf3/ping output into samples, flood a WireGuard port,
 and turn the samples into results.json, results.md and results.png.
 
-Subcommands (bench.sh is the only intended caller; see docs/benchmark.md):
+Subcommands (bench.sh is the only intended caller; see bench/README.md):
   sample   parse one measurement (iperf3 -J file, ping output, flooder stats) and append one JSON
            line to the samples file; print a one-line summary
   loss     print "<loss percent> <offered bit/s> <delivered bit/s>" of a UDP iperf3 -J file
@@ -272,7 +272,7 @@ def markdown(meta, summary, systems, profiles, failures):
              (meta.get("xsktun", "?"), meta.get("repo_git", "?"), meta.get("wireguard_go") or "none",
               "; peer-impl: " + meta["peer_impl"] if meta.get("peer_impl") else ""),
              "", "Cells: median (min-max over rounds); `x` = median / %s median. "
-             "Meaning of each row: docs/benchmark.md." % REFERENCE, ""]
+             "Meaning of each row: bench/README.md." % REFERENCE, ""]
     for prof in profiles:
         if prof not in summary:
             continue

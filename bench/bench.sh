@@ -2,13 +2,13 @@
 # Benchmark: xsktun (XDP mode, socket mode) side by side with Debian's wireguard-go and a plain
 # veth (the ceiling), each between two network namespaces joined by a veth pair. Both tunnel ends
 # run the system under test. Interleaved rounds (A B C A B C ...); per metric the report gives
-# median, min-max and the ratio to wireguard-go. What each number means: docs/benchmark.md.
+# median, min-max and the ratio to wireguard-go. What each number means: bench/README.md.
 # Builds nothing: pass --xsktun PATH (default build/xsktun). Needs root. ^C cleans up.
-# --soak SECONDS runs the soak test instead (scripts/bench_soak.sh; docs/benchmark.md, "Soak mode").
+# --soak SECONDS runs the soak test instead (bench/bench_soak.sh; bench/README.md, "Soak mode").
 # --scale PEERS runs the many-peers run instead (tests/netns/scale.sh in report mode).
 set -Eeuo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-REPORT_PY=$ROOT/scripts/bench_report.py
+REPORT_PY=$ROOT/bench/bench_report.py
 CMDLINE=$0
 for a in "$@"; do  # shell-quoted only where needed, so it can be pasted back
   if [[ $a =~ ^[A-Za-z0-9_./,=:+@%-]+$ ]]; then CMDLINE+=" $a"; else CMDLINE+=" $(printf %q "$a")"; fi
@@ -50,7 +50,7 @@ Usage: sudo $0 [options]
                        crosses the tunnel without IP fragmentation)
   --udp64-rcvbuf B      socket buffer (iperf3 -w) of the UDP 64 B test (default $UDP64_RCVBUF, capped
                        at net.core.rmem_max; 0 = iperf3's default): the receiving iperf3 must not be
-                       what overflows (see docs/benchmark.md)
+                       what overflows (see bench/README.md)
   --bisect-steps N     probes (1 s each) of the <1%-loss rate search (default $BISECT_STEPS; 0 = off)
   --nic-queues N       RX and TX queues of each veth end (default $NIC_QUEUES): XDP mode runs a worker
                        per queue (at most the CPUs), socket mode a worker per CPU either way
@@ -574,7 +574,7 @@ XSK_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [ -z "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ] || XSK_REV+="-dirty"
 if [ -n "$SOAK" ]; then
   # shellcheck source=SCRIPTDIR/bench_soak.sh
-  . "$ROOT/scripts/bench_soak.sh"
+  . "$ROOT/bench/bench_soak.sh"
   soak_main  # exits
 fi
 "$PY" "$REPORT_PY" meta --out "$OUT/meta.json" "command=$CMDLINE" "date=$(date -Is)" \
