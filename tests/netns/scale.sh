@@ -2,7 +2,7 @@
 # Many peers: xsktun loads 20,000 peers x 5 prefixes in chunks of `wg addconf` while a real peer
 # (wireguard-go) pings through the tunnel, in socket and XDP mode.
 # Usage (as root): tests/netns/scale.sh /path/to/xsktun   (CASES="1" for socket mode only;
-# SCALE_CHUNKS, SCALE_CHUNK_PEERS, SCALE_PREFIXES, SCALE_REPORT: see below and scripts/bench.sh)
+# SCALE_CHUNKS, SCALE_CHUNK_PEERS, SCALE_PREFIXES, SCALE_REPORT: see below and bench/bench.sh)
 #
 #   ns x "xsktun" sx0 192.168.248.1/24 <----> sg0 192.168.248.2/24 ns g "wireguard-go"
 #   tunnel 10.248.0.1                                          tunnel 10.248.0.2
@@ -34,7 +34,7 @@ IN_X=10.248.0.1 IN_G=10.248.0.2
 CHUNKS=${SCALE_CHUNKS:-10}
 CHUNK_PEERS=${SCALE_CHUNK_PEERS:-2000}
 PREFIXES=${SCALE_PREFIXES:-5}
-# SCALE_REPORT=1 (scripts/bench.sh --scale) also measures the real peer's TCP throughput before
+# SCALE_REPORT=1 (bench/bench.sh --scale) also measures the real peer's TCP throughput before
 # and after the load, the daemon's RSS, and its CPU over 10 idle seconds with every peer loaded.
 REPORT=${SCALE_REPORT:-0}
 XS_IF="" GO_IF=""
