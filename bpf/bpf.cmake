@@ -33,7 +33,7 @@ add_custom_command(
   COMMAND ${XSKTUN_CLANG} -target bpf -O2 -g -Wall -Werror -D__TARGET_ARCH_${XSKTUN_BPF_ARCH}
           -I/usr/include/${XSKTUN_MULTIARCH} -I${CMAKE_SOURCE_DIR}/bpf
           -c ${XSKTUN_BPF_SRC} -o ${XSKTUN_BPF_OBJ}
-  DEPENDS ${XSKTUN_BPF_SRC} ${XSKTUN_BPF_SHARED}
+  DEPENDS ${XSKTUN_BPF_SRC} ${XSKTUN_BPF_SHARED} ${CMAKE_SOURCE_DIR}/bpf/xsktun_parse.h
   COMMENT "Compiling BPF object xsktun.bpf.o"
   VERBATIM)
 
