@@ -16,21 +16,22 @@ stage() { echo "== [$((SECONDS - START)) s] $* =="; }
 stage "source format (scripts/check-format.sh)"
 "$ROOT/scripts/check-format.sh"
 
+# The builds are CMakePresets.json's: default (build/), asan, tsan and fuzz (build-NAME/).
 stage "build (RelWithDebInfo)"
-cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$ROOT/build" -j"$JOBS"
+cmake --preset default >/dev/null
+cmake --build --preset default -j"$JOBS"
 
 # The sanitizer and fuzzer builds run at the lowest CPU priority while the suite runs: the
 # network-namespace suites mostly wait (handshake timers, fixed-length iperf3 runs) and take
 # the CPUs back whenever they need them. Saves about 3 of about 12 minutes on 2 CPUs.
 SIDE_LOG="$ROOT/build/side-builds.log"
 side_builds() {  # errexit (set -e above) stops it at the first failure
-  cmake -S "$ROOT" -B "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DXSKTUN_SANITIZE=ON -DXSKTUN_MICROBENCH=OFF
-  cmake --build "$ROOT/build-asan" -j"$JOBS"
-  cmake -S "$ROOT" -B "$ROOT/build-tsan" -DCMAKE_BUILD_TYPE=Debug -DXSKTUN_TSAN=ON -DXSKTUN_MICROBENCH=OFF
-  cmake --build "$ROOT/build-tsan" -j"$JOBS" --target device_threads_test
-  CC=clang CXX=clang++ cmake -S "$ROOT" -B "$ROOT/build-fuzz" -DXSKTUN_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
-  cmake --build "$ROOT/build-fuzz" -j"$JOBS"
+  cmake --preset asan
+  cmake --build --preset asan -j"$JOBS"
+  cmake --preset tsan
+  cmake --build --preset tsan -j"$JOBS"  # device_threads_test only
+  cmake --preset fuzz
+  cmake --build --preset fuzz -j"$JOBS"
 }
 set -m  # the builds get a process group of their own, so a failing suite can stop them all
 (renice -n 19 -p $BASHPID >/dev/null || true; side_builds) >"$SIDE_LOG" 2>&1 &
@@ -39,7 +40,7 @@ set +m
 trap 'kill -- -$SIDE_PID 2>/dev/null || true' EXIT
 
 stage "test suite (ASan, TSan and fuzzer builds alongside at nice 19)"
-ctest --test-dir "$ROOT/build" --output-on-failure -j"$JOBS" --timeout 300
+ctest --preset default -j"$JOBS"  # --output-on-failure --timeout 300
 
 stage "Debian package: build, lintian, install, check, remove (scripts/package.sh)"
 "$ROOT/scripts/package.sh" "$ROOT/build"
@@ -53,7 +54,7 @@ fi
 trap - EXIT
 
 stage "unit tests under ASan + UBSan"
-ctest --test-dir "$ROOT/build-asan" --output-on-failure -j"$JOBS" -R '^unit\.' --timeout 300
+ctest --preset asan -j"$JOBS"  # the unit tests (^unit\.), --output-on-failure --timeout 300
 
 stage "network-namespace tests against the ASan + UBSan daemon"
 # A subset (the full suites ran above against the release build): handshakes and data both ways,
