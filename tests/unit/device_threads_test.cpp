@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <set>
@@ -102,7 +103,9 @@ class RecordingRx final : public io::UdpIo {
  public:
   explicit RecordingRx(io::UdpIo& inner) : in_(inner) {}
   int recv_batch(std::span<io::PacketBuf> bufs) override { return note(false, in_.recv_batch(bufs)); }
-  int try_recv_batch(std::span<io::PacketBuf> bufs) override { return note(true, in_.try_recv_batch(bufs)); }
+  int try_recv_batch(std::span<io::PacketBuf> bufs) override {
+    return note(true, hold ? 0 : in_.try_recv_batch(bufs));
+  }
   void delivered(std::span<const io::PacketBuf> bufs) override {
     std::lock_guard lock(mu);
     for (const auto& b : bufs) authenticated += b.authenticated;
@@ -118,10 +121,13 @@ class RecordingRx final : public io::UdpIo {
   std::set<std::thread::id> threads;
   std::set<bool> non_blocking;  // which of the two calls the Runner used
   size_t authenticated = 0;
+  size_t asks = 0;                // receive calls
+  std::atomic<bool> hold{false};  // try_recv_batch finds nothing (what arrives stays queued)
 
  private:
   int note(bool try_only, int n) {
     std::lock_guard lock(mu);
+    ++asks;
     threads.insert(std::this_thread::get_id());
     non_blocking.insert(try_only);
     return n;
@@ -162,6 +168,70 @@ TEST_P(DeviceThreads, ExtraReceiverServedByTheLoopOrItsOwnThread) {
   // Every data message that reached b's TUN came back to the receiver marked authenticated.
   EXPECT_GE(rx.authenticated, got.size());
   EXPECT_FALSE(rb.failed());
+}
+
+// One I/O thread draining a backlog on its UDP side: the sources that come back empty (its TUN
+// queue, an extra receiver: each ask a syscall answering EAGAIN for a real TUN or socket) are
+// asked again only every Runner::kSweepEvery turns while the backlog lasts, not every turn; and
+// none is starved: a packet waiting on the TUN side still goes out.
+TEST(DeviceLoop, IdleSourcesAreAskedLessWhileAnotherIsBusy) {
+  device::SystemClock clock;
+  io::FakeNetwork net;
+  net.set_capture(false);
+  Node a{net, "192.0.2.1", 51820, clock};
+  Node b{net, "192.0.2.2", 51821, clock};
+  ASSERT_EQ(add_peer(a, b, {"10.0.0.2/32"}), 0);
+  ASSERT_EQ(add_peer(b, a, {"10.0.0.1/32"}), 0);
+  auto idle_udp = net.attach(*IpAddr::parse("192.0.2.9"), 9);
+  for (io::FakeUdp* u : {a.udp.get(), b.udp.get(), idle_udp.get()}) u->set_blocking(true);
+  a.tun.set_blocking(true);
+  b.tun.set_blocking(true);
+  RecordingRx busy(*b.udp), idle(*idle_udp);
+  device::Runner ra(*a.dev, a.tun, *a.udp), rb(*b.dev, b.tun, busy);
+  rb.add_receiver(0, idle);
+  ra.set_single_io_thread(true);
+  rb.set_single_io_thread(true);
+  ra.start();
+  rb.start();
+  a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "hello"));
+  for (int i = 0; i < 200 && b.counter(device::Counter::rx_packets) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(b.counter(device::Counter::rx_packets), 1u);
+  b.tun.take_written();
+
+  // A backlog builds up in b's socket queue while b's worker finds nothing there.
+  busy.hold = true;
+  constexpr uint64_t kBacklog = 3000;  // under FakeNetwork::kQueueLimit
+  for (uint64_t i = 0; i < kBacklog; ++i)
+    a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", std::to_string(i)));
+  for (int i = 0; i < 500 && a.counter(device::Counter::tx_packets) < kBacklog + 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(a.counter(device::Counter::tx_packets), kBacklog + 1);
+  {
+    std::lock_guard l1(busy.mu), l2(idle.mu);
+    busy.asks = idle.asks = 0;
+    b.tun.inject(ipv4_packet("10.0.0.2", "10.0.0.1", "reply"));
+    busy.hold = false;
+  }
+  size_t got = 0;
+  for (int i = 0; i < 500 && got < kBacklog; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    got += b.tun.take_written().size();
+  }
+  bool replied = false;
+  for (int i = 0; i < 200 && !replied; ++i) {
+    for (auto& p : a.tun.take_written()) replied = replied || payload_of(p) == "reply";
+    if (!replied) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  rb.stop();
+  ra.stop();
+  EXPECT_EQ(got, kBacklog);
+  EXPECT_TRUE(replied) << "the TUN side was starved by the busy UDP side";
+  std::lock_guard l1(busy.mu), l2(idle.mu);
+  // kBacklog / 64 = 47 busy turns at least; the idle receiver: one ask in 16 of them, plus the
+  // asks around each sleep. Asked every turn, it would match the busy side.
+  EXPECT_GE(busy.asks, kBacklog / device::Runner::kBatch);
+  EXPECT_LE(idle.asks * 4, busy.asks) << "idle " << idle.asks << ", busy " << busy.asks;
 }
 
 // Four workers of a (each its own TUN queue and counters) seal for the same peer at once: the

@@ -154,24 +154,43 @@ void Runner::io_loop(Worker& w) {
   // none of them changes while running (UdpSocket::rebind keeps its ready descriptor).
   std::vector<pollfd> pfds = {{w.lane.tun.ready_fd(), POLLIN, 0}, {w.lane.udp.ready_fd(), POLLIN, 0}};
   for (auto& r : w.receivers) pfds.push_back({r.rx->ready_fd(), POLLIN, 0});
+  // Sources: 0 the TUN queue, 1 the UDP side, 2.. the extra receivers. While some are busy, one
+  // that came back empty is asked again only every kSweepEvery turns: each ask of an idle TUN or
+  // kernel socket is a syscall answering EAGAIN (one direction of a bulk flow left one per
+  // turn). Before sleeping every source is asked once more, so nothing waits behind a poll.
+  std::vector<uint8_t> active(pfds.size(), 1);
+  unsigned turn = 0;
+  auto ask = [&](size_t i, auto&& batch) {
+    int n = active[i] ? batch() : 0;
+    active[i] = n > 0;
+    return n;
+  };
   while (running_) {
-    // A batch from each side in turn; sleep only when both came back empty, so segments left
-    // pending inside either device are taken on the next turn without a poll.
-    int t = tun_batch(dev_, w.lane, tun_pool, false);
+    bool sweep =
+        ++turn % kSweepEvery == 0 || std::all_of(active.begin(), active.end(), [](uint8_t a) { return a; });
+    if (sweep) std::fill(active.begin(), active.end(), 1);
+    // A batch from each active side in turn; segments left pending inside either device are
+    // taken on the next turn (the side stays active) without a poll.
+    int t = ask(0, [&] { return tun_batch(dev_, w.lane, tun_pool, false); });
     if (!check(t, "TUN read")) return;
-    int u = udp_batch(dev_, w.lane, w.lane.udp, udp_pool, false);
+    int u = ask(1, [&] { return udp_batch(dev_, w.lane, w.lane.udp, udp_pool, false); });
     if (!check(u, "UDP receive")) return;
     bool busy = t > 0 || u > 0;
-    for (auto& r : w.receivers) {
-      int n = receiver_batch(w, r, false);
+    for (size_t i = 0; i < w.receivers.size(); ++i) {
+      int n = ask(2 + i, [&] { return receiver_batch(w, w.receivers[i], false); });
       if (!check(n, "AF_XDP receive")) return;
       busy = busy || n > 0;
     }
     if (busy) continue;
+    if (!sweep) {  // some sources were skipped: ask them all before sleeping
+      std::fill(active.begin(), active.end(), 1);
+      continue;
+    }
     // poll(), not epoll: an AF_XDP socket's poll callback is also what kicks a driver that
     // asked for a wakeup (need_wakeup), and epoll would not call it on every wait.
     before_wait();
     if (poll(pfds.data(), pfds.size(), -1) < 0 && !check(errno == EINTR ? 0 : -errno, "poll")) return;
+    std::fill(active.begin(), active.end(), 1);  // a wakeup asks every source
   }
 }
 

@@ -47,6 +47,8 @@ class Runner {
   void set_on_failure(std::function<void()> f) { on_failure_ = std::move(f); }
 
   static constexpr size_t kBatch = 64;
+  // io_loop: how often (in turns) a busy worker also asks the sources that came back empty.
+  static constexpr unsigned kSweepEvery = 16;
   struct BufferPool;  // runner.cpp
 
  private:
