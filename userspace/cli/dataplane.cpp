@@ -197,10 +197,9 @@ bool setup_xdp(const UpOptions& o, OwnerLock& lock, std::unique_ptr<io::UdpSocke
     auto xq = xdp::XskQueue::create(xo, why);
     if (!xq) return false;
     if (o.mode == DataMode::kAuto && !xq->zerocopy() && nic_segments_udp) {
-      // The --mode auto rule (README, "Benchmark"). AF_XDP in copy mode moves every frame
-      // through a copy; a NIC that segments UDP itself takes socket mode's 64 KB GSO sends
-      // whole. scripts/bench.sh on veth as created (tx-udp-segmentation on) measured socket mode
-      // ahead on bulk throughput; with it off (profile nogso) XDP mode matched or beat it.
+      // The --mode auto rule (its measurements: README, "Benchmark"). AF_XDP in copy mode moves
+      // every frame through a copy; a NIC that segments UDP itself takes socket mode's 64 KB GSO
+      // sends whole.
       *why = o.nic + " segments UDP itself (tx-udp-segmentation) and AF_XDP has no zero-copy on queue " +
              std::to_string(q) + ": socket mode is faster for bulk traffic there (--mode xdp forces XDP)";
       return false;  // queues, then the program and its pins, are torn down on return

@@ -179,10 +179,8 @@ Ctx& ctx(const Provider& p) {
 
 // OpenSSL's AVX-512 ChaCha20/Poly1305 code returns with the upper vector state dirty; every
 // legacy-SSE instruction after it (OpenSSL's own C code, ours, glibc's) then pays a state
-// penalty. A vzeroupper after each call that runs its assembly made a 64 B seal ~2x and a
-// 1420 B seal/open 20-30% faster (build/xsktun-microbench, interleaved A/B: seal 1420 B
-// 2022-2117 -> 1322-1791 ns, open 1664-1935 -> 1304-1704 ns). Only on CPUs with AVX, where the
-// instruction exists.
+// penalty, so a vzeroupper follows each call that runs its assembly (docs/design.md, "AEAD";
+// numbers in the README). Only on CPUs with AVX, where the instruction exists.
 __attribute__((target("avx"))) void vzeroupper_avx() { __builtin_ia32_vzeroupper(); }
 const bool g_has_avx = [] {
   __builtin_cpu_init();  // this runs as a static initializer, possibly before the runtime's own

@@ -52,8 +52,8 @@ std::unique_ptr<XskQueue> XskQueue::create(const XskOptions& o, std::string* err
     // need_wakeup in copy mode too, although there the kernel keeps TX flagged for good and every
     // poll() of the RX thread then runs the copy-mode transmit (xsk_poll -> xsk_generic_xmit,
     // contending for the socket mutex with the TUN thread's kicks): that shares the transmit
-    // work between two threads, and without the flag a TCP stream was slower (2.37 -> 2.04
-    // Gbit/s, 4 interleaved pairs).
+    // work between two threads, which measured faster (README, "Benchmark", tried and dropped: copy mode
+    // without it).
     scfg.bind_flags = XDP_USE_NEED_WAKEUP | (zc ? XDP_ZEROCOPY : XDP_COPY);
     rc = xsk_socket__create(&q->xsk_, o.ifname.c_str(), o.queue, q->umem_, &q->rx_, &q->tx_, &scfg);
     if (rc == 0) {

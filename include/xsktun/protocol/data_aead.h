@@ -1,8 +1,8 @@
 // The data-path AEAD (ChaCha20-Poly1305, RFC 8439; nonce = 32 zero bits || le64(counter),
 // whitepaper 5.4.6) behind one small interface with two backends: libsodium's AEAD, and RFC 8439
 // 2.8's construction over OpenSSL libcrypto's ChaCha20 and Poly1305 (why not its AEAD cipher:
-// data_aead.cpp). Both produce identical bytes (tested); the faster one is the default (measured
-// by build/xsktun-microbench: 2-3x libsodium 1.0.18 at 1420 B on this CPU, ahead at every size).
+// data_aead.cpp). Both produce identical bytes (tested); the faster one is the default (the
+// README's "Microbenchmarks" has the numbers).
 // Handshakes keep using libsodium through crypto.h.
 #pragma once
 
