@@ -139,6 +139,26 @@ TEST(UdpSocket, BadDestinationsAreSkippedAndCounted) {
   EXPECT_EQ(a->send_batch(std::span(out.bufs).subspan(1, 1)), -EDESTADDRREQ);
 }
 
+// The daemon points every socket of a worker at that worker's counters (one counter set, which
+// `show` sums): what each counts lands there, not in a set of its own.
+TEST(UdpSocket, CountsIntoTheCountersItIsGiven) {
+  auto a = UdpSocket::open(0);
+  auto b = UdpSocket::open(0);
+  ASSERT_TRUE(a && b);
+  Counters worker;
+  a->set_counters(&worker);
+  b->set_counters(&worker);
+  Batch out(2);
+  out.set(0, {1}, Endpoint{});  // no endpoint: a send error
+  out.set(1, Bytes(500, 0xab), v4_loopback(b->port()));
+  EXPECT_EQ(a->send_batch(out.bufs), 1);
+  Batch in(4, 100);
+  ASSERT_EQ(b->recv_batch(in.bufs), 1);  // longer than the buffer: truncated
+  EXPECT_EQ(worker.get(Counter::udp_send_errors), 1u);
+  EXPECT_EQ(worker.get(Counter::udp_truncated), 1u);
+  EXPECT_EQ(a->send_errors(), 1u) << "the accessors read the set it counts into";
+}
+
 TEST(UdpSocket, OversizeDatagramIsReportedEmpty) {
   auto a = UdpSocket::open(0);
   auto b = UdpSocket::open(0);

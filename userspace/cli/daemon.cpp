@@ -161,7 +161,7 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   device::Device dev(tun, *outer, clock);
   std::unique_ptr<xdp::MapSync> sync;
   if (plane) {
-    xsk->set_counters(&dev.counters());
+    xsk->set_counters(&dev.counters());  // and its kernel socket's
     // Everything the maps mirror, the listen port included, follows the device through MapSync.
     xdp::XdpObject& obj = plane->object();
     sync = std::make_unique<xdp::MapSync>(obj.map_fds(), &dev.counters(),
@@ -210,7 +210,7 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
     auto j = build_status(o.ifname, mode, dev.snapshot(), dev.totals(), dev.mtu(), w.tv_sec);
     j["io_threads"] = io_threads.load();
     std::vector<const io::UdpSocket*> sockets = dp->sockets();
-    add_io_stats(j, tun, dp->tun_queues, sockets);
+    add_socket_drops(j, sockets);
     add_worker_stats(j, dev);
     if (xsk) j["xdp"]["known_paths"] = xsk->known_paths();
     if (plane) {
@@ -247,6 +247,8 @@ int daemon_main(const UpOptions& o, const control::ConfigChange* initial, ReadyP
   runner.set_single_io_thread(single_io_thread(o.io_threads, usable_cpus()));
   for (size_t i = 0; i < workers; ++i) {
     device::Counters& c = dev.add_lane_counters();
+    dp->tun_queue(i).set_counters(&c);  // each counts where its worker does (one counter set)
+    if (group) group->member(i).set_counters(&c);
     io::UdpIo* u = xsk ? lanes.emplace_back(xsk->lane(i, c)).get() : &group->member(i);
     runner.add_worker(dp->tun_queue(i), *u, &c);
   }

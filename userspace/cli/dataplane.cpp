@@ -86,35 +86,10 @@ void add_xsk_receivers(device::Runner& runner, device::Device& dev, xdp::XskBind
 
 // What the TUN queues and UDP sockets count themselves (io/ must not depend on device/, so they
 // keep their own atomics), summed into `counters` with the device's.
-void add_io_stats(nlohmann::json& j, const io::TunDevice& tun,
-                  const std::vector<std::unique_ptr<io::TunDevice>>& more,
-                  const std::vector<const io::UdpSocket*>& sockets) {
-  uint64_t read_drops = tun.read_drops(), write_errors = tun.write_errors(), split = tun.split_packets(),
-           coalesced = tun.coalesced_packets();
-  for (const auto& q : more) {
-    read_drops += q->read_drops();
-    write_errors += q->write_errors();
-    split += q->split_packets();
-    coalesced += q->coalesced_packets();
-  }
-  uint64_t drops = 0, send_errors = 0, truncated = 0, gso = 0, gro = 0;
-  for (const auto* s : sockets) {
-    drops += s->receive_drops();
-    send_errors += s->send_errors();
-    truncated += s->truncated();
-    gso += s->gso_sends();
-    gro += s->gro_receives();
-  }
-  auto& c = j["counters"];
-  c["udp_socket_drops"] = drops;           // full receive buffers (SO_MEMINFO)
-  c["udp_send_errors"] = send_errors;      // datagrams the kernel refused (also in drop_udp_send)
-  c["udp_truncated"] = truncated;          // datagrams longer than a buffer (also in drop_malformed)
-  c["udp_gso_sends"] = gso;                // UDP_SEGMENT messages sent
-  c["udp_gro_receives"] = gro;             // coalesced super-datagrams received
-  c["tun_read_drops"] = read_drops;        // malformed reads (bad virtio header or offsets)
-  c["tun_write_errors"] = write_errors;    // packets the TUN refused (also in drop_tun_write)
-  c["tun_split_packets"] = split;          // super-packets read and split
-  c["tun_coalesced_packets"] = coalesced;  // packets written merged into a super-packet
+void add_socket_drops(nlohmann::json& j, const std::vector<const io::UdpSocket*>& sockets) {
+  uint64_t drops = 0;
+  for (const auto* s : sockets) drops += s->receive_drops();
+  j["counters"]["udp_socket_drops"] = drops;  // full receive buffers (SO_MEMINFO, the kernel's count)
 }
 
 // `workers` and, per worker, the packets and bytes it carried: how the load spreads.

@@ -236,7 +236,7 @@ int TunDevice::drain_vnet(std::span<PacketBuf> bufs) {
 
 size_t TunDevice::accept_read(std::span<PacketBuf> bufs, size_t n, size_t len) {
   if (len < offload::kVirtioNetHdrLen) {
-    read_drops_.fetch_add(1, std::memory_order_relaxed);
+    counters_->add(Counter::tun_read_drops);
     return n;
   }
   offload::VirtioNetHdr h;
@@ -246,7 +246,7 @@ size_t TunDevice::accept_read(std::span<PacketBuf> bufs, size_t n, size_t len) {
     // TUN_F_CSUM lets the kernel leave the L4 checksum to us (CHECKSUM_PARTIAL).
     bool partial = h.flags & offload::kFlagNeedsCsum;
     if (partial && !offload::complete_checksum(pkt, h.csum_start, h.csum_offset)) {
-      read_drops_.fetch_add(1, std::memory_order_relaxed);
+      counters_->add(Counter::tun_read_drops);
       return n;
     }
     size_t c = std::min(pkt.size(), bufs[n].cap);
@@ -256,11 +256,11 @@ size_t TunDevice::accept_read(std::span<PacketBuf> bufs, size_t n, size_t len) {
   }
   auto g = offload::parse_gso(h, pkt);
   if (!g) {
-    read_drops_.fetch_add(1, std::memory_order_relaxed);
+    counters_->add(Counter::tun_read_drops);
     return n;
   }
   offload::align_tcp_segments(*g, pkt.size(), kSegmentAlign);
-  split_.fetch_add(1, std::memory_order_relaxed);
+  counters_->add(Counter::tun_split_packets);
   rx_gso_ = *g;
   rx_len_ = pkt.size();
   rx_next_ = 0;
@@ -272,7 +272,7 @@ size_t TunDevice::emit_pending(std::span<PacketBuf> bufs, size_t n) {
   while (rx_next_ < rx_gso_.segments && n < bufs.size()) {
     size_t len = offload::write_segment(rx_gso_, pkt, rx_next_, bufs[n].data, bufs[n].cap);
     if (len == 0) {  // a segment larger than the buffers: the MTU was raised under us
-      read_drops_.fetch_add(1, std::memory_order_relaxed);
+      counters_->add(Counter::tun_read_drops);
       rx_next_ = rx_gso_.segments;
       break;
     }
@@ -328,7 +328,7 @@ int TunDevice::write_plain(std::span<PacketBuf> bufs) {
     int e = errno;
     if (is_gone_errno(e)) return fail_gone(e);
     // EINVAL (not a valid IP packet), EIO (link down), EAGAIN, ...: drop just this packet.
-    write_errors_.fetch_add(1, std::memory_order_relaxed);
+    counters_->add(Counter::tun_write_errors);
   }
   return written;
 }
@@ -366,7 +366,7 @@ int TunDevice::write_batch(std::span<PacketBuf> bufs) {
     }
     if (e == 0) {
       written += static_cast<int>(g.count);
-      if (g.count > 1) coalesced_.fetch_add(g.count, std::memory_order_relaxed);
+      if (g.count > 1) counters_->add(Counter::tun_coalesced_packets, g.count);
       continue;
     }
     if (is_gone_errno(e)) return fail_gone(e);
@@ -380,12 +380,12 @@ int TunDevice::write_batch(std::span<PacketBuf> bufs) {
         } else if (is_gone_errno(e1)) {
           return fail_gone(e1);
         } else {
-          write_errors_.fetch_add(1, std::memory_order_relaxed);
+          counters_->add(Counter::tun_write_errors);
         }
       }
       continue;
     }
-    write_errors_.fetch_add(g.count, std::memory_order_relaxed);
+    counters_->add(Counter::tun_write_errors, g.count);
   }
   return written;
 }

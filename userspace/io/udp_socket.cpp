@@ -281,7 +281,7 @@ int UdpSocket::recv_direct(const Sock& s, std::span<PacketBuf> bufs) {
     for (int i = 0; i < r; ++i) {
       PacketBuf& b = bufs[total + i];
       bool trunc = msgs[i].msg_hdr.msg_flags & MSG_TRUNC;
-      if (trunc) truncated_.fetch_add(1, std::memory_order_relaxed);
+      if (trunc) counters_->add(Counter::udp_truncated);
       b.len = trunc ? 0 : msgs[i].msg_len;
       b.endpoint = Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&from[i]));
     }
@@ -323,7 +323,7 @@ int UdpSocket::fill_slots(const Sock& s, size_t first, size_t want) {
     slot.trunc = msgs[i].msg_hdr.msg_flags & MSG_TRUNC;
     slot.seg = gro_segment_size(msgs[i].msg_hdr);
     slot.from = Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&from[i]));
-    if (slot.seg != 0 && slot.len > slot.seg) gro_receives_.fetch_add(1, std::memory_order_relaxed);
+    if (slot.seg != 0 && slot.len > slot.seg) counters_->add(Counter::udp_gro_receives);
   }
   rx.count = first + static_cast<size_t>(r);
   rx.next = first;
@@ -345,7 +345,7 @@ size_t UdpSocket::drain_pending(std::span<PacketBuf> bufs) {
     PacketBuf& b = bufs[n++];
     b.endpoint = slot.from;
     if (slot.trunc || take > b.cap) {
-      truncated_.fetch_add(1, std::memory_order_relaxed);
+      counters_->add(Counter::udp_truncated);
       b.len = 0;
     } else {
       b.data = data;
@@ -413,7 +413,7 @@ int UdpSocket::send_chunk(Sock& s, std::span<PacketBuf> bufs, int* first_err) {
     p.tolen[i] = dest_sockaddr(bufs[i].endpoint, s.family, &p.to[i]);
     if (p.tolen[i] == 0) {  // no endpoint yet, or IPv6 peer on an IPv4-only host
       if (*first_err == 0) *first_err = bufs[i].endpoint.valid() ? EAFNOSUPPORT : EDESTADDRREQ;
-      send_errors_.fetch_add(1, std::memory_order_relaxed);
+      counters_->add(Counter::udp_send_errors);
     }
   }
   size_t m = plan_messages(bufs, 0, s.gso.load(std::memory_order_relaxed), p);
@@ -424,7 +424,7 @@ int UdpSocket::send_chunk(Sock& s, std::span<PacketBuf> bufs, int* first_err) {
     if (r > 0) {
       for (size_t k = done; k < done + static_cast<size_t>(r); ++k) {
         sent += p.segs[k];
-        if (p.segs[k] > 1) gso_sends_.fetch_add(1, std::memory_order_relaxed);
+        if (p.segs[k] > 1) counters_->add(Counter::udp_gso_sends);
       }
       done += static_cast<size_t>(r);
       continue;
@@ -443,7 +443,7 @@ int UdpSocket::send_chunk(Sock& s, std::span<PacketBuf> bufs, int* first_err) {
     // sendmmsg stops at the first failing message (and reports its errno only if it was the
     // first of the call): skip exactly that one and go on with the rest.
     if (*first_err == 0) *first_err = err;
-    send_errors_.fetch_add(p.segs[done], std::memory_order_relaxed);
+    counters_->add(Counter::udp_send_errors, p.segs[done]);
     ++done;
   }
   return sent;

@@ -75,6 +75,7 @@ XskBind::XskBind(std::unique_ptr<io::UdpSocket> kernel, std::vector<std::unique_
 void XskBind::set_counters(device::Counters* c) {
   counters_ = c;
   for (auto& q : queues_) q->set_counters(c);
+  kernel_->set_counters(c);
 }
 
 xdp_statistics XskBind::xsk_statistics() const {

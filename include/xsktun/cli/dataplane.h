@@ -46,10 +46,9 @@ void add_xsk_receivers(device::Runner& runner, device::Device& dev, xdp::XskBind
 void add_xdp_stats(nlohmann::json& j, const std::array<uint64_t, XSKTUN_STAT__MAX>& st);
 // the kernel's AF_XDP statistics (XDP_STATISTICS, summed over the queues) as xsk_* keys,
 void add_xsk_stats(nlohmann::json& j, const xdp_statistics& s);
-// what the TUN queues and UDP sockets count themselves,
-void add_io_stats(nlohmann::json& j, const io::TunDevice& tun,
-                  const std::vector<std::unique_ptr<io::TunDevice>>& more,
-                  const std::vector<const io::UdpSocket*>& sockets);
+// the kernel's drop count of every UDP socket (full receive buffers) as udp_socket_drops
+// (everything the sockets and TUN queues count themselves is in the device's counters),
+void add_socket_drops(nlohmann::json& j, const std::vector<const io::UdpSocket*>& sockets);
 // and per worker the packets and bytes it carried.
 void add_worker_stats(nlohmann::json& j, const device::Device& dev);
 

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "xsktun/common/counters.h"
 #include "xsktun/io/offload.h"
 #include "xsktun/io/packet_io.h"
 #include "xsktun/io/ready_set.h"
@@ -89,13 +90,17 @@ class TunDevice final : public TunIo {
   const std::string& name() const { return name_; }
   // True once a read or write saw the interface disappear (e.g. `ip link del`).
   bool gone() const { return gone_.load(std::memory_order_relaxed); }
-  uint64_t write_errors() const { return write_errors_.load(std::memory_order_relaxed); }
   const TunFeatures& features() const { return features_; }
-  // Offload statistics: super-packets read and split, packets that went out merged into a
-  // super-packet, and read packets dropped as malformed (bad virtio header or checksum offsets).
-  uint64_t split_packets() const { return split_.load(std::memory_order_relaxed); }
-  uint64_t coalesced_packets() const { return coalesced_.load(std::memory_order_relaxed); }
-  uint64_t read_drops() const { return read_drops_.load(std::memory_order_relaxed); }
+  // Where it counts (tun_*): its own set until the daemon points it at its worker's. Not
+  // thread-safe against the I/O: set it before traffic starts.
+  void set_counters(Counters* c) { counters_ = c; }
+  // What it counted (the whole set's, once shared): packets the TUN refused, super-packets
+  // read and split, packets that went out merged into a super-packet, and read packets dropped
+  // as malformed (bad virtio header or checksum offsets).
+  uint64_t write_errors() const { return counters_->get(Counter::tun_write_errors); }
+  uint64_t split_packets() const { return counters_->get(Counter::tun_split_packets); }
+  uint64_t coalesced_packets() const { return counters_->get(Counter::tun_coalesced_packets); }
+  uint64_t read_drops() const { return counters_->get(Counter::tun_read_drops); }
 
  private:
   TunDevice(int fd, int wake_fd, std::string name, size_t mtu, TunFeatures features);
@@ -123,10 +128,8 @@ class TunDevice final : public TunIo {
   TunFeatures features_;
   bool multi_queue_ = false;
   std::atomic<bool> gone_{false};
-  std::atomic<uint64_t> write_errors_{0};
-  std::atomic<uint64_t> split_{0};
-  std::atomic<uint64_t> coalesced_{0};
-  std::atomic<uint64_t> read_drops_{0};
+  Counters own_counters_;
+  Counters* counters_ = &own_counters_;
 
   // Read side (vnet mode): one read lands here, header first; a super-packet stays here while
   // its segments are handed out. Serialised by rx_mu_ (one reader at a time).

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "xsktun/common/counters.h"
 #include "xsktun/io/packet_io.h"
 #include "xsktun/io/ready_set.h"
 
@@ -74,17 +75,21 @@ class UdpSocket final : public UdpIo {
   int ready_fd() const override { return ready_ok_ ? ready_.fd() : -1; }
   int try_recv_batch(std::span<PacketBuf> bufs) override;
 
-  uint64_t send_errors() const { return send_errors_.load(std::memory_order_relaxed); }
+  // Where it counts (udp_*): its own set until the daemon points it at its worker's. Set it
+  // before traffic starts.
+  void set_counters(Counters* c) { counters_ = c; }
+  // What it counted (the whole set's, once shared).
+  uint64_t send_errors() const { return counters_->get(Counter::udp_send_errors); }
   // Datagrams the kernel dropped on the current socket (full receive buffer, SO_MEMINFO's
   // SK_MEMINFO_DROPS): the one place received datagrams vanish before we read them. Counts from
   // the last (re)bind.
   uint64_t receive_drops() const;
-  uint64_t truncated() const { return truncated_.load(std::memory_order_relaxed); }
+  uint64_t truncated() const { return counters_->get(Counter::udp_truncated); }
   // Offload state of the current socket, and how often each offload actually carried traffic.
   bool gso_enabled() const { return current()->gso.load(std::memory_order_relaxed); }
   bool gro_enabled() const { return current()->gro; }
-  uint64_t gso_sends() const { return gso_sends_.load(std::memory_order_relaxed); }        // messages
-  uint64_t gro_receives() const { return gro_receives_.load(std::memory_order_relaxed); }  // >1 seg
+  uint64_t gso_sends() const { return counters_->get(Counter::udp_gso_sends); }        // messages
+  uint64_t gro_receives() const { return counters_->get(Counter::udp_gro_receives); }  // >1 seg
   // The current socket's fd, for tests and diagnostics only: rebind() replaces (and closes) it.
   int native_handle() const { return current()->fd; }
 
@@ -118,10 +123,8 @@ class UdpSocket final : public UdpIo {
   bool ready_ok_ = false;
   std::atomic<uint32_t> fwmark_{0};
   bool reuseport_ = false;
-  std::atomic<uint64_t> send_errors_{0};
-  std::atomic<uint64_t> truncated_{0};
-  std::atomic<uint64_t> gso_sends_{0};
-  std::atomic<uint64_t> gro_receives_{0};
+  Counters own_counters_;
+  Counters* counters_ = &own_counters_;
   std::mutex rx_mu_;  // guards rx_: concurrent receivers must not split the same super-datagram
   std::unique_ptr<RxState> rx_;
 };

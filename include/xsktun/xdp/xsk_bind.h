@@ -21,7 +21,8 @@ namespace xsktun::xdp {
 class XskBind : public io::UdpIo {
  public:
   XskBind(std::unique_ptr<io::UdpSocket> kernel, std::vector<std::unique_ptr<XskQueue>> queues);
-  // The device's counters (the device is built on top of this bind, so they come later).
+  // The device's counters (the device is built on top of this bind, so they come later): the
+  // AF_XDP queues' and the kernel socket's.
   void set_counters(device::Counters* c);
   // The NIC's MTU: a frame whose IP packet is longer goes through the kernel socket, which
   // fragments it (AF_XDP does not). The daemon sets it at attach and whenever it changes.
