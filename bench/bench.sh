@@ -64,7 +64,7 @@ Usage: sudo $0 [options]
                        on side B) under mixed traffic, rekeys and peer churn for SECONDS (reference
                        run: 3600); samples RSS/fds every 10 s; PASS/FAIL verdict, exit 1 on FAIL
   --scale PEERS        instead of the matrix: load PEERS peers x 10 /32 prefixes in 10 chunks of
-                       `wg addconf` into xsktun (socket, then XDP mode) while wireguard-go pings
+                       'wg addconf' into xsktun (socket, then XDP mode) while wireguard-go pings
                        through it; reports chunk times, RSS, CPU with every peer idle, dump times
                        and the real peer's TCP before/after (reference run: 100000)
   -h, --help
