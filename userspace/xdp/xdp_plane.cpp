@@ -158,10 +158,7 @@ XdpPlane::~XdpPlane() {
       xdp_program__detach(prog_, ifindex_, static_cast<xdp_attach_mode>(xdp_mode_), 0);
     xdp_program__close(prog_);  // the object stays ours (xdp_program__from_bpf_obj)
   }
-  if (obj_) {
-    obj_->unpin_maps();
-    obj_.reset();
-  }
+  obj_.reset();            // unpins the maps, after the program left the NIC
   rmdir(XSKTUN_PIN_ROOT);  // only succeeds when no other interface uses it
 }
 

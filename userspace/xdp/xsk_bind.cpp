@@ -131,8 +131,9 @@ int XskBind::rebind(uint16_t port) {
   return rc;
 }
 
+void XskBind::sync_path_cache() { t_paths.sync(this, paths_version_.load(std::memory_order_acquire)); }
+
 const Path* XskBind::find_path(const Endpoint& to) {
-  t_paths.sync(this, paths_version_.load(std::memory_order_acquire));
   auto c = t_paths.paths.find(to);
   if (c != t_paths.paths.end()) return &c->second;
   std::lock_guard lock(paths_mu_);
@@ -161,12 +162,11 @@ void XskBind::learn(const ParsedFrame& pf) {
 }
 
 int XskBind::recv_xsk(size_t i, std::span<io::PacketBuf> bufs, int timeout_ms) {
-  int n = queues_[i]->recv(bufs, timeout_ms);
-  if (n > 0) counters_->add(Counter::xsk_rx_packets, static_cast<uint64_t>(n));
-  return n;
+  return queues_[i]->recv(bufs, timeout_ms);
 }
 
 void XskBind::learn_from(size_t i, std::span<const io::PacketBuf> bufs) {
+  sync_path_cache();
   queues_[i]->delivered(bufs, [this](const ParsedFrame& pf) { learn(pf); });
 }
 
@@ -183,6 +183,7 @@ int XskBind::send_on(size_t q, std::span<io::PacketBuf> bufs, device::Counters& 
   fast_paths.clear();
   ptrs.clear();
   uint64_t too_big = 0;
+  sync_path_cache();  // once per batch: a change during it is seen by the next one
   for (auto& b : bufs) {
     const Path* path = queues_.empty() ? nullptr : find_path(b.endpoint);
     if (!path) {

@@ -107,7 +107,10 @@ void XskQueue::wake() {
 
 int XskQueue::recv(std::span<io::PacketBuf> bufs, int timeout_ms) {
   recycle_previous();
-  return peek_rx(bufs, timeout_ms);
+  int n = peek_rx(bufs, timeout_ms);
+  // Into this queue's counters (its worker's), as TX does: not a line all workers write.
+  if (n > 0) counters_->add(device::Counter::xsk_rx_packets, static_cast<uint64_t>(n));
+  return n;
 }
 
 void XskQueue::recycle_previous() {

@@ -79,7 +79,10 @@ class XskBind : public io::UdpIo {
     }
   };
   void learn(const ParsedFrame& pf);
-  // The path to `to`, from this thread's cache of the shared map (see PathCache).
+  // Empties this thread's path cache if the shared map changed since (see PathCache): once per
+  // batch, before find_path.
+  void sync_path_cache();
+  // The path to `to`, from this thread's cache of the shared map (synced by sync_path_cache).
   const Path* find_path(const Endpoint& to);
   int count_slow_rx(int n) {
     if (n > 0) counters_->add(device::Counter::slowpath_rx_packets, static_cast<uint64_t>(n));
