@@ -68,15 +68,9 @@ void read_side(const uint8_t* data, size_t size) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   switch (data[0] % 3) {
-    case 0:
-      write_side(data + 1, size - 1, false);
-      break;
-    case 1:
-      write_side(data + 1, size - 1, true);
-      break;
-    default:
-      read_side(data + 1, size - 1);
-      break;
+    case 0: write_side(data + 1, size - 1, false); break;
+    case 1: write_side(data + 1, size - 1, true); break;
+    default: read_side(data + 1, size - 1); break;
   }
   return 0;
 }

@@ -67,24 +67,12 @@ TEST(PeerTimersWakeup, NoDeadlineIsMissedUnderRandomEvents) {
     if (auto d = t.next_deadline(); d && *d <= now)
       FAIL() << "deadline " << *d << " passed unserved at " << now;
     switch ((rng >> 20) % 6) {
-      case 0:
-        t.data_sent(now);
-        break;
-      case 1:
-        t.data_received(now);
-        break;
-      case 2:
-        t.any_authenticated_packet_traversal(now);
-        break;
-      case 3:
-        t.handshake_initiated(now);
-        break;
-      case 4:
-        t.handshake_complete(now);
-        break;
-      case 5:
-        t.session_derived(now);
-        break;
+      case 0: t.data_sent(now); break;
+      case 1: t.data_received(now); break;
+      case 2: t.any_authenticated_packet_traversal(now); break;
+      case 3: t.handshake_initiated(now); break;
+      case 4: t.handshake_complete(now); break;
+      case 5: t.session_derived(now); break;
     }
     ASSERT_LE(heap.size(), 64u) << "wakeups pile up";
   }

@@ -152,15 +152,9 @@ TEST(MapSync, BpfMapsAgreeWithTableAfterRandomChanges) {
     uint32_t peer = rng() % 6;
     switch (rng() % 4) {
       case 0:
-      case 1:
-        table.insert(random_prefix(), peer);
-        break;
-      case 2:
-        table.remove_by_peer(peer);
-        break;
-      case 3:
-        table.replace_peer(peer, {random_prefix(), random_prefix()});
-        break;
+      case 1: table.insert(random_prefix(), peer); break;
+      case 2: table.remove_by_peer(peer); break;
+      case 3: table.replace_peer(peer, {random_prefix(), random_prefix()}); break;
     }
     sync.allowed_ips_changed(delta(written, table));
     if (step % 20 != 19) continue;

@@ -62,21 +62,11 @@ void Device::receive_run(std::span<io::PacketBuf> run, const routing::AllowedIps
     io::PacketBuf& b = run[i];
     size_t n = 0;
     switch (open_unwindowed(*entry.keypair, b.data, b.len, now, &n, &counter[i])) {
-      case OpenResult::kOk:
-        plen[i] = static_cast<uint32_t>(n);
-        break;
-      case OpenResult::kMalformed:
-        c.add(Counter::drop_malformed);
-        break;
-      case OpenResult::kExpired:
-        c.add(Counter::drop_keypair_expired);
-        break;
-      case OpenResult::kAuthFailed:
-        c.add(Counter::drop_decrypt);
-        break;
-      case OpenResult::kReplay:
-        c.add(Counter::drop_replay);
-        break;
+      case OpenResult::kOk: plen[i] = static_cast<uint32_t>(n); break;
+      case OpenResult::kMalformed: c.add(Counter::drop_malformed); break;
+      case OpenResult::kExpired: c.add(Counter::drop_keypair_expired); break;
+      case OpenResult::kAuthFailed: c.add(Counter::drop_decrypt); break;
+      case OpenResult::kReplay: c.add(Counter::drop_replay); break;
     }
   }
   size_t replayed = accept_counters(*entry.keypair, counter);

@@ -64,20 +64,11 @@ bool named(const char* names, std::string_view want) {  // names: "NAME[:ALIAS..
 void take_cipher(Provider& p, const OSSL_DISPATCH* d) {
   for (; d->function_id != 0; ++d) {
     switch (d->function_id) {
-      case OSSL_FUNC_CIPHER_NEWCTX:
-        p.cipher_new = OSSL_FUNC_cipher_newctx(d);
-        break;
-      case OSSL_FUNC_CIPHER_FREECTX:
-        p.cipher_free = OSSL_FUNC_cipher_freectx(d);
-        break;
-      case OSSL_FUNC_CIPHER_ENCRYPT_INIT:
-        p.cipher_init = OSSL_FUNC_cipher_encrypt_init(d);
-        break;
-      case OSSL_FUNC_CIPHER_UPDATE:
-        p.cipher_update = OSSL_FUNC_cipher_update(d);
-        break;
-      default:
-        break;
+      case OSSL_FUNC_CIPHER_NEWCTX: p.cipher_new = OSSL_FUNC_cipher_newctx(d); break;
+      case OSSL_FUNC_CIPHER_FREECTX: p.cipher_free = OSSL_FUNC_cipher_freectx(d); break;
+      case OSSL_FUNC_CIPHER_ENCRYPT_INIT: p.cipher_init = OSSL_FUNC_cipher_encrypt_init(d); break;
+      case OSSL_FUNC_CIPHER_UPDATE: p.cipher_update = OSSL_FUNC_cipher_update(d); break;
+      default: break;
     }
   }
 }
@@ -85,23 +76,12 @@ void take_cipher(Provider& p, const OSSL_DISPATCH* d) {
 void take_mac(Provider& p, const OSSL_DISPATCH* d) {
   for (; d->function_id != 0; ++d) {
     switch (d->function_id) {
-      case OSSL_FUNC_MAC_NEWCTX:
-        p.mac_new = OSSL_FUNC_mac_newctx(d);
-        break;
-      case OSSL_FUNC_MAC_FREECTX:
-        p.mac_free = OSSL_FUNC_mac_freectx(d);
-        break;
-      case OSSL_FUNC_MAC_INIT:
-        p.mac_init = OSSL_FUNC_mac_init(d);
-        break;
-      case OSSL_FUNC_MAC_UPDATE:
-        p.mac_update = OSSL_FUNC_mac_update(d);
-        break;
-      case OSSL_FUNC_MAC_FINAL:
-        p.mac_final = OSSL_FUNC_mac_final(d);
-        break;
-      default:
-        break;
+      case OSSL_FUNC_MAC_NEWCTX: p.mac_new = OSSL_FUNC_mac_newctx(d); break;
+      case OSSL_FUNC_MAC_FREECTX: p.mac_free = OSSL_FUNC_mac_freectx(d); break;
+      case OSSL_FUNC_MAC_INIT: p.mac_init = OSSL_FUNC_mac_init(d); break;
+      case OSSL_FUNC_MAC_UPDATE: p.mac_update = OSSL_FUNC_mac_update(d); break;
+      case OSSL_FUNC_MAC_FINAL: p.mac_final = OSSL_FUNC_mac_final(d); break;
+      default: break;
     }
   }
 }

@@ -62,16 +62,11 @@ size_t seal(Keypair& kp, const uint8_t* plaintext, size_t len, size_t mtu, uint8
 
 const char* to_string(OpenResult r) {
   switch (r) {
-    case OpenResult::kOk:
-      return "ok";
-    case OpenResult::kMalformed:
-      return "malformed";
-    case OpenResult::kExpired:
-      return "keypair expired";
-    case OpenResult::kAuthFailed:
-      return "authentication failed";
-    case OpenResult::kReplay:
-      return "replayed counter";
+    case OpenResult::kOk: return "ok";
+    case OpenResult::kMalformed: return "malformed";
+    case OpenResult::kExpired: return "keypair expired";
+    case OpenResult::kAuthFailed: return "authentication failed";
+    case OpenResult::kReplay: return "replayed counter";
   }
   return "?";
 }

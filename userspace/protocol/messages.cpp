@@ -13,10 +13,8 @@ MessageType classify(const uint8_t* buf, size_t len) {
       return len == sizeof(MessageResponse) ? kMessageHandshakeResponse : kMessageInvalid;
     case kMessageHandshakeCookie:
       return len == sizeof(MessageCookieReply) ? kMessageHandshakeCookie : kMessageInvalid;
-    case kMessageData:
-      return len >= kMinDataLen ? kMessageData : kMessageInvalid;
-    default:
-      return kMessageInvalid;
+    case kMessageData: return len >= kMinDataLen ? kMessageData : kMessageInvalid;
+    default: return kMessageInvalid;
   }
 }
 

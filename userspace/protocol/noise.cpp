@@ -90,22 +90,14 @@ void fill_header(MessageHeader* h, MessageType t) {
 
 const char* to_string(HandshakeError e) {
   switch (e) {
-    case HandshakeError::kOk:
-      return "ok";
-    case HandshakeError::kNoIdentity:
-      return "no private key";
-    case HandshakeError::kBadDh:
-      return "DH result is zero (low-order point)";
-    case HandshakeError::kDecrypt:
-      return "decryption failed";
-    case HandshakeError::kUnknownPeer:
-      return "unknown peer";
-    case HandshakeError::kStaleTimestamp:
-      return "timestamp not newer (replay)";
-    case HandshakeError::kFlood:
-      return "initiation flood";
-    case HandshakeError::kWrongState:
-      return "unexpected handshake state";
+    case HandshakeError::kOk: return "ok";
+    case HandshakeError::kNoIdentity: return "no private key";
+    case HandshakeError::kBadDh: return "DH result is zero (low-order point)";
+    case HandshakeError::kDecrypt: return "decryption failed";
+    case HandshakeError::kUnknownPeer: return "unknown peer";
+    case HandshakeError::kStaleTimestamp: return "timestamp not newer (replay)";
+    case HandshakeError::kFlood: return "initiation flood";
+    case HandshakeError::kWrongState: return "unexpected handshake state";
   }
   return "?";
 }

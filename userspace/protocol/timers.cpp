@@ -141,22 +141,18 @@ TimerActions PeerTimers::expired_send_keepalive(Nanos now) {
 
 TimerActions PeerTimers::fire(Timer t, Nanos now) {
   switch (t) {
-    case kRetransmitHandshake:
-      return expired_retransmit_handshake(now);
-    case kSendKeepaliveTimer:
-      return expired_send_keepalive(now);
+    case kRetransmitHandshake: return expired_retransmit_handshake(now);
+    case kSendKeepaliveTimer: return expired_send_keepalive(now);
     case kNewHandshake:
       // We sent data but heard nothing for KEEPALIVE_TIMEOUT + REKEY_TIMEOUT: the peer should have
       // sent at least a keepalive by now, so assume the session is broken and start over.
       return queue_initiation(now, /*is_retry=*/false) ? TimerActions{} | TimerAction::kSendInitiation
                                                        : TimerActions{};
-    case kZeroKeyMaterial:
-      return TimerActions{} | TimerAction::kZeroKeys;
+    case kZeroKeyMaterial: return TimerActions{} | TimerAction::kZeroKeys;
     case kPersistentKeepalive:
       return persistent_keepalive_interval_ > 0 ? TimerActions{} | TimerAction::kSendKeepalive
                                                 : TimerActions{};
-    case kTimerCount:
-      break;
+    case kTimerCount: break;
   }
   return {};
 }
