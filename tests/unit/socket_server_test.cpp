@@ -13,6 +13,8 @@
 #include <cstring>
 #include <string>
 
+#include "test_util.h"
+
 namespace xsktun::control {
 namespace {
 
@@ -47,16 +49,11 @@ std::string ask(const std::string& path, const std::string& request) {
 class SocketServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/xsktun-sock-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    dir_ = tmp_.path();
+    ASSERT_FALSE(dir_.empty());
     path_ = dir_ + "/run/x.sock";  // the parent directory is created by start()
   }
-  void TearDown() override {
-    unlink(path_.c_str());
-    rmdir((dir_ + "/run").c_str());
-    rmdir(dir_.c_str());
-  }
+  test_util::TempDir tmp_{"xsktun-sock"};  // removed last: after the server stopped
   std::string dir_, path_;
 };
 

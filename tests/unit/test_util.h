@@ -1,9 +1,14 @@
-// Small helpers the unit tests share: recognisable keys and polling a condition.
+// Small helpers the unit tests share: recognisable keys, polling a condition, a temporary
+// directory.
 #pragma once
+
+#include <stdlib.h>
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
+#include <string>
 #include <thread>
 
 #include "xsktun/common/secret.h"
@@ -25,5 +30,25 @@ inline bool eventually(const std::function<bool()>& cond) {
   }
   return false;
 }
+
+// A fresh directory under /tmp (/tmp/PREFIX-XXXXXX), removed with all it holds when the object
+// goes; path() is empty if it could not be made.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix) {
+    std::string tmpl = "/tmp/" + prefix + "-XXXXXX";
+    if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 
 }  // namespace xsktun::test_util

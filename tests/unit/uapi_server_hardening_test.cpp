@@ -147,9 +147,8 @@ std::string valid_half() {
 class UapiServerHardening : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/xsktun-uapi-hard-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    dir_ = tmp_.path();
+    ASSERT_FALSE(dir_.empty());
     path_ = dir_ + "/wg0.sock";
     std::string err;
     ASSERT_TRUE(server_.start(path_, &err)) << err;
@@ -158,10 +157,7 @@ class UapiServerHardening : public ::testing::Test {
     before_ = get();
     ASSERT_NE(before_.find("allowed_ip=10.1.0.0/16\n"), std::string::npos) << before_;
   }
-  void TearDown() override {
-    server_.stop();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { server_.stop(); }
   // A full get=1 dump through a fresh connection: also proves the server still answers.
   std::string get() {
     Client c(path_);
@@ -172,6 +168,7 @@ class UapiServerHardening : public ::testing::Test {
     EXPECT_EQ(get(), before_);
   }
 
+  test_util::TempDir tmp_{"xsktun-uapi-hard"};  // removed last: after the server stopped
   xsktun::testing::FakeClock clock_;
   io::FakeNetwork net_;
   xsktun::testing::Node node_{net_, "192.0.2.1", 51820, clock_};

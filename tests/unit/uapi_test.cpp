@@ -339,23 +339,20 @@ class TestClient {
 class UapiServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/xsktun-uapi-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    dir_ = tmp_.path();
+    ASSERT_FALSE(dir_.empty());
     path_ = dir_ + "/run/wireguard/wg0.sock";
     handler_.snap.listen_port = 51820;
     handler_.snap.peers.push_back(sample_peer());
   }
-  void TearDown() override {
-    server_.stop();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { server_.stop(); }
   void start() {
     std::string err;
     ASSERT_TRUE(server_.start(path_, &err)) << err;
   }
   std::string expected_get() { return format_uapi_get(handler_.snap); }
 
+  test_util::TempDir tmp_{"xsktun-uapi"};  // removed last: after the server stopped
   FakeHandler handler_;
   UapiServer server_{handler_};
   std::string dir_, path_;
