@@ -9,20 +9,22 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 
 namespace xsktun::xdp {
 
-namespace {
-constexpr uint32_t kRingSize = 2048;
-}
-
 std::unique_ptr<XskQueue> XskQueue::create(const XskOptions& o, std::string* err) {
   std::unique_ptr<XskQueue> q(new XskQueue());
   q->queue_ = o.queue;
   q->frame_size_ = o.frame_size;
-  q->area_size_ = size_t{o.frames} * o.frame_size;
+  q->tx_ring_ = o.tx_frames;
+  if (!std::has_single_bit(o.rx_frames) || !std::has_single_bit(o.tx_frames)) {
+    *err = "AF_XDP frame counts must be powers of two";
+    return nullptr;
+  }
+  q->area_size_ = size_t{o.frames()} * o.frame_size;
   q->area_ = mmap(nullptr, q->area_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (q->area_ == MAP_FAILED) {
     q->area_ = nullptr;
@@ -30,8 +32,8 @@ std::unique_ptr<XskQueue> XskQueue::create(const XskOptions& o, std::string* err
     return nullptr;
   }
   xsk_umem_config ucfg{};
-  ucfg.fill_size = kRingSize;
-  ucfg.comp_size = kRingSize;
+  ucfg.fill_size = o.rx_frames;
+  ucfg.comp_size = o.tx_frames;
   ucfg.frame_size = o.frame_size;
   ucfg.frame_headroom = 0;
   int rc = xsk_umem__create(&q->umem_, q->area_, q->area_size_, &q->fill_, &q->comp_, &ucfg);
@@ -40,8 +42,8 @@ std::unique_ptr<XskQueue> XskQueue::create(const XskOptions& o, std::string* err
     return nullptr;
   }
   xsk_socket_config scfg{};
-  scfg.rx_size = kRingSize;
-  scfg.tx_size = kRingSize;
+  scfg.rx_size = o.rx_frames;
+  scfg.tx_size = o.tx_frames;
   scfg.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;  // our own program steers to us
   // Zero-copy first (real NICs), copy mode as the fallback (veth has no zero-copy).
   bool try_zc = o.zerocopy != XskOptions::ZeroCopy::kOff;
@@ -70,17 +72,16 @@ std::unique_ptr<XskQueue> XskQueue::create(const XskOptions& o, std::string* err
     *err = std::string("xsks map update: ") + strerror(-rc);
     return nullptr;
   }
-  // Fill the RX ring with the first half of the frames; the rest are for TX.
-  uint32_t half = o.frames / 2, idx = 0;
-  uint32_t n = std::min(half, kRingSize);
+  // Every RX frame goes to the fill ring; the rest are for TX.
+  uint32_t n = o.rx_frames, idx = 0;
   if (xsk_ring_prod__reserve(&q->fill_, n, &idx) != n) {
     *err = "cannot reserve fill ring";
     return nullptr;
   }
   for (uint32_t i = 0; i < n; ++i) *xsk_ring_prod__fill_addr(&q->fill_, idx + i) = uint64_t{i} * o.frame_size;
   xsk_ring_prod__submit(&q->fill_, n);
-  for (uint32_t i = half; i < o.frames; ++i) q->tx_free_.push_back(uint64_t{i} * o.frame_size);
-  q->lent_state_.assign(o.frames, 0);
+  for (uint32_t i = n; i < o.frames(); ++i) q->tx_free_.push_back(uint64_t{i} * o.frame_size);
+  q->lent_state_.assign(o.frames(), 0);
   q->wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   return q;
 }
@@ -175,7 +176,7 @@ void XskQueue::kick_tx() {
   // or frames sit in the ring until the next batch and the ring fills under load. Zero-copy
   // drivers need a kick only when they ask for one (need_wakeup).
   if (zerocopy_ && !xsk_ring_prod__needs_wakeup(&tx_)) return;
-  for (int i = 0; i < 1 + static_cast<int>(kRingSize / 32); ++i) {
+  for (int i = 0; i < 1 + static_cast<int>(tx_ring_ / 32); ++i) {
     if (sendto(xsk_socket__fd(xsk_), nullptr, 0, MSG_DONTWAIT, nullptr, 0) >= 0) return;
     if (errno != EAGAIN && errno != EBUSY && errno != EINTR) return;
     reclaim_completions();  // EAGAIN/EBUSY can also mean a full completion ring
@@ -184,7 +185,7 @@ void XskQueue::kick_tx() {
 
 uint32_t XskQueue::reclaim_completions() {
   uint32_t idx = 0;
-  uint32_t n = xsk_ring_cons__peek(&comp_, kRingSize, &idx);
+  uint32_t n = xsk_ring_cons__peek(&comp_, tx_ring_, &idx);
   // A lent frame was submitted at an offset into it (behind shorter headers): back to its start.
   for (uint32_t i = 0; i < n; ++i) {
     uint64_t a = *xsk_ring_cons__comp_addr(&comp_, idx + i);
@@ -241,7 +242,7 @@ int XskQueue::send(std::span<const io::PacketBuf> bufs, std::span<const Path* co
   // leave seconds later in one stale burst when the link is back, crowding out the fresh ones
   // (seen with `ip link set NIC down`; tests/netns/faults.sh case 1). Kick once more; while the
   // NIC is down send nothing, so the caller counts the batch as send drops, as socket mode does.
-  if (!zerocopy_ && xsk_prod_nb_free(&tx_, kRingSize) < kRingSize &&
+  if (!zerocopy_ && xsk_prod_nb_free(&tx_, tx_ring_) < tx_ring_ &&
       sendto(xsk_socket__fd(xsk_), nullptr, 0, MSG_DONTWAIT, nullptr, 0) < 0 && errno == ENETDOWN)
     return 0;
   reclaim_completions();

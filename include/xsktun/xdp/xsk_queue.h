@@ -1,5 +1,5 @@
 // One AF_XDP socket bound to one NIC queue, with its own UMEM (libxdp's xsk API). The first
-// half of the UMEM's frames feed the fill ring (RX), the second half are TX frames.
+// rx_frames of the UMEM feed the fill ring (RX), the tx_frames behind them are TX frames.
 #pragma once
 
 #include <linux/if_xdp.h>
@@ -23,8 +23,15 @@ struct XskOptions {
   uint32_t queue = 0;
   int xsks_map_fd = -1;
   enum class ZeroCopy { kAuto, kOn, kOff } zerocopy = ZeroCopy::kAuto;
-  uint32_t frames = 4096;      // total UMEM frames (half RX, half TX)
+  // Powers of two; each ring is as long as its frames, so no frame waits for a ring slot.
+  // RX frames are the receive buffer: every one the worker has not yet taken back is one the
+  // NIC cannot fill, and an empty fill ring drops the frame (xsk_fill_ring_empty). 4096 frames
+  // (8 MiB) ride out a worker descheduled for ~10 ms at 400k frames/s; 2048 lost TCP segments
+  // under load (README, "Benchmark"). TX frames complete inside the kick in copy mode.
+  uint32_t rx_frames = 4096;
+  uint32_t tx_frames = 2048;
   uint32_t frame_size = 2048;  // XSK_UMEM__DEFAULT_FRAME_SIZE / 2: fits any 1500-MTU frame
+  uint32_t frames() const { return rx_frames + tx_frames; }
 };
 
 class XskQueue {
@@ -84,6 +91,7 @@ class XskQueue {
   uint32_t queue_ = 0;
   bool zerocopy_ = false;
   uint32_t frame_size_ = 0;
+  uint32_t tx_ring_ = 0;  // TX and completion ring length
   void* area_ = nullptr;
   size_t area_size_ = 0;
   xsk_umem* umem_ = nullptr;
