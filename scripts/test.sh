@@ -29,7 +29,7 @@ side_builds() {  # errexit (set -e above) stops it at the first failure
   cmake --preset asan
   cmake --build --preset asan -j"$JOBS"
   cmake --preset tsan
-  cmake --build --preset tsan -j"$JOBS"  # device_threads_test only
+  cmake --build --preset tsan -j"$JOBS"  # the multi-threaded tests only
   cmake --preset fuzz
   cmake --build --preset fuzz -j"$JOBS"
 }
@@ -69,7 +69,9 @@ asan_netns interop "1 9"
 asan_netns xdp "7 8"
 
 stage "multi-threaded device tests under ThreadSanitizer"
-TSAN_OPTIONS="halt_on_error=1 suppressions=$ROOT/tests/tsan.supp" "$ROOT/build-tsan/device_threads_test"
+for t in device_threads_test sharded_map_test; do
+  TSAN_OPTIONS="halt_on_error=1 suppressions=$ROOT/tests/tsan.supp" "$ROOT/build-tsan/$t"
+done
 
 stage "libFuzzer smoke run (${FUZZ_SECONDS:-5} s per target)"
 for t in messages data aead uapi config offload frame; do

@@ -66,7 +66,7 @@ CounterValues Device::totals() const {
 
 size_t Device::peer_count() const {
   std::shared_lock lock(peers_mu_);
-  return peers_by_id_.size();
+  return peers_by_key_.size();
 }
 
 std::shared_ptr<Peer> Device::find_peer(const Key& pub) const {
@@ -75,35 +75,32 @@ std::shared_ptr<Peer> Device::find_peer(const Key& pub) const {
   return it == peers_by_key_.end() ? nullptr : it->second;
 }
 
-std::shared_ptr<Peer> Device::peer_by_id(uint32_t id) const {
+std::vector<std::shared_ptr<Peer>> Device::all_peers() const {
   std::shared_lock lock(peers_mu_);
-  auto it = peers_by_id_.find(id);
-  return it == peers_by_id_.end() ? nullptr : it->second;
+  std::vector<std::shared_ptr<Peer>> all;
+  all.reserve(peers_by_key_.size());
+  for (const auto& [key, p] : peers_by_key_) all.push_back(p);
+  return all;
+}
+
+std::shared_ptr<Peer> Device::peer_by_id(uint32_t id) const {
+  return peers_by_id_.find(id).value_or(nullptr);
 }
 
 uint32_t Device::new_index(std::shared_ptr<Peer> peer, std::shared_ptr<proto::Keypair> kp) {
-  std::unique_lock lock(index_mu_);
   // Random indices (whitepaper 5.4.2) so they reveal nothing; retry on the rare collision.
   for (;;) {
     uint32_t idx = proto::crypto::random_u32();
-    if (idx == 0 || index_.count(idx)) continue;
-    index_.emplace(idx, IndexEntry{std::move(peer), std::move(kp)});
-    return idx;
+    if (idx != 0 && index_.insert(idx, IndexEntry{peer, kp})) return idx;
   }
 }
 
 void Device::free_index(uint32_t index) {
   if (index == 0) return;
-  bool was_session = false;
-  {
-    std::shared_lock lock(index_mu_);
-    auto it = index_.find(index);
-    if (it == index_.end()) return;
-    was_session = it->second.keypair != nullptr;
-  }
+  auto entry = index_.find(index);
+  if (!entry) return;
   // XDP must stop steering to the index before userspace forgets it.
-  if (was_session && observer_) observer_->session_removed(index);
-  std::unique_lock lock(index_mu_);
+  if (entry->keypair && observer_) observer_->session_removed(index);
   index_.erase(index);
 }
 
@@ -112,21 +109,15 @@ void Device::set_observer(DeviceObserver* obs) {
   observer_ = obs;
   if (!obs) return;
   obs->listen_port_changed(udp_.port());
-  std::vector<std::shared_ptr<Peer>> all;
-  {
-    std::shared_lock lock2(peers_mu_);
-    for (auto& [id, p] : peers_by_id_) all.push_back(p);
-  }
+  std::vector<std::shared_ptr<Peer>> all = all_peers();
   for (auto& p : all) {
     std::lock_guard pl(p->mu);
     obs->peer_updated(p->id, p->public_key, p->endpoint);
   }
   std::vector<std::pair<uint32_t, uint32_t>> sessions;
-  {
-    std::shared_lock lock2(index_mu_);
-    for (auto& [idx, e] : index_)
-      if (e.keypair) sessions.emplace_back(idx, e.peer->id);
-  }
+  index_.for_each([&](uint32_t idx, const IndexEntry& e) {
+    if (e.keypair) sessions.emplace_back(idx, e.peer->id);
+  });
   for (auto& [idx, pid] : sessions) obs->session_added(idx, pid);
   std::vector<routing::PrefixChange> table;
   for (auto& [prefix, peer] : tables_[front_]->table.entries()) table.push_back({prefix, std::nullopt, peer});
@@ -148,7 +139,7 @@ std::shared_ptr<Peer> Device::create_peer(const Key& pub, uint32_t id) {
   std::unique_lock lock(peers_mu_);
   p->id = id;  // the id the change's plan gave it (device_config.cpp)
   next_peer_id_ = id + 1;
-  peers_by_id_[p->id] = p;
+  peers_by_id_.assign(p->id, p);
   peers_by_key_[key_str(pub)] = p;
   return p;
 }
@@ -180,11 +171,7 @@ control::DeviceSnapshot Device::snapshot() const {
   }
   s.listen_port = udp_.port();
   auto table = allowed_.load();
-  std::vector<std::shared_ptr<Peer>> all;
-  {
-    std::shared_lock lock(peers_mu_);
-    for (auto& [id, p] : peers_by_id_) all.push_back(p);
-  }
+  std::vector<std::shared_ptr<Peer>> all = all_peers();
   std::sort(all.begin(), all.end(), [](auto& a, auto& b) { return a->id < b->id; });
   for (auto& p : all) {
     control::PeerSnapshot ps;
@@ -206,11 +193,7 @@ control::DeviceSnapshot Device::snapshot() const {
 }
 
 void Device::shutdown() {
-  std::vector<std::shared_ptr<Peer>> all;
-  {
-    std::shared_lock lock(peers_mu_);
-    for (auto& [id, p] : peers_by_id_) all.push_back(p);
-  }
+  std::vector<std::shared_ptr<Peer>> all = all_peers();
   for (auto& p : all) {
     std::lock_guard pl(p->mu);
     zero_keys(*p);

@@ -216,11 +216,7 @@ void Device::change_identity(const SecretKey& key) {
   identity_.store(id);
   // A new identity invalidates every session and the precomputed static-static DH; a peer whose
   // key is now our own is removed (its prefixes already left the table in plan_change).
-  std::vector<std::shared_ptr<Peer>> all;
-  {
-    std::shared_lock lock(peers_mu_);
-    for (auto& [pid, p] : peers_by_id_) all.push_back(p);
-  }
+  std::vector<std::shared_ptr<Peer>> all = all_peers();
   for (auto& p : all) {
     if (id->has_private && p->public_key == id->public_key) {
       remove_peer_locked(p);
@@ -265,11 +261,7 @@ int Device::apply(const control::ConfigChange& change, std::string* err) {
   if (change.private_key && !change.private_key->equals(identity_.load()->private_key))
     change_identity(*change.private_key);
   if (change.replace_peers) {
-    std::vector<std::shared_ptr<Peer>> all;
-    {
-      std::shared_lock lock2(peers_mu_);
-      for (auto& [id, p] : peers_by_id_) all.push_back(p);
-    }
+    std::vector<std::shared_ptr<Peer>> all = all_peers();
     for (auto& p : all) remove_peer_locked(p);
   }
   for (size_t i = 0; i < change.peers.size(); ++i) apply_peer(change.peers[i], plan.new_ids[i]);

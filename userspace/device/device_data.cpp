@@ -42,12 +42,7 @@ void Device::receive_run(std::span<io::PacketBuf> run, const routing::AllowedIps
   Nanos now = clock_.now();
   uint32_t receiver;
   std::memcpy(&receiver, run[0].data + 4, 4);
-  IndexEntry entry;
-  {
-    std::shared_lock lock(index_mu_);
-    auto it = index_.find(le32(receiver));
-    if (it != index_.end() && it->second.keypair) entry = it->second;
-  }
+  IndexEntry entry = index_.find(le32(receiver)).value_or(IndexEntry{});
   if (!entry.keypair) {
     c.add(Counter::drop_unknown_index, run.size());
     return;

@@ -145,12 +145,8 @@ void Device::handle_initiation(const MessageInitiation& msg, const Endpoint& src
 void Device::handle_response(const MessageResponse& msg, const Endpoint& src) {
   counters_.add(Counter::handshake_responses_rx);
   Nanos now = clock_.now();
-  std::shared_ptr<Peer> peer;
-  {
-    std::shared_lock lock(index_mu_);
-    auto it = index_.find(le32(msg.receiver_index));
-    if (it != index_.end() && !it->second.keypair) peer = it->second.peer;
-  }
+  auto entry = index_.find(le32(msg.receiver_index));
+  std::shared_ptr<Peer> peer = entry && !entry->keypair ? entry->peer : nullptr;
   if (!peer) {
     counters_.add(Counter::drop_unknown_index);
     return;
@@ -181,12 +177,8 @@ void Device::handle_response(const MessageResponse& msg, const Endpoint& src) {
 
 void Device::handle_cookie_reply(const MessageCookieReply& msg) {
   counters_.add(Counter::cookie_replies_rx);
-  std::shared_ptr<Peer> peer;
-  {
-    std::shared_lock lock(index_mu_);
-    auto it = index_.find(le32(msg.receiver_index));
-    if (it != index_.end()) peer = it->second.peer;
-  }
+  auto entry = index_.find(le32(msg.receiver_index));
+  std::shared_ptr<Peer> peer = entry ? entry->peer : nullptr;
   if (!peer) {
     counters_.add(Counter::drop_unknown_index);
     return;
@@ -200,11 +192,8 @@ void Device::install_keypair(Peer& p, std::shared_ptr<Peer> self) {
   uint32_t hs_index = p.hs.local_index;
   if (!derive_session(p.hs, &keys)) return;
   auto kp = std::make_shared<Keypair>(keys, clock_.now());
-  {
-    // The keypair takes over the handshake's index: the peer answers data to it.
-    std::unique_lock lock(index_mu_);
-    index_[hs_index] = IndexEntry{self, kp};
-  }
+  // The keypair takes over the handshake's index: the peer answers data to it.
+  index_.assign(hs_index, IndexEntry{self, kp});
   if (observer_) observer_->session_added(hs_index, self->id);
   auto dropped = p.keypairs.add(kp);
   free_keypair_index(dropped.a);

@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "xsktun/common/sharded_map.h"
 #include "xsktun/control/config.h"
 #include "xsktun/device/counters.h"
 #include "xsktun/io/packet_io.h"
@@ -217,6 +218,7 @@ class Device {
   void free_keypair_index(const std::shared_ptr<proto::Keypair>& kp);
   std::shared_ptr<Peer> find_peer(const Key& pub) const;
   std::shared_ptr<Peer> peer_by_id(uint32_t id) const;
+  std::vector<std::shared_ptr<Peer>> all_peers() const;  // a copy of the peer list
   std::shared_ptr<Peer> create_peer(const Key& pub, uint32_t id);
   void remove_peer_locked(const std::shared_ptr<Peer>& p);  // config_mu_ held
 
@@ -276,13 +278,15 @@ class Device {
   uint32_t fwmark_ = 0;
   Limits limits_;
 
+  // Writers change both peer maps under peers_mu_; the workers' lookup by id (once per run)
+  // takes only its shard's lock, so workers serving different peers share no lock line.
   mutable std::shared_mutex peers_mu_;
-  std::unordered_map<uint32_t, std::shared_ptr<Peer>> peers_by_id_;
+  ShardedMap<uint32_t, std::shared_ptr<Peer>> peers_by_id_;
   std::unordered_map<std::string, std::shared_ptr<Peer>> peers_by_key_;  // key bytes as string
   uint32_t next_peer_id_ = 1;
 
-  mutable std::shared_mutex index_mu_;
-  std::unordered_map<uint32_t, IndexEntry> index_;
+  // Receiver index -> session or handshake: looked up once per received run, by every worker.
+  ShardedMap<uint32_t, IndexEntry> index_;
 
   // The allowed-IPs table, twice (device_config.cpp): readers load allowed_ (the front copy)
   // once per batch; apply() edits the back copy and swaps. tables_/front_ only under config_mu_.
