@@ -87,6 +87,8 @@ case_scale() {
   rss0=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
   ((REPORT)) && iperf_run tcp_before "$NSG" $IN_G "$NSX" -t 5
   # The real peer pings throughout; a prober asks `wg show` over and over (2 s timeout each).
+  local ping_start
+  ping_start=$(date +%s%N)
   ip netns exec "$NSG" ping -n -i 0.05 $IN_X >"$ping_log" 2>&1 &
   pinger=$!
   bg_register $pinger
@@ -102,7 +104,9 @@ case_scale() {
     ((i == 0)) && first=$t
     ((t > worst)) && worst=$t
   done
-  sleep 0.3
+  # At least 0.3 s after the last chunk, and 0.7 s in all: a small load (--scale 100) is over
+  # before the 10 pings asserted below have gone out.
+  sleep "$(awk -v ms=$(( ($(date +%s%N) - ping_start) / 1000000 )) 'BEGIN { s = (700 - ms) / 1000; print (s > 0.3 ? s : 0.3) }')"
   local rss_loaded
   rss_loaded=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
   kill "$prober" 2>/dev/null; wait "$prober" 2>/dev/null || true; bg_done "$prober"
