@@ -154,6 +154,7 @@ void Device::remove_peer_locked(const std::shared_ptr<Peer>& p) {
   p->removed = true;
   zero_keys(*p);
   p->timers.stop();
+  counters_.add(Counter::drop_no_route, p->staged.size());  // waiting for a handshake that won't come
   p->staged.clear();
   if (observer_) observer_->peer_removed(p->id);
 }

@@ -262,6 +262,9 @@ void Device::process_tun(std::span<io::PacketBuf> bufs, const Lane& lane) {
       size_t before = out.size();
       send_run(*peer, bufs.subspan(i, j - i), out, now, lane.counters);
       if (out.size() > before) runs.push_back(SentRun{std::move(peer), before, out.size()});
+    } else {
+      // The batch's table snapshot still routes to a peer removed since: its route is gone.
+      lane.counters.add(Counter::drop_no_route, j - i);
     }
     i = j;
     pid = j < bufs.size() ? next : std::nullopt;
@@ -299,7 +302,10 @@ void Device::send_run(Peer& p, std::span<io::PacketBuf> run, std::vector<io::Pac
     // The peer's lock covers the decisions (keypair, endpoint, staging, timers) once per run;
     // the sealing happens outside it, so workers sending to the same peer seal in parallel.
     std::lock_guard pl(p.mu);
-    if (p.removed) return;
+    if (p.removed) {
+      c.add(Counter::drop_no_route, run.size());
+      return;
+    }
     kp = p.keypairs.current();
     if (!kp || !kp->can_send(now) || !p.endpoint.valid()) {
       stage(p, run, c);
