@@ -80,7 +80,10 @@ void Device::receive_run(std::span<io::PacketBuf> run, const routing::AllowedIps
   Peer& p = *entry.peer;
   c.add(Counter::rx_packets, ok);
   p.rx_bytes.fetch_add(wire_bytes, std::memory_order_relaxed);
-  if (!authenticated_from(p, entry.keypair, run[last_ok].endpoint, data, now)) return;
+  if (!authenticated_from(p, entry.keypair, run[last_ok].endpoint, data, now)) {
+    c.add(Counter::drop_unknown_index, ok);  // its peer was removed meanwhile: the session is gone
+    return;
+  }
   for (size_t i = 0; i < run.size(); ++i) {
     if (counter[i] == proto::kReplayed) continue;
     size_t n = plen[i];
