@@ -96,6 +96,17 @@ inline int add_peer(Node& self, const Node& other, std::vector<std::string> allo
   return self.dev->apply(c, &err);
 }
 
+// Removes `other` from the peers of `self`.
+inline int remove_peer(Node& self, const Node& other) {
+  control::ConfigChange c;
+  control::PeerChange p;
+  p.public_key = other.pub;
+  p.remove = true;
+  c.peers.push_back(p);
+  std::string err;
+  return self.dev->apply(c, &err);
+}
+
 // Moves packets until nothing moves: TUN reads, UDP receives and queued handshakes on every node.
 inline void pump(std::vector<Node*> nodes, int max_rounds = 50) {
   constexpr size_t kCap = 2048;

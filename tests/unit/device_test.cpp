@@ -267,13 +267,7 @@ TEST_F(DeviceTest, RemovePeerStopsTrafficReAddResumes) {
   a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "1"));
   run();
   ASSERT_EQ(received(b).size(), 1u);
-  control::ConfigChange rm;
-  control::PeerChange p;
-  p.public_key = a.pub;
-  p.remove = true;
-  rm.peers.push_back(p);
-  std::string err;
-  ASSERT_EQ(b.dev->apply(rm, &err), 0);
+  ASSERT_EQ(remove_peer(b, a), 0);
   EXPECT_EQ(b.dev->peer_count(), 0u);
   a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "2"));
   run();

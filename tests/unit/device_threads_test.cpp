@@ -24,6 +24,21 @@ class DeviceThreads : public ::testing::TestWithParam<bool> {
     ASSERT_EQ(add_peer(a, b, {"10.0.0.2/32"}), 0);
     ASSERT_EQ(add_peer(b, a, {"10.0.0.1/32"}), 0);
   }
+  // Both nodes on blocking fakes, each device on its own Runner (one I/O thread or one per side,
+  // as the parameter says), started.
+  std::pair<std::unique_ptr<device::Runner>, std::unique_ptr<device::Runner>> start_runners() {
+    for (Node* n : {&a, &b}) {
+      n->tun.set_blocking(true);
+      n->udp->set_blocking(true);
+    }
+    auto ra = std::make_unique<device::Runner>(*a.dev, a.tun, *a.udp);
+    auto rb = std::make_unique<device::Runner>(*b.dev, b.tun, *b.udp);
+    for (auto* r : {ra.get(), rb.get()}) {
+      r->set_single_io_thread(GetParam());
+      r->start();
+    }
+    return {std::move(ra), std::move(rb)};
+  }
   device::SystemClock clock;
   io::FakeNetwork net;
   Node a{net, "192.0.2.1", 51820, clock};
@@ -31,17 +46,9 @@ class DeviceThreads : public ::testing::TestWithParam<bool> {
 };
 
 TEST_P(DeviceThreads, BidirectionalTrafficWithLiveConfigChanges) {
-  for (Node* n : {&a, &b}) {
-    n->tun.set_blocking(true);
-    n->udp->set_blocking(true);
-  }
-  device::Runner ra(*a.dev, a.tun, *a.udp), rb(*b.dev, b.tun, *b.udp);
-  ra.set_single_io_thread(GetParam());
-  rb.set_single_io_thread(GetParam());
-  ra.start();
-  rb.start();
-  EXPECT_EQ(ra.single_io_thread(), GetParam());
-  EXPECT_EQ(rb.single_io_thread(), GetParam());
+  auto [ra, rb] = start_runners();
+  EXPECT_EQ(ra->single_io_thread(), GetParam());
+  EXPECT_EQ(rb->single_io_thread(), GetParam());
   // One side initiates first (simultaneous initiation resolves only on the 5 s retry; that case
   // has its own test in device_test.cpp).
   a.tun.inject(ipv4_packet("10.0.0.1", "10.0.0.2", "hello"));
@@ -83,16 +90,16 @@ TEST_P(DeviceThreads, BidirectionalTrafficWithLiveConfigChanges) {
     for (auto& p : a.tun.take_written()) got_a.insert(payload_of(p));
     for (auto& p : b.tun.take_written()) got_b.insert(payload_of(p));
   }
-  ra.stop();
-  rb.stop();
+  ra->stop();
+  rb->stop();
   // Packets staged before the handshake beyond the staged-queue bound are dropped by design;
   // everything else arrives exactly once (a set would hide duplicates, so count them too).
   EXPECT_GE(got_b.size(), static_cast<size_t>(kPackets / 2));
   EXPECT_GE(got_a.size(), static_cast<size_t>(kPackets / 2));
   EXPECT_EQ(a.counter(device::Counter::drop_replay), 0u);
   EXPECT_EQ(b.counter(device::Counter::drop_replay), 0u);
-  EXPECT_FALSE(ra.failed());
-  EXPECT_FALSE(rb.failed());
+  EXPECT_FALSE(ra->failed());
+  EXPECT_FALSE(rb->failed());
 }
 
 // An extra receiver (the kernel socket or an AF_XDP queue in XDP mode): b's datagrams arrive only
@@ -292,31 +299,14 @@ TEST_P(DeviceThreads, FourWorkersSealForOnePeer) {
 // the new peer's handshake when it is removed again. None may vanish uncounted: every packet
 // read from the TUN is sent or counted as a drop.
 TEST_P(DeviceThreads, PacketsToAPeerRemovedMeanwhileAreSentOrCounted) {
-  for (Node* n : {&a, &b}) {
-    n->tun.set_blocking(true);
-    n->udp->set_blocking(true);
-  }
-  device::Runner ra(*a.dev, a.tun, *a.udp), rb(*b.dev, b.tun, *b.udp);
-  ra.set_single_io_thread(GetParam());
-  rb.set_single_io_thread(GetParam());
-  ra.start();
-  rb.start();
-  auto remove_b = [&] {
-    control::ConfigChange c;
-    control::PeerChange p;
-    p.public_key = b.pub;
-    p.remove = true;
-    c.peers.push_back(p);
-    std::string err;
-    ASSERT_EQ(a.dev->apply(c, &err), 0) << err;
-  };
+  auto [ra, rb] = start_runners();
   std::atomic<bool> churning{true};
   std::thread churn([&] {
     for (int i = 0; i < 40; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
       ASSERT_EQ(add_peer(a, b, {"10.0.0.2/32"}), 0);
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      remove_b();
+      ASSERT_EQ(remove_peer(a, b), 0);
     }
     churning = false;
   });
@@ -338,12 +328,12 @@ TEST_P(DeviceThreads, PacketsToAPeerRemovedMeanwhileAreSentOrCounted) {
   // REKEY_TIMEOUT, with its packets staged meanwhile).
   for (int i = 0; i < 300 && (a.tun.pending() > 0 || accounted() < injected); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  ra.stop();
-  rb.stop();
+  ra->stop();
+  rb->stop();
   EXPECT_EQ(accounted(), injected) << "sent " << a.counter(C::tx_packets) << ", no route "
                                    << a.counter(C::drop_no_route) << ", staged full "
                                    << a.counter(C::drop_staged_full);
-  EXPECT_FALSE(ra.failed());
+  EXPECT_FALSE(ra->failed());
 }
 
 INSTANTIATE_TEST_SUITE_P(IoThreads, DeviceThreads, ::testing::Bool(),

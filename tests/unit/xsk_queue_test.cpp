@@ -37,6 +37,22 @@ Path test_path() {
   return p;
 }
 
+// A raw AF_PACKET socket bound to `ifname` (every frame seen there, and what it sends leaves
+// there); -1 on failure.
+int packet_socket(const char* ifname) {
+  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+  if (fd < 0) return -1;
+  sockaddr_ll sll{};
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = htons(ETH_P_ALL);
+  sll.sll_ifindex = static_cast<int>(if_nametoindex(ifname));
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sll), sizeof sll) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 // Frames seen on `ifname` (AF_PACKET), each as bytes.
 std::vector<std::vector<uint8_t>> capture(int fd, size_t want) {
   std::vector<std::vector<uint8_t>> got;
@@ -89,13 +105,8 @@ TEST(XskQueueRx, ABurstAsLongAsTheRxFramesWaitsForTheWorker) {
     const uint32_t burst = o.rx_frames - o.rx_frames / 8;
     ASSERT_GT(burst, 2048u);
 
-    int pkt = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+    int pkt = packet_socket("xb");
     ASSERT_GE(pkt, 0) << std::strerror(errno);
-    sockaddr_ll sll{};
-    sll.sll_family = AF_PACKET;
-    sll.sll_protocol = htons(ETH_P_ALL);
-    sll.sll_ifindex = static_cast<int>(if_nametoindex("xb"));
-    ASSERT_EQ(bind(pkt, reinterpret_cast<sockaddr*>(&sll), sizeof sll), 0);
     std::vector<uint8_t> frame(64, 0);
     frame[0] = 0x02;  // locally administered unicast; the program takes the frame regardless
     frame[12] = 0x88, frame[13] = 0xb5;  // local experimental EtherType: nothing else answers
@@ -126,13 +137,8 @@ TEST(XskQueueLend, LentFramesLeaveWithoutACopyAndComeBack) {
   io::test_util::in_netns([] {
     ASSERT_EQ(std::system("ip link add xa type veth peer name xb && ip link set xa up && ip link set xb up"),
               0);
-    int pkt = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    int pkt = packet_socket("xb");
     ASSERT_GE(pkt, 0) << std::strerror(errno);
-    sockaddr_ll sll{};
-    sll.sll_family = AF_PACKET;
-    sll.sll_protocol = htons(ETH_P_ALL);
-    sll.sll_ifindex = static_cast<int>(if_nametoindex("xb"));
-    ASSERT_EQ(bind(pkt, reinterpret_cast<sockaddr*>(&sll), sizeof sll), 0);
 
     XskOptions o;
     o.ifname = "xa";
