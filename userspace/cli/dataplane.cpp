@@ -47,6 +47,8 @@ void add_xsk_stats(nlohmann::json& j, const xdp_statistics& s) {
 // the CPUs this process may run on (more workers than CPUs only when asked for).
 size_t worker_count(const UpOptions& o, int cpus) {
   if (o.queues > 0) return static_cast<size_t>(o.queues);
+  // XDP mode: a worker per NIC queue. More (transmit-only sockets sharing a queue) measured no
+  // faster on a 1-queue NIC with 2 CPUs (README, "Benchmark"), so they are asked for, not given.
   int n = o.tries_xdp() ? std::min(xdp::nic_rx_queues(o.nic), cpus) : cpus;
   return static_cast<size_t>(std::clamp(n, 1, XSKTUN_MAX_QUEUES));
 }
@@ -131,12 +133,8 @@ bool setup_xdp(const UpOptions& o, OwnerLock& lock, std::unique_ptr<io::UdpSocke
   }
   // One AF_XDP socket per RX queue of the NIC, so no queue's data falls back to the kernel
   // socket; worker i transmits on queue i's and receives from queues i, i + workers, ...
+  // Workers beyond the NIC's queues get a transmit-only socket on queue i % queues.
   int nq = xdp::nic_rx_queues(o.nic);
-  if (static_cast<int>(workers) > nq) {
-    *why = "--queues " + std::to_string(workers) + ": " + o.nic + " has " + std::to_string(nq) +
-           " RX queue(s) (ethtool -L " + o.nic + " combined N adds more)";
-    return false;
-  }
   if (nq > XSKTUN_MAX_QUEUES) {
     // The xsks map has XSKTUN_MAX_QUEUES slots; frames on the queues beyond reach the kernel
     // socket (the program's fallback, counted as xdp_pass_data_no_xsk).
@@ -163,12 +161,15 @@ bool setup_xdp(const UpOptions& o, OwnerLock& lock, std::unique_ptr<io::UdpSocke
   if (!p) return false;
   bool nic_segments_udp = xdp::nic_udp_segmentation(o.nic).value_or(false);
   std::vector<std::unique_ptr<xdp::XskQueue>> queues;
+  const size_t nqs = static_cast<size_t>(nq);
   for (int q = 0; q < nq; ++q) {
     xdp::XskOptions xo;
     xo.ifname = o.nic;
     xo.queue = static_cast<uint32_t>(q);
     xo.xsks_map_fd = p->object().xsks_fd();
     xo.zerocopy = o.zerocopy;
+    // Workers q + nq, q + 2 nq, ... transmit on this queue too.
+    xo.siblings = workers > nqs + static_cast<size_t>(q) ? static_cast<uint32_t>((workers - 1 - q) / nqs) : 0;
     auto xq = xdp::XskQueue::create(xo, why);
     if (!xq) return false;
     if (o.mode == DataMode::kAuto && !xq->zerocopy() && nic_segments_udp) {
@@ -180,6 +181,11 @@ bool setup_xdp(const UpOptions& o, OwnerLock& lock, std::unique_ptr<io::UdpSocke
       return false;  // queues, then the program and its pins, are torn down on return
     }
     queues.push_back(std::move(xq));
+  }
+  for (size_t w = nqs; w < workers; ++w) {  // worker w's socket is queues[w]
+    auto sib = xdp::XskQueue::create_sibling(*queues[w % nqs], why);
+    if (!sib) return false;
+    queues.push_back(std::move(sib));
   }
   *bind = std::make_unique<xdp::XskBind>(std::move(udp), std::move(queues));
   // Longer frames go to the kernel socket both ways: in, the program passes data frames the
@@ -194,9 +200,10 @@ bool setup_xdp(const UpOptions& o, OwnerLock& lock, std::unique_ptr<io::UdpSocke
   mode->attach_mode = p->attach_mode();
   mode->zerocopy = (*bind)->zerocopy();
   mode->queues = nq;
-  XLOG_INFO(
-      "xdp mode on %s: %s attach, %d queue(s), %s, NIC MTU %u", o.nic.c_str(), mode->attach_mode.c_str(), nq,
-      mode->zerocopy ? "zero-copy" : "copy mode (zero-copy not supported by the driver)", (*bind)->nic_mtu());
+  XLOG_INFO("xdp mode on %s: %s attach, %d queue(s), %zu transmit-only socket(s), %s, NIC MTU %u",
+            o.nic.c_str(), mode->attach_mode.c_str(), nq, workers > nqs ? workers - nqs : 0,
+            mode->zerocopy ? "zero-copy" : "copy mode (zero-copy not supported by the driver)",
+            (*bind)->nic_mtu());
   dp->plane = std::move(p);
   return true;
 }

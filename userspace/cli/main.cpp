@@ -109,8 +109,10 @@ int main(int argc, char** argv) {
   cup->add_option(
          "--queues", up.queues,
          "Data-path workers, each with its own TUN queue and UDP side (socket mode: a socket of an "
-         "SO_REUSEPORT group; XDP mode: the AF_XDP socket of NIC queue i). 0 = the NIC's RX queues (XDP "
-         "mode) or the CPUs (socket mode), at most the CPUs this process may run on")
+         "SO_REUSEPORT group; XDP mode: the AF_XDP socket of NIC queue i, or beyond the NIC's queues a "
+         "transmit-only socket sharing queue i mod queues). 0 = the NIC's RX queues (XDP mode) or the CPUs "
+         "(socket "
+         "mode), at most the CPUs this process may run on")
       ->check(CLI::Range(0, 64))
       ->capture_default_str();
   add_choice(cup, "--zerocopy", up.zerocopy, kZeroCopyModes,

@@ -83,12 +83,13 @@ xdp_statistics XskBind::xsk_statistics() const {
   for (const auto& q : queues_) {
     xdp_statistics s;
     if (!q->statistics(&s)) continue;
+    sum.tx_invalid_descs += s.tx_invalid_descs;
+    sum.tx_ring_empty_descs += s.tx_ring_empty_descs;
+    if (!q->receives()) continue;  // a sibling reports its queue's shared fill ring again
     sum.rx_dropped += s.rx_dropped;
     sum.rx_invalid_descs += s.rx_invalid_descs;
-    sum.tx_invalid_descs += s.tx_invalid_descs;
     sum.rx_ring_full += s.rx_ring_full;
     sum.rx_fill_ring_empty_descs += s.rx_fill_ring_empty_descs;
-    sum.tx_ring_empty_descs += s.tx_ring_empty_descs;
   }
   return sum;
 }

@@ -15,28 +15,44 @@
 
 namespace xsktun::xdp {
 
+XskQueue::Umem::~Umem() {
+  if (umem) xsk_umem__delete(umem);
+  if (area) munmap(area, size);
+}
+
 std::unique_ptr<XskQueue> XskQueue::create(const XskOptions& o, std::string* err) {
   std::unique_ptr<XskQueue> q(new XskQueue());
   q->queue_ = o.queue;
   q->frame_size_ = o.frame_size;
+  q->rx_frames_ = o.rx_frames;
+  q->tx_frames_ = o.tx_frames;
   q->tx_ring_ = o.tx_frames;
   if (!std::has_single_bit(o.rx_frames) || !std::has_single_bit(o.tx_frames)) {
     *err = "AF_XDP frame counts must be powers of two";
     return nullptr;
   }
-  q->area_size_ = size_t{o.frames()} * o.frame_size;
-  q->area_ = mmap(nullptr, q->area_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (q->area_ == MAP_FAILED) {
-    q->area_ = nullptr;
+  auto um = std::make_shared<Umem>();
+  um->size = size_t{o.frames()} * o.frame_size;
+  um->pools = 1 + o.siblings;
+  um->returned.resize(um->pools);
+  um->ifname = o.ifname;
+  // Every pool's frames can be in flight at once: the completion ring holds them all.
+  um->comp_size = std::bit_ceil(o.tx_frames * um->pools);
+  um->area = mmap(nullptr, um->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (um->area == MAP_FAILED) {
+    um->area = nullptr;
     *err = std::string("mmap UMEM: ") + strerror(errno);
     return nullptr;
   }
+  q->um_ = um;
+  q->area_ = um->area;
+  q->area_size_ = um->size;
   xsk_umem_config ucfg{};
   ucfg.fill_size = o.rx_frames;
-  ucfg.comp_size = o.tx_frames;
+  ucfg.comp_size = um->comp_size;
   ucfg.frame_size = o.frame_size;
   ucfg.frame_headroom = 0;
-  int rc = xsk_umem__create(&q->umem_, q->area_, q->area_size_, &q->fill_, &q->comp_, &ucfg);
+  int rc = xsk_umem__create(&um->umem, um->area, um->size, &um->fill, &um->comp, &ucfg);
   if (rc) {
     *err = std::string("xsk_umem__create: ") + strerror(-rc);
     return nullptr;
@@ -57,7 +73,7 @@ std::unique_ptr<XskQueue> XskQueue::create(const XskOptions& o, std::string* err
     // work between two threads, which measured faster (README, "Benchmark", tried and dropped: copy mode
     // without it).
     scfg.bind_flags = XDP_USE_NEED_WAKEUP | (zc ? XDP_ZEROCOPY : XDP_COPY);
-    rc = xsk_socket__create(&q->xsk_, o.ifname.c_str(), o.queue, q->umem_, &q->rx_, &q->tx_, &scfg);
+    rc = xsk_socket__create(&q->xsk_, o.ifname.c_str(), o.queue, um->umem, &q->rx_, &q->tx_, &scfg);
     if (rc == 0) {
       q->zerocopy_ = zc;
       break;
@@ -72,24 +88,63 @@ std::unique_ptr<XskQueue> XskQueue::create(const XskOptions& o, std::string* err
     *err = std::string("xsks map update: ") + strerror(-rc);
     return nullptr;
   }
-  // Every RX frame goes to the fill ring; the rest are for TX.
+  // Every RX frame goes to the fill ring; pool 0 of the TX frames is this socket's.
   uint32_t n = o.rx_frames, idx = 0;
-  if (xsk_ring_prod__reserve(&q->fill_, n, &idx) != n) {
+  if (xsk_ring_prod__reserve(&um->fill, n, &idx) != n) {
     *err = "cannot reserve fill ring";
     return nullptr;
   }
-  for (uint32_t i = 0; i < n; ++i) *xsk_ring_prod__fill_addr(&q->fill_, idx + i) = uint64_t{i} * o.frame_size;
-  xsk_ring_prod__submit(&q->fill_, n);
-  for (uint32_t i = n; i < o.frames(); ++i) q->tx_free_.push_back(uint64_t{i} * o.frame_size);
-  q->lent_state_.assign(o.frames(), 0);
-  q->wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  for (uint32_t i = 0; i < n; ++i) *xsk_ring_prod__fill_addr(&um->fill, idx + i) = uint64_t{i} * o.frame_size;
+  xsk_ring_prod__submit(&um->fill, n);
+  q->init_tx_frames(0);
   return q;
 }
 
+std::unique_ptr<XskQueue> XskQueue::create_sibling(XskQueue& first, std::string* err) {
+  Umem& um = *first.um_;
+  if (um.next_pool >= um.pools) {
+    *err = "no TX frames left for another socket on queue " + std::to_string(first.queue_);
+    return nullptr;
+  }
+  std::unique_ptr<XskQueue> q(new XskQueue());
+  q->queue_ = first.queue_;
+  q->zerocopy_ = first.zerocopy_;
+  q->has_rx_ = false;
+  q->frame_size_ = first.frame_size_;
+  q->rx_frames_ = first.rx_frames_;
+  q->tx_frames_ = first.tx_frames_;
+  q->tx_ring_ = first.tx_frames_;
+  q->um_ = first.um_;
+  q->area_ = um.area;
+  q->area_size_ = um.size;
+  xsk_socket_config scfg{};
+  scfg.tx_size = q->tx_ring_;
+  scfg.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;
+  // Same UMEM and queue: libxdp binds with XDP_SHARED_UMEM and the kernel gives this socket the
+  // first one's buffer pool, fill and completion rings (net/xdp/xsk.c xsk_bind), and its mode.
+  int rc = xsk_socket__create_shared(&q->xsk_, um.ifname.c_str(), q->queue_, um.umem, nullptr, &q->tx_,
+                                     &um.fill, &um.comp, &scfg);
+  if (rc) {
+    q->xsk_ = nullptr;
+    *err = "AF_XDP transmit socket on " + um.ifname + " queue " + std::to_string(q->queue_) + ": " +
+           strerror(-rc);
+    return nullptr;
+  }
+  q->init_tx_frames(um.next_pool++);
+  return q;
+}
+
+void XskQueue::init_tx_frames(uint32_t pool) {
+  pool_ = pool;
+  uint32_t first = rx_frames_ + pool * tx_frames_;
+  for (uint32_t i = first; i < first + tx_frames_; ++i) tx_free_.push_back(uint64_t{i} * frame_size_);
+  lent_state_.assign(static_cast<size_t>(area_size_ / frame_size_), 0);
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
 XskQueue::~XskQueue() {
+  // The socket first; the UMEM goes with the last socket that shares it (Umem's destructor).
   if (xsk_) xsk_socket__delete(xsk_);
-  if (umem_) xsk_umem__delete(umem_);
-  if (area_) munmap(area_, area_size_);
   if (wake_fd_ >= 0) close(wake_fd_);
 }
 
@@ -119,15 +174,24 @@ void XskQueue::recycle_previous() {
   uint32_t idx = 0;
   uint32_t n = static_cast<uint32_t>(held_.size());
   // The fill ring has room for every RX frame, so this cannot fail short.
-  while (xsk_ring_prod__reserve(&fill_, n, &idx) != n) {
+  while (xsk_ring_prod__reserve(&um_->fill, n, &idx) != n) {
   }
-  for (uint32_t i = 0; i < n; ++i) *xsk_ring_prod__fill_addr(&fill_, idx + i) = held_[i];
-  xsk_ring_prod__submit(&fill_, n);
+  for (uint32_t i = 0; i < n; ++i) *xsk_ring_prod__fill_addr(&um_->fill, idx + i) = held_[i];
+  xsk_ring_prod__submit(&um_->fill, n);
   held_.clear();
   held_parsed_.clear();
 }
 
 int XskQueue::peek_rx(std::span<io::PacketBuf> bufs, int timeout_ms) {
+  if (!has_rx_) {
+    // Transmit-only: nothing ever arrives; a caller that waits is woken by wake() only.
+    pollfd pfd{wake_fd_, POLLIN, 0};
+    if (timeout_ms != 0 && poll(&pfd, 1, timeout_ms) > 0) {
+      uint64_t v;
+      (void)!read(wake_fd_, &v, sizeof v);
+    }
+    return 0;
+  }
   uint32_t idx = 0;
   uint32_t got = xsk_ring_cons__peek(&rx_, static_cast<uint32_t>(bufs.size()), &idx);
   if (got == 0) {
@@ -184,17 +248,30 @@ void XskQueue::kick_tx() {
 }
 
 uint32_t XskQueue::reclaim_completions() {
+  Umem& um = *um_;
+  std::unique_lock lock(um.comp_mu, std::defer_lock);
+  if (um.pools > 1) lock.lock();
   uint32_t idx = 0;
-  uint32_t n = xsk_ring_cons__peek(&comp_, tx_ring_, &idx);
+  uint32_t n = xsk_ring_cons__peek(&um.comp, um.comp_size, &idx);
   // A lent frame was submitted at an offset into it (behind shorter headers): back to its start.
   for (uint32_t i = 0; i < n; ++i) {
-    uint64_t a = *xsk_ring_cons__comp_addr(&comp_, idx + i);
-    tx_free_.push_back(a - a % frame_size_);
+    uint64_t a = *xsk_ring_cons__comp_addr(&um.comp, idx + i);
+    uint64_t frame = a - a % frame_size_;
+    uint32_t pool = static_cast<uint32_t>((frame / frame_size_ - rx_frames_) / tx_frames_);
+    if (pool == pool_)
+      tx_free_.push_back(frame);
+    else
+      um.returned[pool].push_back(frame);
   }
   if (n) {
-    xsk_ring_cons__release(&comp_, n);
-    // Completed: the kernel took the frame off the TX ring (copy mode: handed to the driver).
+    xsk_ring_cons__release(&um.comp, n);
+    // Completed: the kernel took the frame off a TX ring (copy mode: handed to the driver).
     counters_->add(device::Counter::xsk_tx_packets, n);
+  }
+  if (um.pools > 1 && !um.returned[pool_].empty()) {
+    auto& mine = um.returned[pool_];
+    tx_free_.insert(tx_free_.end(), mine.begin(), mine.end());
+    mine.clear();
   }
   return n;
 }

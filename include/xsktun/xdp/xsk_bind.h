@@ -1,7 +1,8 @@
-// The XDP-mode UDP side: AF_XDP sockets (one per NIC queue) for data, plus the kernel UDP
-// socket on the same port for handshakes (the XDP program passes them to the stack) and as the
-// slow path for destinations whose return path is not known yet. Each worker has a lane():
-// it receives from and transmits on its own queue's rings.
+// The XDP-mode UDP side: AF_XDP sockets (one per NIC queue, then any transmit-only siblings
+// for the workers beyond the NIC's queues) for data, plus the kernel UDP socket on the same port
+// for handshakes (the XDP program passes them to the stack) and as the slow path for
+// destinations whose return path is not known yet. Each worker has a lane(): it receives from
+// and transmits on its own socket's rings (a sibling's worker only transmits).
 #pragma once
 
 #include <atomic>

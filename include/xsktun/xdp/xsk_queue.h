@@ -1,5 +1,8 @@
 // One AF_XDP socket bound to one NIC queue, with its own UMEM (libxdp's xsk API). The first
-// rx_frames of the UMEM feed the fill ring (RX), the tx_frames behind them are TX frames.
+// rx_frames of the UMEM feed the fill ring (RX), the tx_frames behind them are TX frames. A NIC
+// queue can also carry transmit-only sibling sockets (more workers than NIC queues): they share
+// the first socket's UMEM and, as the kernel requires on one queue, its fill and completion
+// rings; each has its own TX ring and its own tx_frames.
 #pragma once
 
 #include <linux/if_xdp.h>
@@ -31,13 +34,19 @@ struct XskOptions {
   uint32_t rx_frames = 4096;
   uint32_t tx_frames = 2048;
   uint32_t frame_size = 2048;  // XSK_UMEM__DEFAULT_FRAME_SIZE / 2: fits any 1500-MTU frame
-  uint32_t frames() const { return rx_frames + tx_frames; }
+  uint32_t siblings = 0;       // transmit-only sockets create_sibling will add on this queue
+  uint32_t frames() const { return rx_frames + tx_frames * (1 + siblings); }
 };
 
 class XskQueue {
  public:
   static std::unique_ptr<XskQueue> create(const XskOptions& o, std::string* err);
+  // A transmit-only socket on `first`'s NIC queue, sharing its UMEM: the next of the
+  // o.siblings that `first` was created for. It receives nothing (recv returns 0).
+  static std::unique_ptr<XskQueue> create_sibling(XskQueue& first, std::string* err);
   ~XskQueue();
+
+  bool receives() const { return has_rx_; }
 
   bool zerocopy() const { return zerocopy_; }
   uint32_t queue() const { return queue_; }
@@ -87,17 +96,40 @@ class XskQueue {
   uint32_t reclaim_completions();
   void kick_tx();
   int peek_rx(std::span<io::PacketBuf> bufs, int timeout_ms);
+  void init_tx_frames(uint32_t pool);
+
+  // What the sockets of one NIC queue share; freed (UMEM unregistered, area unmapped) after
+  // the last of them closed its socket.
+  struct Umem {
+    void* area = nullptr;
+    size_t size = 0;
+    xsk_umem* umem = nullptr;
+    xsk_ring_prod fill{};
+    xsk_ring_cons comp{};
+    uint32_t comp_size = 0;
+    uint32_t pools = 1;      // TX frame pools: the first socket's and one per sibling
+    uint32_t next_pool = 1;  // the pool the next sibling gets
+    std::string ifname;
+    // With siblings, the one completion ring is reaped by whichever socket needs frames, under
+    // this lock (per batch, shared only by the workers of this NIC queue); a frame of another
+    // pool waits in `returned` for its owner.
+    std::mutex comp_mu;
+    std::vector<std::vector<uint64_t>> returned;
+    ~Umem();
+  };
 
   uint32_t queue_ = 0;
   bool zerocopy_ = false;
+  bool has_rx_ = true;
   uint32_t frame_size_ = 0;
-  uint32_t tx_ring_ = 0;  // TX and completion ring length
-  void* area_ = nullptr;
+  uint32_t rx_frames_ = 0;
+  uint32_t tx_frames_ = 0;  // per pool
+  uint32_t tx_ring_ = 0;    // this socket's TX ring length
+  uint32_t pool_ = 0;       // which TX frames are this socket's
+  std::shared_ptr<Umem> um_;
+  void* area_ = nullptr;  // um_->area
   size_t area_size_ = 0;
-  xsk_umem* umem_ = nullptr;
   xsk_socket* xsk_ = nullptr;
-  xsk_ring_prod fill_{};
-  xsk_ring_cons comp_{};
   xsk_ring_cons rx_{};
   xsk_ring_prod tx_{};
   int wake_fd_ = -1;
