@@ -54,6 +54,21 @@ int packet_socket(const char* ifname) {
   return fd;
 }
 
+// The veth pair xa (for the AF_XDP sockets) / xb, both up; returns a packet socket on xb, which
+// sees what xa sends and sends to xa (-1 on failure).
+int veth_with_capture() {
+  if (std::system("ip link add xa type veth peer name xb && ip link set xa up && ip link set xb up") != 0)
+    return -1;
+  return packet_socket("xb");
+}
+
+XskOptions copy_mode_on_xa() {
+  XskOptions o;
+  o.ifname = "xa";
+  o.zerocopy = XskOptions::ZeroCopy::kOff;
+  return o;
+}
+
 // Frames seen on `ifname` (AF_PACKET), each as bytes.
 std::vector<std::vector<uint8_t>> capture(int fd, size_t want) {
   std::vector<std::vector<uint8_t>> got;
@@ -86,17 +101,15 @@ int redirect_all_prog(int xsks_map) {
 
 TEST(XskQueueRx, ABurstAsLongAsTheRxFramesWaitsForTheWorker) {
   io::test_util::in_netns([] {
-    ASSERT_EQ(std::system("ip link add xa type veth peer name xb && ip link set xa up && ip link set xb up"),
-              0);
+    int pkt = veth_with_capture();
+    ASSERT_GE(pkt, 0) << std::strerror(errno);
     int map = bpf_map_create(BPF_MAP_TYPE_XSKMAP, "xsks", 4, 4, 1, nullptr);
     ASSERT_GE(map, 0) << std::strerror(errno);
     int prog = redirect_all_prog(map);
     ASSERT_GE(prog, 0) << std::strerror(errno);
     ASSERT_EQ(bpf_xdp_attach(static_cast<int>(if_nametoindex("xa")), prog, XDP_FLAGS_DRV_MODE, nullptr), 0);
-    XskOptions o;
-    o.ifname = "xa";
+    XskOptions o = copy_mode_on_xa();
     o.xsks_map_fd = map;
-    o.zerocopy = XskOptions::ZeroCopy::kOff;
     std::string err;
     auto q = XskQueue::create(o, &err);
     if (!q) GTEST_SKIP() << "no AF_XDP socket on veth: " << err;
@@ -106,8 +119,6 @@ TEST(XskQueueRx, ABurstAsLongAsTheRxFramesWaitsForTheWorker) {
     const uint32_t burst = o.rx_frames - o.rx_frames / 8;
     ASSERT_GT(burst, 2048u);
 
-    int pkt = packet_socket("xb");
-    ASSERT_GE(pkt, 0) << std::strerror(errno);
     std::vector<uint8_t> frame(64, 0);
     frame[0] = 0x02;  // locally administered unicast; the program takes the frame regardless
     frame[12] = 0x88, frame[13] = 0xb5;  // local experimental EtherType: nothing else answers
@@ -139,13 +150,9 @@ TEST(XskQueueRx, ABurstAsLongAsTheRxFramesWaitsForTheWorker) {
 // completion ring the two share.
 TEST(XskQueueSibling, TransmitsAndGetsItsFramesBackWhoeverReapsThem) {
   io::test_util::in_netns([] {
-    ASSERT_EQ(std::system("ip link add xa type veth peer name xb && ip link set xa up && ip link set xb up"),
-              0);
-    int pkt = packet_socket("xb");
+    int pkt = veth_with_capture();
     ASSERT_GE(pkt, 0) << std::strerror(errno);
-    XskOptions o;
-    o.ifname = "xa";
-    o.zerocopy = XskOptions::ZeroCopy::kOff;
+    XskOptions o = copy_mode_on_xa();
     o.siblings = 1;
     std::string err;
     auto first = XskQueue::create(o, &err);
@@ -213,14 +220,10 @@ TEST(XskQueueSibling, TransmitsAndGetsItsFramesBackWhoeverReapsThem) {
 
 TEST(XskQueueLend, LentFramesLeaveWithoutACopyAndComeBack) {
   io::test_util::in_netns([] {
-    ASSERT_EQ(std::system("ip link add xa type veth peer name xb && ip link set xa up && ip link set xb up"),
-              0);
-    int pkt = packet_socket("xb");
+    int pkt = veth_with_capture();
     ASSERT_GE(pkt, 0) << std::strerror(errno);
 
-    XskOptions o;
-    o.ifname = "xa";
-    o.zerocopy = XskOptions::ZeroCopy::kOff;
+    XskOptions o = copy_mode_on_xa();
     std::string err;
     auto q = XskQueue::create(o, &err);
     if (!q) GTEST_SKIP() << "no AF_XDP socket on veth: " << err;
