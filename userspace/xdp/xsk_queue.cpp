@@ -257,6 +257,10 @@ uint32_t XskQueue::reclaim_completions() {
   for (uint32_t i = 0; i < n; ++i) {
     uint64_t a = *xsk_ring_cons__comp_addr(&um.comp, idx + i);
     uint64_t frame = a - a % frame_size_;
+    if (um.pools == 1) {  // no siblings: every completion is ours
+      tx_free_.push_back(frame);
+      continue;
+    }
     uint32_t pool = static_cast<uint32_t>((frame / frame_size_ - rx_frames_) / tx_frames_);
     if (pool == pool_)
       tx_free_.push_back(frame);
