@@ -154,8 +154,7 @@ void Device::remove_peer_locked(const std::shared_ptr<Peer>& p) {
   p->removed = true;
   zero_keys(*p);
   p->timers.stop();
-  counters_.add(Counter::drop_no_route, p->staged.size());  // waiting for a handshake that won't come
-  p->staged.clear();
+  drop_staged(*p, Counter::drop_no_route);  // waiting for a handshake that won't come
   if (observer_) observer_->peer_removed(p->id);
 }
 
@@ -199,7 +198,7 @@ void Device::shutdown() {
     std::lock_guard pl(p->mu);
     zero_keys(*p);
     p->timers.stop();
-    p->staged.clear();
+    drop_staged(*p, Counter::drop_no_route);
   }
 }
 

@@ -289,11 +289,15 @@ void Device::flush_staged(Peer& p) {
   p.timers.any_authenticated_packet_traversal(now);
 }
 
+void Device::drop_staged(Peer& p, Counter why) {
+  counters_.add(why, p.staged.size());
+  p.staged.clear();
+}
+
 void Device::handle_timer_actions(Peer& p, TimerActions a) {
   if (a.has(TimerAction::kZeroKeys)) zero_keys(p);
   if (a.has(TimerAction::kDropStaged)) {
-    counters_.add(Counter::drop_staged_expired, p.staged.size());
-    p.staged.clear();
+    drop_staged(p, Counter::drop_staged_expired);
   }
   if (a.has(TimerAction::kSendInitiation)) send_initiation(p, true);
   if (a.has(TimerAction::kSendKeepalive)) send_keepalive(p);

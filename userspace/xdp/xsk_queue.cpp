@@ -136,7 +136,7 @@ std::unique_ptr<XskQueue> XskQueue::create_sibling(XskQueue& first, std::string*
 
 void XskQueue::init_tx_frames(uint32_t pool) {
   pool_ = pool;
-  uint32_t first = rx_frames_ + pool * tx_frames_;
+  uint32_t first = rx_frames_ + pool * tx_frames_;  // frame index; pool_of inverts it
   for (uint32_t i = first; i < first + tx_frames_; ++i) tx_free_.push_back(uint64_t{i} * frame_size_);
   lent_state_.assign(static_cast<size_t>(area_size_ / frame_size_), 0);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -261,7 +261,7 @@ uint32_t XskQueue::reclaim_completions() {
       tx_free_.push_back(frame);
       continue;
     }
-    uint32_t pool = static_cast<uint32_t>((frame / frame_size_ - rx_frames_) / tx_frames_);
+    uint32_t pool = pool_of(frame);
     if (pool == pool_)
       tx_free_.push_back(frame);
     else

@@ -31,7 +31,6 @@ class ShardedMap {
     if (it == s.map.end()) return std::nullopt;
     return it->second;
   }
-  bool contains(K k) const { return find(k).has_value(); }
   // False (and no change) if k is present: a check-and-insert no other writer can split.
   bool insert(K k, V v) {
     Shard& s = shard(k);

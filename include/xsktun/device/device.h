@@ -256,6 +256,7 @@ class Device {
   void send_run(Peer& p, std::span<io::PacketBuf> run, std::vector<io::PacketBuf>& out, Nanos now,
                 Counters& c);
   void stage(Peer& p, std::span<io::PacketBuf> run, Counters& c);  // p.mu held
+  void drop_staged(Peer& p, Counter why);                          // p.mu held; counted as `why`
   bool validate_inner(const uint8_t* pkt, size_t* len);
 
   io::TunIo& tun_;

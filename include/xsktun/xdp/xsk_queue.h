@@ -97,6 +97,10 @@ class XskQueue {
   void kick_tx();
   int peek_rx(std::span<io::PacketBuf> bufs, int timeout_ms);
   void init_tx_frames(uint32_t pool);
+  // The TX pool a frame address belongs to: frames are [rx_frames | pool 0 | pool 1 | ...].
+  uint32_t pool_of(uint64_t frame) const {
+    return static_cast<uint32_t>((frame / frame_size_ - rx_frames_) / tx_frames_);
+  }
 
   // What the sockets of one NIC queue share; freed (UMEM unregistered, area unmapped) after
   // the last of them closed its socket.
